@@ -1,0 +1,3 @@
+from cookbook_data.cli import main
+
+main()

@@ -1,0 +1,233 @@
+"""Record schemas: the contracts between the stages of the toolkit.
+
+Every stage reads and writes these records as JSONL (see :mod:`cookbook_data.records`), so a file written by
+one container can be read by the next without the first one installed. Each record carries a
+``schema_version``; a reader meeting a version it does not know fails with a message instead of guessing.
+All models forbid unknown fields, so a typo in a hand-written manifest is an error that names the field.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, JsonValue, Tag, TypeAdapter, model_validator
+
+SCHEMA_VERSION: Literal[1] = 1
+"""Version written into every record. Bump it (and add a migration) when a record changes incompatibly."""
+
+NonEmptyStr = Annotated[str, Field(min_length=1)]
+PixelCount = Annotated[int, Field(gt=0)]
+
+
+class Strict(BaseModel):
+    """Base for configs and records: unknown fields are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Record(Strict):
+    """Base for records stored as JSONL lines."""
+
+    schema_version: Literal[1] = Field(
+        default=SCHEMA_VERSION, description="Version of the record layout this line was written with."
+    )
+
+
+class VideoSample(Record):
+    """One video and what is known about it: the unit every stage iterates over."""
+
+    id: NonEmptyStr = Field(
+        description="Stable identifier, unique within a manifest; joins all later records."
+    )
+    path: NonEmptyStr | None = Field(
+        default=None, description="Local file path of the video (absolute, or relative to the manifest)."
+    )
+    url: NonEmptyStr | None = Field(default=None, description="Where the video can be downloaded from.")
+    caption: str | None = Field(
+        default=None, description="Text describing the video, or the prompt the video was generated from."
+    )
+    labels: dict[str, JsonValue] = Field(
+        default_factory=dict,
+        description=(
+            "Ground-truth labels, e.g. VideoPhy-2 `pc` (physical commonsense 1-5) and `sa` "
+            "(semantic adherence 1-5)."
+        ),
+    )
+    metadata: dict[str, JsonValue] = Field(
+        default_factory=dict, description="Anything else carried along (source dataset, category, ...)."
+    )
+
+    @model_validator(mode="after")
+    def _needs_a_location(self) -> Self:
+        if self.path is None and self.url is None:
+            raise ValueError("a video sample needs a `path` or a `url`")
+        return self
+
+
+class TextPart(Strict):
+    """Plain text inside a message."""
+
+    type: Literal["text"] = "text"
+    text: str = Field(description="The text.")
+
+
+class ImagePart(Strict):
+    """An image inside a message, in the Qwen-VL message format."""
+
+    type: Literal["image"] = "image"
+    image: NonEmptyStr = Field(description="Absolute path or URL of the image.")
+    min_pixels: PixelCount | None = Field(default=None, description="Lower bound of the resized image area.")
+    max_pixels: PixelCount | None = Field(default=None, description="Upper bound of the resized image area.")
+
+
+class VideoPart(Strict):
+    """A video inside a message, with the vision settings it must be sampled with (Qwen-VL message format)."""
+
+    type: Literal["video"] = "video"
+    video: NonEmptyStr = Field(description="Absolute path or URL of the video.")
+    fps: Annotated[float, Field(gt=0)] | None = Field(
+        default=None, description="Frames per second to sample; exclusive with `nframes`."
+    )
+    nframes: Annotated[int, Field(gt=0)] | None = Field(
+        default=None, description="Exact number of frames to sample; exclusive with `fps`."
+    )
+    min_frames: Annotated[int, Field(gt=0)] | None = Field(default=None, description="Fewest frames to keep.")
+    max_frames: Annotated[int, Field(gt=0)] | None = Field(default=None, description="Most frames to keep.")
+    min_pixels: PixelCount | None = Field(default=None, description="Lower bound of each frame's area.")
+    max_pixels: PixelCount | None = Field(default=None, description="Upper bound of each frame's area.")
+    total_pixels: PixelCount | None = Field(
+        default=None, description="Budget of pixels over all sampled frames together."
+    )
+
+    @model_validator(mode="after")
+    def _fps_or_nframes(self) -> Self:
+        if self.fps is not None and self.nframes is not None:
+            raise ValueError("give either `fps` or `nframes` for a video, not both")
+        return self
+
+
+ContentPart = Annotated[TextPart | ImagePart | VideoPart, Field(discriminator="type")]
+
+
+def _content_form(value: Any) -> str:
+    return "text" if isinstance(value, str) else "parts"
+
+
+Content = Annotated[
+    Annotated[str, Tag("text")] | Annotated[list[ContentPart], Tag("parts")],
+    Discriminator(_content_form),
+]
+"""A message's content: plain text, or a list of parts. Tagged so validation errors read
+``messages.1.user.content.parts.0.video.fsp`` rather than listing every union member."""
+
+
+class SystemMessage(Strict):
+    """Instructions the model sees before the conversation."""
+
+    role: Literal["system"] = "system"
+    content: Content = Field(description="Text, or a list of parts.")
+
+
+class UserMessage(Strict):
+    """A user turn: media parts and text."""
+
+    role: Literal["user"] = "user"
+    content: Content = Field(description="Text, or a list of media and text parts.")
+
+
+class AssistantMessage(Strict):
+    """A model turn: the training target in SFT data, absent from GRPO prompts."""
+
+    role: Literal["assistant"] = "assistant"
+    content: Content = Field(description="Text, or a list of parts.")
+
+
+Message = Annotated[SystemMessage | UserMessage | AssistantMessage, Field(discriminator="role")]
+_MESSAGES = TypeAdapter(list[Message])
+
+
+class Conversation(Record):
+    """A chat in the Qwen-VL message format, the form cosmos-rl's dataset plugins consume.
+
+    cosmos-rl stores a conversation as a JSON string of the bare message list; :meth:`to_messages_json`
+    and :meth:`from_messages_json` convert to and from that form, dropping unset optional keys so the
+    string holds exactly what the model's processor expects.
+    """
+
+    messages: list[Message] = Field(min_length=1, description="System, user and assistant turns in order.")
+
+    def to_messages(self) -> list[dict[str, Any]]:
+        """The bare message list, as plain dicts without unset keys."""
+        messages: list[dict[str, Any]] = _MESSAGES.dump_python(self.messages, mode="json", exclude_none=True)
+        return messages
+
+    def to_messages_json(self) -> str:
+        """The JSON string stored in the `conversations` column of a training dataset."""
+        return json.dumps(self.to_messages(), ensure_ascii=False)
+
+    @classmethod
+    def from_messages_json(cls, text: str) -> Conversation:
+        """Parse the bare-list JSON form back into a validated conversation."""
+        return cls(messages=_MESSAGES.validate_json(text))
+
+
+class Prediction(Record):
+    """What a model said about one sample, kept whole even when it cannot be parsed."""
+
+    sample_id: NonEmptyStr = Field(description="`VideoSample.id` this prediction is for.")
+    model: NonEmptyStr = Field(description="Hub id or path of the model that produced it.")
+    task: str | None = Field(default=None, description="Task or prompt template name and version.")
+    raw_text: str = Field(description="The generated text exactly as decoded.")
+    thinking: str | None = Field(default=None, description="Reasoning part, when the output has one.")
+    answer: str | None = Field(
+        default=None, description="Parsed answer; None when the output could not be parsed."
+    )
+    latency_s: Annotated[float, Field(ge=0)] | None = Field(
+        default=None, description="Wall time spent on this sample (its share of the batch)."
+    )
+    num_generated_tokens: Annotated[int, Field(ge=0)] | None = Field(
+        default=None, description="Tokens generated for this sample."
+    )
+
+
+ScoreKind = Literal[
+    "physics_likert",
+    "instruction_likert",
+    "reward_model_yes_no",
+    "approve_reject",
+    "physics_rule",
+    "trajectory",
+]
+
+
+class ScoreRecord(Record):
+    """A score given to one sample by one scorer."""
+
+    sample_id: NonEmptyStr = Field(description="`VideoSample.id` this score is for.")
+    score: float | None = Field(description="The score; None when the scorer could not produce one.")
+    score_kind: ScoreKind = Field(description="What the score measures and on which scale.")
+    model: str | None = Field(default=None, description="Model or verifier that gave the score.")
+    critique: str | None = Field(default=None, description="Free-text justification or reasoning.")
+    rewards: dict[str, float] = Field(
+        default_factory=dict, description="Per-component rewards, e.g. {'format': 1.0, 'accuracy': 0.5}."
+    )
+
+
+class ItemError(Record):
+    """A failure on one item of a batch job; the job records it and goes on."""
+
+    sample_id: NonEmptyStr = Field(description="`VideoSample.id` (or row identifier) that failed.")
+    stage: NonEmptyStr = Field(description="Job that failed on it, e.g. 'validate' or 'infer'.")
+    error_type: NonEmptyStr = Field(description="Exception class or error category.")
+    message: str = Field(description="Human-readable cause, naming the file or field when known.")
+
+
+RECORD_TYPES: dict[str, type[Record]] = {
+    "video-sample": VideoSample,
+    "conversation": Conversation,
+    "prediction": Prediction,
+    "score": ScoreRecord,
+    "item-error": ItemError,
+}
+"""Record types by the name the command line uses for them."""

@@ -1,0 +1,3 @@
+from cookbook_eval.cli import main
+
+main()

@@ -1,0 +1,3 @@
+from cookbook_infer.cli import main
+
+main()

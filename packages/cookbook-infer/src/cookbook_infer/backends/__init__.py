@@ -1,0 +1,1 @@
+"""Model backends: the only place where models are loaded."""

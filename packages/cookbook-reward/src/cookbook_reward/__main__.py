@@ -1,0 +1,3 @@
+from cookbook_reward.cli import main
+
+main()

@@ -1,0 +1,7 @@
+"""cookbook-train: SFT and GRPO post-training of Cosmos Reason models through cosmos-rl."""
+
+__all__ = ["__version__"]
+
+from importlib.metadata import version as _version
+
+__version__ = _version("cookbook-train")

@@ -1,0 +1,3 @@
+from cookbook_train.cli import main
+
+main()
