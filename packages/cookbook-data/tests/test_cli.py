@@ -34,9 +34,7 @@ def test_schema_prints_the_json_schema_of_a_record() -> None:
 
 def test_check_records_counts_valid_lines(tmp_path: Path) -> None:
     path = tmp_path / "manifest.jsonl"
-    path.write_text(
-        "".join(VideoSample(id=f"v{i}", path=f"/v{i}.mp4").model_dump_json() + "\n" for i in range(3))
-    )
+    path.write_text("".join(VideoSample(id=f"v{i}", path=f"/v{i}.mp4").model_dump_json() + "\n" for i in range(3)))
     result = cli("check-records", str(path), "--kind", "video-sample")
     assert result.returncode == 0, result.stderr
     assert "3 valid video-sample records" in result.stdout

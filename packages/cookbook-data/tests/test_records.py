@@ -13,9 +13,7 @@ from cookbook_data.schemas import ItemError, Prediction
 
 
 def prediction(i: int) -> Prediction:
-    return Prediction(
-        sample_id=f"s{i}", model="m", raw_text=f"<answer>{i % 5 + 1}</answer>", answer=str(i % 5 + 1)
-    )
+    return Prediction(sample_id=f"s{i}", model="m", raw_text=f"<answer>{i % 5 + 1}</answer>", answer=str(i % 5 + 1))
 
 
 def test_written_records_read_back_equal(tmp_path: Path) -> None:
@@ -114,9 +112,7 @@ WRITER_LOOP = textwrap.dedent(
 
 def test_a_killed_writer_leaves_a_file_a_rerun_can_resume(tmp_path: Path) -> None:
     path = tmp_path / "p.jsonl"
-    child = subprocess.Popen(
-        [sys.executable, "-c", WRITER_LOOP, str(path)], stdout=subprocess.PIPE, text=True
-    )
+    child = subprocess.Popen([sys.executable, "-c", WRITER_LOOP, str(path)], stdout=subprocess.PIPE, text=True)
     assert child.stdout is not None
     assert child.stdout.readline() == "ready\n"
     time.sleep(0.2)

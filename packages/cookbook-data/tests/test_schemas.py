@@ -56,9 +56,7 @@ EXAMPLES: list[BaseModel] = [
         critique="The ball hovers.",
         rewards={"format": 1.0, "accuracy": 0.5},
     ),
-    ItemError(
-        sample_id="clip-2", stage="validate", error_type="DecodeError", message="/data/clip-2.mp4: moov"
-    ),
+    ItemError(sample_id="clip-2", stage="validate", error_type="DecodeError", message="/data/clip-2.mp4: moov"),
 ]
 
 

@@ -30,9 +30,7 @@ def test_good_videos_decode_with_their_declared_properties(synthetic_videos: Vid
 
 
 @pytest.mark.parametrize("name", GOOD_VIDEOS)
-def test_frame_content_tells_the_frame_index_and_the_square_position(
-    synthetic_videos: VideoSet, name: str
-) -> None:
+def test_frame_content_tells_the_frame_index_and_the_square_position(synthetic_videos: VideoSet, name: str) -> None:
     video = synthetic_videos.good[name]
     frames, _ = decode_all(video.path)
     for index, frame in enumerate(frames):

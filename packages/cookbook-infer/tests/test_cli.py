@@ -10,9 +10,7 @@ from cookbook_infer.testing import Arch
 
 
 @pytest.mark.parametrize(("arch", "model_class"), [("reason1", "Qwen2_5_VL"), ("reason2", "Qwen3VL")])
-def test_make_tiny_model_writes_a_checkpoint_the_loader_reads(
-    tmp_path: Path, arch: Arch, model_class: str
-) -> None:
+def test_make_tiny_model_writes_a_checkpoint_the_loader_reads(tmp_path: Path, arch: Arch, model_class: str) -> None:
     out = tmp_path / arch
     result = subprocess.run(
         [sys.executable, "-m", "cookbook_infer", "make-tiny-model", "--arch", arch, str(out)],

@@ -62,9 +62,7 @@ def test_loads_through_the_auto_classes_with_the_real_architecture(
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_tokenizer_keeps_qwen_special_tokens_and_reasoning_tags(
-    tiny_checkpoints: TinyCheckpoints, arch: Arch
-) -> None:
+def test_tokenizer_keeps_qwen_special_tokens_and_reasoning_tags(tiny_checkpoints: TinyCheckpoints, arch: Arch) -> None:
     tokenizer = load_pretrained(str(tiny_checkpoints(arch))).processor.tokenizer
     for token in (*SPECIAL_TOKENS, *REASONING_TOKENS):
         assert tokenizer.tokenize(token) == [token]
@@ -76,14 +74,10 @@ def test_tokenizer_keeps_qwen_special_tokens_and_reasoning_tags(
 
 
 def test_chat_templates_follow_the_qwen_layout(tiny_checkpoints: TinyCheckpoints) -> None:
-    messages = [
-        {"role": "user", "content": [{"type": "video", "video": "x.mp4"}, {"type": "text", "text": "Hi"}]}
-    ]
+    messages = [{"role": "user", "content": [{"type": "video", "video": "x.mp4"}, {"type": "text", "text": "Hi"}]}]
     reason1 = load_pretrained(str(tiny_checkpoints("reason1"))).processor
     reason2 = load_pretrained(str(tiny_checkpoints("reason2"))).processor
-    body = (
-        "<|im_start|>user\n<|vision_start|><|video_pad|><|vision_end|>Hi<|im_end|>\n<|im_start|>assistant\n"
-    )
+    body = "<|im_start|>user\n<|vision_start|><|video_pad|><|vision_end|>Hi<|im_end|>\n<|im_start|>assistant\n"
     assert reason2.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) == body
     assert reason1.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) == (
         "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n" + body
@@ -119,9 +113,7 @@ def test_batches_of_different_videos_and_prompt_lengths(
 ) -> None:
     loaded = load_pretrained(str(tiny_checkpoints(arch)))
     videos = [synthetic_videos.good["h264_24fps"].path, synthetic_videos.good["mpeg4_10fps"].path]
-    inputs = video_inputs(
-        loaded.processor, arch, ["Describe.", "Does this video adhere to the physical laws?"], videos
-    )
+    inputs = video_inputs(loaded.processor, arch, ["Describe.", "Does this video adhere to the physical laws?"], videos)
     assert inputs["video_grid_thw"].shape == (2, 3)
     mask = inputs["attention_mask"]
     lengths = mask.sum(dim=1)

@@ -18,6 +18,8 @@ from typing import Generic, Self, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from cookbook_data.schemas import describe_validation_error
+
 log = logging.getLogger(__name__)
 
 R = TypeVar("R", bound=BaseModel)
@@ -25,14 +27,6 @@ R = TypeVar("R", bound=BaseModel)
 
 class RecordFileError(ValueError):
     """A line of a record file that is not a valid record; the message names the file, line and field."""
-
-
-def _describe(error: ValidationError) -> str:
-    parts = []
-    for item in error.errors():
-        where = ".".join(str(loc) for loc in item["loc"]) or "record"
-        parts.append(f"{where}: {item['msg']}")
-    return "; ".join(parts)
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str, bool]]:
@@ -57,7 +51,7 @@ def read_records(path: str | os.PathLike[str], model: type[R]) -> Iterator[R]:
             if not complete:
                 log.warning("%s:%d: skipping a torn final line (the writer was interrupted)", path, number)
                 return
-            raise RecordFileError(f"{path}:{number}: {_describe(error)}") from None
+            raise RecordFileError(f"{path}:{number}: {describe_validation_error(error)}") from None
 
 
 def done_ids(path: str | os.PathLike[str], key: str = "sample_id") -> set[str]:

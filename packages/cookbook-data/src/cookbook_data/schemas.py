@@ -11,13 +11,32 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, JsonValue, Tag, TypeAdapter, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    JsonValue,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
 SCHEMA_VERSION: Literal[1] = 1
 """Version written into every record. Bump it (and add a migration) when a record changes incompatibly."""
 
 NonEmptyStr = Annotated[str, Field(min_length=1)]
 PixelCount = Annotated[int, Field(gt=0)]
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line naming each bad field and its problem: ``labels.pc: Input should be ...; id: Field required``."""
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(loc) for loc in item["loc"]) or "record"
+        parts.append(f"{where}: {item['msg']}")
+    return "; ".join(parts)
 
 
 class Strict(BaseModel):
@@ -37,9 +56,7 @@ class Record(Strict):
 class VideoSample(Record):
     """One video and what is known about it: the unit every stage iterates over."""
 
-    id: NonEmptyStr = Field(
-        description="Stable identifier, unique within a manifest; joins all later records."
-    )
+    id: NonEmptyStr = Field(description="Stable identifier, unique within a manifest; joins all later records.")
     path: NonEmptyStr | None = Field(
         default=None, description="Local file path of the video (absolute, or relative to the manifest)."
     )
@@ -50,8 +67,7 @@ class VideoSample(Record):
     labels: dict[str, JsonValue] = Field(
         default_factory=dict,
         description=(
-            "Ground-truth labels, e.g. VideoPhy-2 `pc` (physical commonsense 1-5) and `sa` "
-            "(semantic adherence 1-5)."
+            "Ground-truth labels, e.g. VideoPhy-2 `pc` (physical commonsense 1-5) and `sa` (semantic adherence 1-5)."
         ),
     )
     metadata: dict[str, JsonValue] = Field(
@@ -180,9 +196,7 @@ class Prediction(Record):
     task: str | None = Field(default=None, description="Task or prompt template name and version.")
     raw_text: str = Field(description="The generated text exactly as decoded.")
     thinking: str | None = Field(default=None, description="Reasoning part, when the output has one.")
-    answer: str | None = Field(
-        default=None, description="Parsed answer; None when the output could not be parsed."
-    )
+    answer: str | None = Field(default=None, description="Parsed answer; None when the output could not be parsed.")
     latency_s: Annotated[float, Field(ge=0)] | None = Field(
         default=None, description="Wall time spent on this sample (its share of the batch)."
     )

@@ -9,6 +9,8 @@ import typer
 
 from cookbook_data.clikit import make_app, run_app
 
+Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+
 app = make_app("cookbook-infer", "Cosmos Reason 1/2 inference.")
 
 
@@ -28,6 +30,71 @@ def make_tiny_model(
     from cookbook_infer.testing import make_tiny_model as build
 
     typer.echo(build(arch, out, seed=seed))
+
+
+@app.command("generate")
+def generate(
+    model: Annotated[str, typer.Option(help="Hub id (e.g. nvidia/Cosmos-Reason2-8B) or checkpoint folder.")],
+    videos: Annotated[
+        list[Path] | None,
+        typer.Argument(exists=True, dir_okay=False, help="Videos to ask about (default: the shipped samples)."),
+    ] = None,
+    prompt: Annotated[
+        str | None,
+        typer.Option(help="Shipped prompt name or YAML file (default: the VideoPhy-2 critic for the model)."),
+    ] = None,
+    fps: Annotated[
+        float | None, typer.Option(help="Frames per second to sample (default: 4 unless --nframes).")
+    ] = None,
+    nframes: Annotated[int | None, typer.Option(help="Exact number of frames to sample.")] = None,
+    max_pixels: Annotated[int | None, typer.Option(help="Largest area of one resized frame.")] = None,
+    total_pixels: Annotated[int | None, typer.Option(help="Pixel budget over all frames of a video.")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Most tokens generated per video.")] = 512,
+    temperature: Annotated[float, typer.Option(help="0 for greedy decoding.")] = 0.0,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    batch_size: Annotated[int, typer.Option(min=1, help="Videos per forward pass.")] = 4,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ... (default: cuda when available).")] = "auto",
+    dtype: Annotated[Dtype, typer.Option(help="Weights dtype; auto keeps the checkpoint's.")] = "auto",
+    out: Annotated[Path | None, typer.Option(help="Also append the predictions to this JSONL file.")] = None,
+) -> None:
+    """Ask a Cosmos Reason model about video files and print one Prediction (JSON) per video.
+
+    Without videos it uses the two shipped sample videos; without --prompt it asks the published
+    VideoPhy-2 physical-plausibility critic question for the model's architecture.
+    """
+    from cookbook_data.prompts import load_prompt
+    from cookbook_data.records import JsonlWriter
+    from cookbook_data.samples import sample_videos
+    from cookbook_data.schemas import Prediction
+    from cookbook_data.video import VisionSettings
+    from cookbook_infer.backends.base import SamplingSettings
+    from cookbook_infer.backends.transformers import TransformersBackend
+    from cookbook_infer.generate import DEFAULT_CRITIC_PROMPTS, generate_for_videos
+
+    vision = VisionSettings(
+        fps=fps if fps is not None or nframes is not None else 4.0,
+        nframes=nframes,
+        max_pixels=max_pixels,
+        total_pixels=total_pixels,
+    )
+    sampling = SamplingSettings(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    backend = TransformersBackend(model, device=device, dtype=dtype)
+    template = load_prompt(prompt or DEFAULT_CRITIC_PROMPTS[backend.model_type])
+    writer = JsonlWriter(out, Prediction) if out is not None else None
+    try:
+        for prediction in generate_for_videos(
+            backend, template, videos or sample_videos(), vision, sampling, batch_size=batch_size
+        ):
+            typer.echo(prediction.model_dump_json())
+            if writer is not None:
+                writer.write(prediction)
+    finally:
+        if writer is not None:
+            writer.close()
 
 
 def main() -> None:

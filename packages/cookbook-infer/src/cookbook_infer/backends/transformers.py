@@ -1,11 +1,19 @@
-"""Loading Cosmos Reason checkpoints with Hugging Face transformers (CPU or GPU)."""
+"""The Hugging Face transformers backend: Cosmos Reason 1 (Qwen2.5-VL) and 2 (Qwen3-VL) on CPU or GPU."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from cookbook_data.schemas import Conversation, VideoPart
+from cookbook_data.video import VisionSettings, sample_frames
+from cookbook_infer.backends.base import Generation, SamplingSettings
+
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+
+PATCH_FACTORS: dict[str, Literal[28, 32]] = {"qwen2_5_vl": 28, "qwen3_vl": 32}
+"""Resized frame sides are multiples of this, per architecture (``config.model_type``)."""
 
 
 @dataclass
@@ -38,3 +46,84 @@ def load_pretrained(
     model.to(device)
     model.eval()
     return LoadedModel(model_id=model_id, model=model, processor=processor)
+
+
+def _video_parts(conversation: Conversation) -> list[VideoPart]:
+    return [
+        part
+        for message in conversation.messages
+        if isinstance(message.content, list)
+        for part in message.content
+        if isinstance(part, VideoPart)
+    ]
+
+
+class TransformersBackend:
+    """Batched generation with ``model.generate``; frames sampled by :mod:`cookbook_data.video`.
+
+    The vision settings stored in each video part decide the frames and their size; the processor is told
+    not to resample or resize, so what the model sees is exactly what the settings say.
+    """
+
+    def __init__(self, model_id: str, *, device: str = "cpu", dtype: Dtype = "auto") -> None:
+        self.model_id = model_id
+        self.loaded = load_pretrained(model_id, device=device, dtype=dtype)
+        self.model_type: str = self.loaded.model.config.model_type
+        if self.model_type not in PATCH_FACTORS:
+            raise ValueError(
+                f"{model_id}: architecture {self.model_type!r} is not supported (supported: {', '.join(PATCH_FACTORS)})"
+            )
+        self.patch_factor = PATCH_FACTORS[self.model_type]
+
+    def _inputs(self, conversations: Sequence[Conversation]) -> Any:
+        from cookbook_infer.vision import resize_frames
+
+        processor = self.loaded.processor
+        texts = [
+            processor.apply_chat_template(c.to_messages(), tokenize=False, add_generation_prompt=True)
+            for c in conversations
+        ]
+        sampled = [
+            sample_frames(part.video, VisionSettings.from_video_part(part, self.patch_factor))
+            for conversation in conversations
+            for part in _video_parts(conversation)
+        ]
+        video_kwargs: dict[str, Any] = {}
+        if sampled:
+            video_kwargs["videos"] = [resize_frames(video) for video in sampled]
+            video_kwargs["do_resize"] = False
+            if self.model_type == "qwen3_vl":
+                video_kwargs["video_metadata"] = [video.video_metadata() for video in sampled]
+                video_kwargs["do_sample_frames"] = False
+            else:
+                video_kwargs["fps"] = [video.sample_fps for video in sampled]
+        inputs = processor(text=texts, return_tensors="pt", padding=True, **video_kwargs)
+        return inputs.to(self.loaded.model.device)
+
+    def generate(self, conversations: Sequence[Conversation], sampling: SamplingSettings) -> list[Generation]:
+        """Generate for a batch of conversations (prompts left-padded to one length)."""
+        import torch
+
+        inputs = self._inputs(conversations)
+        options: dict[str, Any] = {"max_new_tokens": sampling.max_new_tokens, "do_sample": sampling.temperature > 0}
+        if sampling.temperature > 0:
+            options.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k)
+        if sampling.seed is not None:
+            torch.manual_seed(sampling.seed)
+        with torch.inference_mode():
+            output = self.loaded.model.generate(**inputs, **options)
+        new_tokens = output[:, inputs["input_ids"].shape[1] :]
+        texts = self.loaded.processor.batch_decode(new_tokens, skip_special_tokens=True)
+        return [
+            Generation(text=text, num_generated_tokens=self._count_generated(row))
+            for text, row in zip(texts, new_tokens.tolist(), strict=True)
+        ]
+
+    def _count_generated(self, tokens: list[int]) -> int:
+        """Tokens up to and including the first end-of-sequence token (the rest is padding)."""
+        eos = self.loaded.model.generation_config.eos_token_id
+        stops = set(eos if isinstance(eos, list) else [eos])
+        for position, token in enumerate(tokens):
+            if token in stops:
+                return position + 1
+        return len(tokens)

@@ -137,9 +137,7 @@ def _processor(arch: Arch, tokenizer):  # type: ignore[no-untyped-def]
     video_size = {"shortest_edge": 8 * token_area, "longest_edge": 256 * token_area}
     return Qwen3VLProcessor(
         image_processor=Qwen2VLImageProcessorFast(size=image_size, **geometry, **norm),
-        video_processor=Qwen3VLVideoProcessor(
-            size=video_size, fps=2, min_frames=2, max_frames=32, **geometry, **norm
-        ),
+        video_processor=Qwen3VLVideoProcessor(size=video_size, fps=2, min_frames=2, max_frames=32, **geometry, **norm),
         tokenizer=tokenizer,
         chat_template=tokenizer.chat_template,
     )

@@ -1,0 +1,50 @@
+"""Splitting model output into reasoning and answer, without ever dropping an output.
+
+Cosmos Reason 1 answers ``<think>…</think>\\n\\n<answer>…</answer>``; Reason 2 writes its reasoning in
+``<think>`` tags when asked and its answer as plain text. Outputs are matched as text, not parsed as XML, so
+``&`` or ``<`` inside the reasoning cannot break them. An output that is cut off (an opened tag never closed)
+keeps its text as thinking and gets ``answer=None``: a recorded failure, never a guess.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
+
+
+@dataclass(frozen=True)
+class ParsedOutput:
+    """Reasoning and answer of one output; either is None when absent or unusable."""
+
+    thinking: str | None
+    answer: str | None
+
+
+def _blank_to_none(text: str) -> str | None:
+    text = text.strip()
+    return text or None
+
+
+def parse_reasoning(text: str) -> ParsedOutput:
+    """Separate ``<think>`` reasoning from the answer (``<answer>`` content, or the text after the reasoning)."""
+    thinking: str | None = None
+    rest = text
+    if THINK_OPEN in rest:
+        before, _, after = rest.partition(THINK_OPEN)
+        inner, closed, rest = after.partition(THINK_CLOSE)
+        if not closed:
+            return ParsedOutput(thinking=_blank_to_none(inner), answer=None)
+        thinking = _blank_to_none(inner)
+        rest = before + rest
+    elif THINK_CLOSE in rest:
+        # The chat template opened <think> inside the prompt; only the closing tag was generated.
+        inner, _, rest = rest.partition(THINK_CLOSE)
+        thinking = _blank_to_none(inner)
+
+    if ANSWER_OPEN in rest:
+        inner = rest.rpartition(ANSWER_OPEN)[2]
+        answer, closed, _ = inner.partition(ANSWER_CLOSE)
+        return ParsedOutput(thinking=thinking, answer=_blank_to_none(answer) if closed else None)
+    return ParsedOutput(thinking=thinking, answer=_blank_to_none(rest.replace(ANSWER_CLOSE, "")))

@@ -1,0 +1,87 @@
+"""The transformers backend generates from conversations with video parts, honouring their vision settings."""
+
+import pytest
+
+from cookbook_data.prompts import load_prompt
+from cookbook_data.schemas import Conversation
+from cookbook_data.testing import VideoSet
+from cookbook_data.video import VisionSettings, sample_frames
+from cookbook_infer.backends.base import SamplingSettings
+from cookbook_infer.backends.transformers import TransformersBackend
+from cookbook_infer.testing import Arch
+from cookbook_infer.testing.pytest_plugin import TinyCheckpoints
+
+ARCHS: list[Arch] = ["reason1", "reason2"]
+PROMPTS = {"reason1": "reason1_videophy2_critic_thinking", "reason2": "reason2_videophy2_critic"}
+GREEDY = SamplingSettings(max_new_tokens=6)
+
+
+def critic(arch: Arch, video: str, settings: VisionSettings) -> Conversation:
+    return load_prompt(PROMPTS[arch]).conversation([settings.video_part(video)])
+
+
+@pytest.fixture(scope="module", params=ARCHS)
+def backend(request: pytest.FixtureRequest, tiny_checkpoints: TinyCheckpoints) -> TransformersBackend:
+    return TransformersBackend(str(tiny_checkpoints(request.param)))
+
+
+def arch_of(backend: TransformersBackend) -> Arch:
+    return "reason1" if backend.patch_factor == 28 else "reason2"
+
+
+def test_the_processor_receives_exactly_the_frames_the_settings_choose(
+    backend: TransformersBackend, synthetic_videos: VideoSet
+) -> None:
+    video = str(synthetic_videos.good["h264_30fps_long"].path)
+    settings = VisionSettings(fps=2, max_pixels=64 * backend.patch_factor**2)
+    inputs = backend._inputs([critic(arch_of(backend), video, settings)])
+    expected = sample_frames(video, settings.model_copy(update={"patch_factor": backend.patch_factor}))
+    patch = backend.patch_factor // 2
+    grid = inputs["video_grid_thw"][0].tolist()
+    assert grid == [
+        len(expected.frame_indices) // 2,
+        expected.resized_height // patch,
+        expected.resized_width // patch,
+    ]
+    assert len(expected.frame_indices) == 10  # 5 s at 2 fps
+
+
+def test_generates_for_a_batch_deterministically(backend: TransformersBackend, synthetic_videos: VideoSet) -> None:
+    settings = VisionSettings(fps=4)
+    arch = arch_of(backend)
+    conversations = [critic(arch, str(v.path), settings) for v in synthetic_videos.good.values()]
+    first = backend.generate(conversations, GREEDY)
+    second = backend.generate(conversations, GREEDY)
+    assert first == second
+    assert len(first) == len(conversations)
+    assert all(1 <= g.num_generated_tokens <= 6 for g in first)
+
+
+def test_batched_greedy_output_equals_one_by_one(backend: TransformersBackend, synthetic_videos: VideoSet) -> None:
+    settings = VisionSettings(nframes=4)
+    arch = arch_of(backend)
+    conversations = [critic(arch, str(synthetic_videos.good[n].path), settings) for n in ("h264_24fps", "mpeg4_8fps")]
+    batched = backend.generate(conversations, GREEDY)
+    alone = [backend.generate([c], GREEDY)[0] for c in conversations]
+    assert batched == alone
+
+
+def test_sampling_is_seeded(backend: TransformersBackend, synthetic_videos: VideoSet) -> None:
+    conversation = critic(arch_of(backend), str(synthetic_videos.good["h264_24fps"].path), VisionSettings(nframes=4))
+    hot = SamplingSettings(max_new_tokens=12, temperature=1.5, top_p=1.0, seed=7)
+    first = backend.generate([conversation], hot)
+    assert backend.generate([conversation], hot) == first
+    others = {backend.generate([conversation], hot.model_copy(update={"seed": s}))[0].text for s in range(5)}
+    assert len(others) > 1
+
+
+def test_text_only_conversations_work(backend: TransformersBackend) -> None:
+    conversation = Conversation.from_messages_json('[{"role": "user", "content": "Say hello."}]')
+    [generation] = backend.generate([conversation], GREEDY)
+    assert generation.num_generated_tokens >= 1
+
+
+def test_a_broken_video_fails_naming_the_file(backend: TransformersBackend, synthetic_videos: VideoSet) -> None:
+    path = str(synthetic_videos.broken["truncated"])
+    with pytest.raises(RuntimeError, match=r"truncated\.mp4: cannot open as video"):
+        backend.generate([critic(arch_of(backend), path, VisionSettings())], GREEDY)
