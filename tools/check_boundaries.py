@@ -8,6 +8,7 @@ config or schema module, then runs ``cookbook-<pkg> --help``, and fails if any o
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -32,13 +33,16 @@ print(json.dumps(heavy))
 """
 
 
+CONFIG_CLASS = re.compile(r"^class \w+(Config|Settings)\(", re.MULTILINE)
+
+
 def light_modules(package: str) -> list[str]:
-    """The package, its CLI, and its config and schema modules."""
+    """The package, its CLI, its schema modules and every module defining a config or settings class."""
     import_name = package.replace("-", "_")
     root = Path("packages") / package / "src" / import_name
     names = [import_name, f"{import_name}.cli"]
     for path in sorted(root.rglob("*.py")):
-        if "config" in path.stem or path.stem in {"schemas", "clikit"}:
+        if "config" in path.stem or path.stem in {"schemas", "clikit"} or CONFIG_CLASS.search(path.read_text()):
             dotted = ".".join(path.relative_to(root.parent).with_suffix("").parts)
             names.append(dotted)
     return names

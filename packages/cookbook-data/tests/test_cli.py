@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 from cookbook_data.schemas import VideoSample
+from cookbook_data.testing import VideoSet
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -61,3 +62,95 @@ def test_make_test_videos_writes_good_and_broken_files(tmp_path: Path) -> None:
     assert "h264_24fps.mp4" in written
     assert "truncated.mp4" in written
     assert len(result.stdout.splitlines()) == len(written)
+
+
+def test_probe_prints_facts_and_fails_on_a_broken_file(synthetic_videos: VideoSet) -> None:
+    good = synthetic_videos.good["h264_24fps"].path
+    result = cli("probe", "--json", str(good))
+    assert result.returncode == 0, result.stderr
+    facts = json.loads(result.stdout)
+    assert (facts["frames"], facts["fps"], facts["width"], facts["height"]) == (48, 24.0, 160, 120)
+
+    broken = synthetic_videos.broken["empty"]
+    result = cli("probe", str(good), str(broken))
+    assert result.returncode == 1
+    assert "empty file" in result.stdout
+    assert "160x120" in result.stdout
+
+
+def test_sample_writes_a_contact_sheet_of_the_chosen_frames(tmp_path: Path, synthetic_videos: VideoSet) -> None:
+    from PIL import Image
+
+    out = tmp_path / "sheet.png"
+    result = cli("sample", str(synthetic_videos.good["h264_24fps"].path), "--nframes", "8", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "indices: [0, 7, 13, 20, 27, 34, 40, 47]" in result.stdout
+    assert "model input size: 392x280" in result.stdout
+    with Image.open(out) as sheet:
+        assert sheet.size == (4 * 256, 2 * 192)
+
+
+def test_validate_prints_counts_per_reason(tmp_path: Path, synthetic_videos: VideoSet) -> None:
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(
+        VideoSample(id="ok", path=str(synthetic_videos.good["mpeg4_10fps"].path)).model_dump_json()
+        + "\n"
+        + VideoSample(id="bad", path=str(synthetic_videos.broken["truncated"])).model_dump_json()
+        + "\n"
+    )
+    result = cli("validate", str(manifest))
+    assert result.returncode == 0, result.stderr
+    assert "failed: undecodable" in result.stdout
+    assert "validate: 1 done, 1 failed, 0 already done (of 2)" in result.stdout
+    assert (tmp_path / "m.valid.jsonl").read_text().count("\n") == 1
+    strict = cli(
+        "validate", str(manifest), "--strict", "--out", str(tmp_path / "v2.jsonl"), "--quarantine", str(tmp_path / "q2")
+    )
+    assert strict.returncode == 1
+
+
+def test_ingest_folder_then_build_sft_and_rl_from_the_command_line(tmp_path: Path, synthetic_videos: VideoSet) -> None:
+    from datasets import load_from_disk
+
+    folder = synthetic_videos.root
+    labels = tmp_path / "labels.jsonl"
+    names = list(synthetic_videos.good)
+    labels.write_text("".join(json.dumps({"video": name, "pc": 1 + i % 5}) + "\n" for i, name in enumerate(names)))
+    manifest = tmp_path / "manifest.jsonl"
+    result = cli("ingest", "folder", str(folder), "--out", str(manifest), "--labels", str(labels))
+    assert result.returncode == 0, result.stderr
+    ingested = [VideoSample.model_validate_json(line) for line in manifest.read_text().splitlines()]
+    assert {s.id for s in ingested} >= set(names)
+
+    valid = tmp_path / "valid.jsonl"
+    result = cli("validate", str(manifest), "--out", str(valid), "--quarantine", str(tmp_path / "q.jsonl"))
+    assert result.returncode == 0, result.stderr
+
+    config = tmp_path / "build.toml"
+    config.write_text('val_fraction = 0.0\nbalance = "none"\n')
+    sft = tmp_path / "sft"
+    result = cli(
+        "build-sft", str(valid), "--out", str(sft), "--config", str(config), "--set", "fps=2", "--patch-factor", "32",
+        "--prompt", "reason2_videophy2_critic",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    train = load_from_disk(str(sft))["train"]
+    assert sorted(train["id"]) == sorted(names)
+    first = json.loads(train[0]["conversations"])
+    assert first[1]["content"][0]["fps"] == 2.0
+    assert first[2]["content"] in {"1", "2", "3", "4", "5"}
+
+    rl = tmp_path / "rl"
+    result = cli("build-rl", str(valid), "--out", str(rl), "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    row = load_from_disk(str(rl))["train"][0]
+    assert [m["role"] for m in json.loads(row["conversations"])] == ["system", "user"]
+    assert row["reference"] in {"1", "2", "3", "4", "5"}
+
+
+def test_a_bad_setting_is_named_in_one_line(tmp_path: Path) -> None:
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("")
+    result = cli("build-sft", str(manifest), "--out", str(tmp_path / "o"), "--set", "balanse=up")
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[0] == "error: ValueError: balanse: Extra inputs are not permitted"

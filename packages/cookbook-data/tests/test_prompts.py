@@ -64,5 +64,39 @@ def test_bad_templates_are_refused_naming_the_file_and_field(tmp_path: Path) -> 
         load_prompt(path)
     with pytest.raises(FileNotFoundError, match=r"absent\.yaml"):
         load_prompt(tmp_path / "absent.yaml")
-    with pytest.raises(ValueError, match="unknown prompt 'critic'; shipped prompts: reason1_reward_yesno"):
+    with pytest.raises(
+        ValueError, match=r"unknown prompt 'critic'; shipped prompts: approve_reject, caption, .*reason1_reward_yesno"
+    ):
         load_prompt("critic")
+
+
+def test_published_prompts_have_no_placeholders_or_braces() -> None:
+    for name in PUBLISHED:
+        template = load_prompt(name)
+        assert template.placeholders == frozenset()
+        assert "{" not in (template.system_prompt or "") + template.user_prompt
+        assert template.render() == template
+
+
+@pytest.mark.parametrize(
+    ("name", "placeholders"),
+    [("caption", set()), ("vqa", {"question"}), ("multiple_choice", {"question", "options"})],
+)
+def test_task_templates_ship_with_their_placeholders(name: str, placeholders: set[str]) -> None:
+    assert load_prompt(name).placeholders == placeholders
+
+
+def test_render_fills_exactly_the_placeholders(tmp_path: Path) -> None:
+    path = tmp_path / "mc.yaml"
+    path.write_text('system_prompt: "Topic: {topic}"\nuser_prompt: "{question}\\n{options}\\nJSON: {\\"a\\": 1} { }"\n')
+    template = load_prompt(path)
+    assert template.placeholders == {"topic", "question", "options"}
+    rendered = template.render(topic="physics", question="Why {x}?", options="A. yes\nB. no")
+    assert rendered.system_prompt == "Topic: physics"
+    assert rendered.user_prompt == 'Why {x}?\nA. yes\nB. no\nJSON: {"a": 1} { }'
+    assert rendered.id == template.id
+    assert template.user_prompt.startswith("{question}")  # the template itself is unchanged
+    with pytest.raises(ValueError, match=r"mc@\w+: no value for \{options\}, \{topic\}"):
+        template.render(question="Why?")
+    with pytest.raises(ValueError, match=r"no placeholder for \{extra\}"):
+        template.render(topic="t", question="q", options="o", extra="e")

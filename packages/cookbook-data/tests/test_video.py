@@ -1,11 +1,17 @@
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
 from cookbook_data import video as video_module
 from cookbook_data.schemas import VideoPart
-from cookbook_data.testing import BROKEN_KINDS, VideoSet
-from cookbook_data.testing.videos import GOOD_VIDEOS, GREY_CYCLE
+from cookbook_data.testing import BROKEN_KINDS, ODD_KINDS, SyntheticVideo, VideoSet
+from cookbook_data.testing.videos import GOOD_VIDEOS, GREY_CYCLE, HUGE_SIZE
 from cookbook_data.video import (
+    SampledVideo,
     VideoDecodeError,
     VisionSettings,
     frame_count,
@@ -110,6 +116,45 @@ def test_probe_reports_what_the_file_holds(synthetic_videos: VideoSet, name: str
     )
     assert info.codec == expected.codec
     assert info.duration == pytest.approx(expected.duration)
+    assert info.rotation == 0
+    assert info.variable_frame_rate is False
+
+
+def test_probe_tells_the_odd_videos_apart(synthetic_videos: VideoSet) -> None:
+    vfr, rotated, huge = (probe(synthetic_videos.odd[kind]) for kind in ODD_KINDS)
+    assert (vfr.variable_frame_rate, vfr.rotation) == (True, 0)
+    assert (rotated.variable_frame_rate, rotated.rotation) == (False, 90)
+    assert (rotated.width, rotated.height) == (160, 96)  # the stored size; shown 96 wide and 160 high
+    assert (huge.variable_frame_rate, huge.rotation) == (False, 0)
+    assert (huge.width, huge.height) == HUGE_SIZE
+
+
+TICKS_30FPS_MS = [round(i * 1000 / 29.97) for i in range(300)]
+"""29.97 fps in a 1/1000 time base: frames 33 or 34 ticks apart, a constant rate all the same."""
+
+
+@pytest.mark.parametrize(
+    ("timestamps", "nominal", "complete", "variable"),
+    [
+        (TICKS_30FPS_MS, Fraction(1000 * 1001, 30000), True, False),
+        (TICKS_30FPS_MS, None, True, False),
+        ([i * 512 for i in range(50)], Fraction(512), True, False),
+        ([0, 1, 2, 4, 5, 6], Fraction(1), True, True),  # one frame missing in a 1/fps time base
+        ([0, 33, 83, 103, 169, 202, 252], None, True, True),
+        ([0, 0, 512, 1024], Fraction(512), True, True),  # repeated timestamps
+        ([0, 40], Fraction(40), True, False),  # too few to tell
+    ],
+)
+def test_variable_rate_check(timestamps: list[int], nominal: Fraction | None, complete: bool, variable: bool) -> None:
+    assert video_module._is_variable_rate(timestamps, nominal, complete) is variable
+
+
+def test_variable_rate_check_ignores_frames_still_to_come_in_decode_order() -> None:
+    # B-frames: the first 40 packets in decode order hold frame 40 but not yet frames 38 and 39.
+    decode_order = [*range(38), 40]
+    stamps = [i * 512 for i in decode_order]
+    assert video_module._is_variable_rate(stamps, Fraction(512), complete=False) is False
+    assert video_module._is_variable_rate(stamps, Fraction(512), complete=True) is True
 
 
 @pytest.mark.parametrize("kind", BROKEN_KINDS)
@@ -126,13 +171,32 @@ def test_a_missing_file_is_named() -> None:
         probe("absent.mp4")
 
 
-@pytest.mark.parametrize("reader", ["decord", "pyav"])
+def force_reader(monkeypatch: pytest.MonkeyPatch, reader: str) -> None:
+    """Make sample_frames read with ``reader``: the direct PyAV reader (failing the test if it hands the
+    file over), decord, or plain in-order PyAV decoding."""
+    if reader == "direct":
+
+        def refuse(path: Path, *args: Any) -> None:
+            raise AssertionError(f"{path}: the direct reader handed the file over")
+
+        monkeypatch.setattr(video_module, "_sample_reference", refuse)
+        return
+
+    def hand_over(path: Path, settings: VisionSettings) -> None:
+        info = probe(path)
+        raise video_module._UseReference(info.num_frames, info.fps)
+
+    monkeypatch.setattr(video_module, "_sample_direct", hand_over)
+    if reader == "pyav":
+        monkeypatch.setattr(video_module, "_open_decord", lambda path: None)
+
+
+@pytest.mark.parametrize("reader", ["direct", "decord", "pyav"])
 @pytest.mark.parametrize("name", GOOD_VIDEOS)
 def test_sampled_frames_are_the_chosen_ones(
     synthetic_videos: VideoSet, name: str, reader: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if reader == "pyav":
-        monkeypatch.setattr(video_module, "_open_decord", lambda path: None)
+    force_reader(monkeypatch, reader)
     expected = synthetic_videos.good[name]
     sampled = sample_frames(expected.path, VisionSettings(fps=3, patch_factor=32))
     assert sampled.frames.shape[1:] == (expected.height, expected.width, 3)
@@ -150,3 +214,119 @@ def test_sampled_frames_are_the_chosen_ones(
         "total_num_frames": expected.num_frames,
     }
     assert sampled.resized_height % 32 == sampled.resized_width % 32 == 0
+
+
+def decord_frames(path: Path, indices: list[int]) -> np.ndarray[Any, Any]:
+    import decord
+
+    frames: np.ndarray[Any, Any] = decord.VideoReader(str(path)).get_batch(indices).asnumpy()
+    return frames
+
+
+SAMPLINGS = [VisionSettings(), VisionSettings(fps=16), VisionSettings(nframes=8), VisionSettings(fps=1)]
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["one_decoder", "segments_in_parallel"])
+@pytest.mark.parametrize("name", [*GOOD_VIDEOS, "vfr", "huge"])
+def test_direct_reading_returns_decords_frames(
+    synthetic_videos: VideoSet, name: str, parallel: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    force_reader(monkeypatch, "direct")
+    monkeypatch.setattr(video_module, "_cores", lambda: 2)
+    monkeypatch.setattr(video_module, "_SEGMENT_SHARE", 1.0 if parallel else 0.0)
+    path = synthetic_videos.good[name].path if name in GOOD_VIDEOS else synthetic_videos.odd[name]
+    for settings in SAMPLINGS if name != "huge" else SAMPLINGS[:1]:
+        sampled = sample_frames(path, settings)
+        assert np.array_equal(sampled.frames, decord_frames(path, sampled.frame_indices))
+
+
+def write_b_frame_video(path: Path, keyint: int, open_gop: bool = False) -> Path:
+    """H.264 with B-frames as x264 makes them (a reference B in each run of three), in short GOPs."""
+    import av
+
+    video = SyntheticVideo(path, 24, 72, 160, 120, "h264")
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=video.fps)
+        stream.width, stream.height, stream.pix_fmt = video.width, video.height, "yuv420p"
+        stream.options = {"preset": "veryfast", "crf": "20", "g": str(keyint), "bf": "3"}
+        if open_gop:
+            stream.options = {**stream.options, "x264-params": "open-gop=1:scenecut=0"}
+        for index in range(video.num_frames):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(video.render(index), format="rgb24")))
+        container.mux(stream.encode(None))
+    return path
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["one_decoder", "segments_in_parallel"])
+def test_direct_reading_of_b_frames_in_short_gops(
+    tmp_path: Path, parallel: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_b_frame_video(tmp_path / "b_frames.mp4", keyint=12)
+    force_reader(monkeypatch, "direct")
+    monkeypatch.setattr(video_module, "_cores", lambda: 2)
+    monkeypatch.setattr(video_module, "_SEGMENT_SHARE", 1.0 if parallel else 0.0)
+    for settings in [*SAMPLINGS, VisionSettings(nframes=2), VisionSettings(fps=24)]:
+        sampled = sample_frames(path, settings)
+        assert np.array_equal(sampled.frames, decord_frames(path, sampled.frame_indices))
+        for frame, index in zip(sampled.frames, sampled.frame_indices, strict=True):
+            assert SyntheticVideo.index_from_level(frame[-1].mean()) == index % GREY_CYCLE
+
+
+def spy_on_reference(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The paths sample_frames hands over to decord from now on."""
+    handed_over: list[Path] = []
+    reference = video_module._sample_reference
+
+    def spy(path: Path, *args: Any) -> SampledVideo:
+        handed_over.append(path)
+        return reference(path, *args)
+
+    monkeypatch.setattr(video_module, "_sample_reference", spy)
+    return handed_over
+
+
+def test_open_gops_are_read_through_decord(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_b_frame_video(tmp_path / "open_gops.mp4", keyint=12, open_gop=True)
+    handed_over = spy_on_reference(monkeypatch)
+    sampled = sample_frames(path, VisionSettings(fps=4))
+    assert handed_over == [path]
+    assert np.array_equal(sampled.frames, decord_frames(path, sampled.frame_indices))
+
+
+def test_decode_segments_start_at_keyframes_and_stop_at_the_last_wanted_frame() -> None:
+    # Decode order of closed GOPs of 6 with B-frames: I0 P3 B1 B2 P5 B4 | I6 P9 B7 B8 P11 B10 | I12 ...
+    pattern = [0, 3, 1, 2, 5, 4]
+    stamps = [gop * 6 + offset for gop in range(3) for offset in pattern]
+    keys = [position % 6 == 0 for position in range(18)]
+    position_of = {stamp: position for position, stamp in enumerate(stamps)}
+    wanted = sorted(position_of[frame] for frame in [1, 13, 17])
+    assert video_module._decode_segments(stamps, keys, wanted) == [(0, 2), (12, 16)]
+    assert video_module._join_adjacent([(0, 5), (6, 8), (12, 16)]) == [(0, 8), (12, 16)]
+    # An open GOP (B-frames after I6 shown before it): decord's own reading is needed.
+    open_stamps = [0, 3, 1, 2, 8, 6, 7, 4, 5]
+    open_keys = [True, False, False, False, False, True, False, False, False]
+    assert video_module._decode_segments(open_stamps, open_keys, [2, 7]) is None
+
+
+def test_rotated_videos_come_turned_as_decord_turns_them(synthetic_videos: VideoSet) -> None:
+    path = synthetic_videos.odd["rotated_90"]
+    sampled = sample_frames(path, VisionSettings(nframes=4))
+    assert sampled.frames.shape == (4, 160, 96, 3)
+    assert np.array_equal(sampled.frames, decord_frames(path, sampled.frame_indices))
+
+
+def test_ten_bit_videos_are_read_through_decord(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import av
+
+    path = tmp_path / "ten_bit.mp4"
+    video = SyntheticVideo(path, 8, 16, 64, 48, "h264")
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=video.fps)
+        stream.width, stream.height, stream.pix_fmt = video.width, video.height, "yuv420p10le"
+        for index in range(video.num_frames):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(video.render(index), format="rgb24")))
+        container.mux(stream.encode(None))
+    handed_over = spy_on_reference(monkeypatch)
+    sampled = sample_frames(path, VisionSettings(nframes=4))
+    assert handed_over == [path]
+    assert np.array_equal(sampled.frames, decord_frames(path, sampled.frame_indices))

@@ -1,6 +1,6 @@
 import pytest
 
-from cookbook_infer.parsing import ParsedOutput, parse_reasoning
+from cookbook_infer.parsing import ParsedOutput, parse_choice, parse_reasoning, parse_score, parse_verdict
 
 CASES = [
     ("<think>\nThe ball hovers.\n</think>\n\n<answer>\n2\n</answer>", ParsedOutput("The ball hovers.", "2")),
@@ -21,3 +21,37 @@ CASES = [
 @pytest.mark.parametrize(("text", "expected"), CASES)
 def test_reasoning_and_answer_are_separated(text: str, expected: ParsedOutput) -> None:
     assert parse_reasoning(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("4", 4),
+        ("4.0", 4),
+        (" 5 ", 5),
+        ("Score: 2", 2),
+        ("**3**", 3),
+        ("The motion is smooth.\n4", 4),
+        ("4.5", None),
+        ("6", None),
+        ("0", None),
+        ("-1", None),
+        ("four", None),
+        ("", None),
+    ],
+)
+def test_scores_are_read_strictly(answer: str, expected: int | None) -> None:
+    assert parse_score(answer, 1, 5) == expected
+
+
+@pytest.mark.parametrize(("answer", "expected"), [("B", "B"), ("(C) the cup", "C"), ("A. left", "A"), ("Dog", None)])
+def test_choices(answer: str, expected: str | None) -> None:
+    assert parse_choice(answer) == expected
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [("Approve", "approve"), ("Reject.", "reject"), ("rejected", "reject"), ("approve or reject", None), ("ok", None)],
+)
+def test_verdicts(answer: str, expected: str | None) -> None:
+    assert parse_verdict(answer) == expected

@@ -7,7 +7,7 @@ import pytest
 import torch
 from qwen_vl_utils import fetch_video
 
-from cookbook_data.testing import VideoSet
+from cookbook_data.testing import ODD_KINDS, VideoSet
 from cookbook_data.testing.videos import GOOD_VIDEOS
 from cookbook_data.video import VisionSettings, sample_frames
 from cookbook_infer.vision import resize_frames
@@ -41,3 +41,17 @@ def test_sampled_frames_equal_qwen_vl_utils(
     ours = resize_frames(sampled)
     assert ours.shape == reference.shape
     assert torch.equal(ours.float(), reference)
+
+
+@pytest.mark.parametrize("patch", [14, 16])
+@pytest.mark.parametrize("kind", ODD_KINDS)
+def test_odd_videos_sample_as_qwen_vl_utils(synthetic_videos: VideoSet, kind: str, patch: int) -> None:
+    """Variable frame rate (frames by index, fps averaged), display rotation (frames turned, as decord turns
+    them) and a very large size give qwen-vl-utils' frames too."""
+    path = str(synthetic_videos.odd[kind])
+    reference, metadata = fetch_video({"video": path}, image_patch_size=patch, return_video_metadata=True)
+
+    sampled = sample_frames(path, VisionSettings(patch_factor=2 * patch))
+    assert sampled.frame_indices == metadata["frames_indices"]
+    assert sampled.source_fps == pytest.approx(metadata["fps"])
+    assert torch.equal(resize_frames(sampled).float(), reference)

@@ -1,20 +1,21 @@
-"""``cookbook-data``: inspect and check record files, make test videos."""
+"""``cookbook-data``: probe and sample videos, ingest, validate and build datasets, check record files."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from cookbook_data.clikit import make_app, run_app
+from cookbook_data.clikit import make_app, out_console, print_report, resolve_config, run_app
 from cookbook_data.schemas import RECORD_TYPES
 
 app = make_app(
     "cookbook-data",
-    "Records shared by every stage: schemas, checks, test videos.",
+    "Videos and records for every stage: probe, sample, ingest, validate, build datasets.",
 )
 
 RecordKind = StrEnum("RecordKind", {name: name for name in RECORD_TYPES})  # type: ignore[misc]
@@ -44,7 +45,7 @@ def check_records(
 def make_test_videos(
     out: Annotated[Path, typer.Argument(file_okay=False, help="Folder to write the videos into.")],
 ) -> None:
-    """Write small synthetic videos (moving square, several fps/sizes/codecs) and broken files for testing."""
+    """Write small synthetic videos (moving square, several fps/sizes/codecs), broken and odd files for testing."""
     from cookbook_data.testing import make_video_set
 
     videos = make_video_set(out)
@@ -53,6 +54,256 @@ def make_test_videos(
         typer.echo(f"{video.path}  {name}: {video.num_frames} frames at {video.fps} fps, {size}")
     for kind, path in videos.broken.items():
         typer.echo(f"{path}  broken: {kind}")
+    for kind, path in videos.odd.items():
+        typer.echo(f"{path}  odd: {kind}")
+
+
+@app.command("probe")
+def probe_command(
+    videos: Annotated[list[Path], typer.Argument(help="Video files.")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per video instead of a table.")] = False,
+) -> None:
+    """Frames, fps, duration, size, codec, rotation and frame-rate regularity of each video.
+
+    A file that cannot be read gets its reason on its row; the exit code is 1 if any file failed.
+    """
+    from rich.table import Table
+
+    from cookbook_data.video import VideoDecodeError, probe
+
+    table = Table("video", "frames", "fps", "duration", "size", "codec", "rotation", "vfr", "problem")
+    failed = False
+    for path in videos:
+        try:
+            info = probe(path)
+        except VideoDecodeError as error:
+            failed = True
+            if as_json:
+                typer.echo(json.dumps({"path": str(path), "error": str(error)}))
+            else:
+                table.add_row(str(path), *[""] * 7, str(error).removeprefix(f"{path}: "))
+            continue
+        facts = {
+            "path": str(path),
+            "frames": info.num_frames,
+            "fps": info.fps,
+            "duration_s": round(info.duration, 3),
+            "width": info.width,
+            "height": info.height,
+            "codec": info.codec,
+            "rotation": info.rotation,
+            "variable_frame_rate": info.variable_frame_rate,
+        }
+        if as_json:
+            typer.echo(json.dumps(facts))
+        else:
+            table.add_row(
+                str(path),
+                str(info.num_frames),
+                f"{info.fps:g}",
+                f"{info.duration:.2f} s",
+                f"{info.width}x{info.height}",
+                info.codec or "?",
+                str(info.rotation),
+                "yes" if info.variable_frame_rate else "no",
+                "",
+            )
+    if not as_json:
+        out_console.print(table)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("sample")
+def sample_command(
+    video: Annotated[Path, typer.Argument(help="Video file.")],
+    out: Annotated[Path, typer.Option(help="PNG contact sheet to write.")] = Path("frames.png"),
+    fps: Annotated[float | None, typer.Option(help="Frames per second to sample (default 2 unless --nframes).")] = None,
+    nframes: Annotated[int | None, typer.Option(help="Exact number of frames to sample.")] = None,
+    max_pixels: Annotated[int | None, typer.Option(help="Largest area of one resized frame.")] = None,
+    total_pixels: Annotated[int | None, typer.Option(help="Pixel budget over all frames.")] = None,
+    patch_factor: Annotated[int, typer.Option(help="28 for Reason1 (Qwen2.5-VL), 32 for Reason2 (Qwen3-VL).")] = 28,
+    columns: Annotated[int, typer.Option(min=1, help="Frames per row of the sheet.")] = 4,
+) -> None:
+    """Sample frames exactly as a model would get them and save them as a contact sheet for a person to look at.
+
+    Prints the chosen frame indices, their timestamps and the size the model receives.
+    """
+    from cookbook_data.contact_sheet import contact_sheet
+    from cookbook_data.video import VisionSettings, sample_frames
+
+    settings = VisionSettings.model_validate(
+        {
+            "fps": fps,
+            "nframes": nframes,
+            "max_pixels": max_pixels,
+            "total_pixels": total_pixels,
+            "patch_factor": patch_factor,
+        }
+    )
+    sampled = sample_frames(video, settings)
+    contact_sheet(sampled, columns=columns).save(out)
+    typer.echo(f"{len(sampled.frame_indices)} frames of {sampled.total_frames} at {sampled.source_fps:g} fps")
+    typer.echo(f"indices: {sampled.frame_indices}")
+    typer.echo(f"seconds: {[round(t, 3) for t in sampled.timestamps]}")
+    typer.echo(f"model input size: {sampled.resized_width}x{sampled.resized_height}")
+    typer.echo(f"wrote {out}")
+
+
+@app.command("validate")
+def validate_command(
+    manifest: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="VideoSample JSONL manifest.")],
+    out: Annotated[Path | None, typer.Option(help="Valid rows (default: <manifest>.valid.jsonl).")] = None,
+    quarantine: Annotated[
+        Path | None, typer.Option(help="Rows held back, with reasons (default: <manifest>.quarantine.jsonl).")
+    ] = None,
+    min_duration: Annotated[float, typer.Option(help="Shortest accepted video, seconds.")] = 0.5,
+    max_duration: Annotated[float | None, typer.Option(help="Longest accepted video, seconds.")] = None,
+    min_side: Annotated[int, typer.Option(help="Smallest accepted width or height.")] = 28,
+    max_side: Annotated[int, typer.Option(help="Largest accepted width or height.")] = 3840,
+    allow_rotated: Annotated[bool, typer.Option(help="Accept videos flagged as rotated.")] = False,
+    allow_vfr: Annotated[bool, typer.Option(help="Accept variable-frame-rate videos.")] = False,
+    workers: Annotated[int, typer.Option(min=1, help="Rows checked in parallel.")] = 2,
+    strict: Annotated[bool, typer.Option(help="Exit with code 1 when this run quarantines any row.")] = False,
+) -> None:
+    """Check every row (schema, file, decoding, duration, resolution, rotation, frame rate).
+
+    Good rows go to the valid manifest with their probed facts; bad rows go to the quarantine file with a
+    reason code, a message naming the file, the line and the original row. Reruns resume.
+    """
+    from cookbook_data.validate import ValidateConfig, validate_manifest
+
+    config = ValidateConfig(
+        manifest=manifest,
+        out=out,
+        quarantine=quarantine,
+        min_duration_s=min_duration,
+        max_duration_s=max_duration,
+        min_side=min_side,
+        max_side=max_side,
+        allow_rotated=allow_rotated,
+        allow_variable_frame_rate=allow_vfr,
+        workers=workers,
+    )
+    report = validate_manifest(config)
+    print_report(report)
+    typer.echo(f"valid: {config.valid_path()}\nquarantine: {config.quarantine_path()}")
+    if strict and report.failed:
+        raise typer.Exit(1)
+
+
+ingest_app = typer.Typer(
+    help="Turn a dataset into a VideoSample manifest (JSONL).", no_args_is_help=True, rich_markup_mode=None
+)
+app.add_typer(ingest_app, name="ingest")
+
+
+@ingest_app.command("videophy2")
+def ingest_videophy2_command(
+    out: Annotated[Path, typer.Option(help="Manifest to write (appended to; reruns resume).")],
+    source: Annotated[
+        str,
+        typer.Option(help="Hub id, or a local parquet/JSON/JSONL/CSV copy or save_to_disk folder."),
+    ] = "videophysics/videophy2_train",
+    split: Annotated[str | None, typer.Option(help="Split to read (default: the only one).")] = None,
+    download: Annotated[bool, typer.Option(help="Download the videos (cached by URL hash) and probe them.")] = False,
+    cache_dir: Annotated[Path | None, typer.Option(help="Video cache (default: videos/ beside the manifest).")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Parallel downloads.")] = 8,
+    limit: Annotated[int | None, typer.Option(help="Only the first N rows.")] = None,
+) -> None:
+    """VideoPhy-2 rows (every column kept) as VideoSamples, optionally with their videos downloaded."""
+    from cookbook_data.ingest import VideoPhy2IngestConfig, ingest_videophy2
+
+    config = VideoPhy2IngestConfig(
+        source=source, split=split, out=out, download=download, cache_dir=cache_dir, workers=workers, limit=limit
+    )
+    print_report(ingest_videophy2(config))
+
+
+@ingest_app.command("folder")
+def ingest_folder_command(
+    folder: Annotated[
+        Path, typer.Argument(exists=True, file_okay=False, help="Folder of videos (searched recursively).")
+    ],
+    out: Annotated[Path, typer.Option(help="Manifest to write (appended to; reruns resume).")],
+    labels: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="CSV or JSONL of labels naming each video.")
+    ] = None,
+    video_column: Annotated[str | None, typer.Option(help="Column of the labels file naming the video.")] = None,
+) -> None:
+    """Videos of a folder as VideoSamples (id = path relative to the folder), with labels when given."""
+    from cookbook_data.ingest import FolderIngestConfig, ingest_folder
+
+    print_report(ingest_folder(FolderIngestConfig(folder=folder, out=out, labels=labels, video_column=video_column)))
+
+
+def _build(
+    kind: str,
+    manifest: Path,
+    out: Path | None,
+    config_file: Path | None,
+    sets: list[str] | None,
+    options: Mapping[str, object],
+) -> None:
+    from cookbook_data.build import BuildConfig, build_rl, build_sft
+
+    config = resolve_config(BuildConfig, config_file, sets, {"manifest": manifest, "out": out, **options})
+    report = (build_sft if kind == "sft" else build_rl)(config)
+    typer.echo(report.summary())
+
+
+BuildConfigFile = Annotated[
+    Path | None, typer.Option("--config", exists=True, dir_okay=False, help="TOML file of build settings.")
+]
+BuildSets = Annotated[list[str] | None, typer.Option("--set", help="Override a setting: key=value (repeatable).")]
+BuildOut = Annotated[Path | None, typer.Option(help="Output folder (dataset, build_info.json, dropped.jsonl).")]
+BuildManifest = Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="VideoSample JSONL manifest.")]
+BuildTask = Annotated[str | None, typer.Option(help="critic | caption | vqa | multiple_choice (default critic).")]
+BuildPrompt = Annotated[str | None, typer.Option(help="Shipped prompt name or YAML file (default: per task).")]
+BuildBalance = Annotated[str | None, typer.Option(help="none | down | up: balance train labels (default none).")]
+BuildFps = Annotated[float | None, typer.Option(help="Frames per second recorded in the video parts (default 4).")]
+BuildPatch = Annotated[int | None, typer.Option(help="28 (Reason1) or 32 (Reason2); default from the prompt.")]
+
+
+@app.command("build-sft")
+def build_sft_command(
+    manifest: BuildManifest,
+    out: BuildOut = None,
+    task: BuildTask = None,
+    prompt: BuildPrompt = None,
+    balance: BuildBalance = None,
+    fps: BuildFps = None,
+    patch_factor: BuildPatch = None,
+    config_file: BuildConfigFile = None,
+    sets: BuildSets = None,
+) -> None:
+    """An SFT dataset (conversations with the assistant answer) that cosmos-rl and the local trainer read.
+
+    Settings: defaults < --config TOML < --set key=value < the options here. Every left-out sample is in
+    dropped.jsonl with its reason.
+    """
+    options = {"task": task, "prompt": prompt, "balance": balance, "fps": fps, "patch_factor": patch_factor}
+    _build("sft", manifest, out, config_file, sets, options)
+
+
+@app.command("build-rl")
+def build_rl_command(
+    manifest: BuildManifest,
+    out: BuildOut = None,
+    task: BuildTask = None,
+    prompt: BuildPrompt = None,
+    balance: BuildBalance = None,
+    fps: BuildFps = None,
+    patch_factor: BuildPatch = None,
+    config_file: BuildConfigFile = None,
+    sets: BuildSets = None,
+) -> None:
+    """An RL (GRPO) dataset: prompts without the answer, plus the reference answer for the rewards.
+
+    Settings: defaults < --config TOML < --set key=value < the options here.
+    """
+    options = {"task": task, "prompt": prompt, "balance": balance, "fps": fps, "patch_factor": patch_factor}
+    _build("rl", manifest, out, config_file, sets, options)
 
 
 def main() -> None:

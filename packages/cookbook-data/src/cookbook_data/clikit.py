@@ -5,13 +5,25 @@ Kept free of heavy imports: a CLI module imports this at load time, and ``--help
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import tomllib
 from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.text import Text
+
+from cookbook_data.schemas import describe_validation_error
+
+if TYPE_CHECKING:
+    from cookbook_data.jobs import JobReport
+
+C = TypeVar("C", bound=BaseModel)
 
 DEBUG_ENV = "COOKBOOK_DEBUG"
 """Set to 1 to get full tracebacks instead of one-line errors."""
@@ -20,6 +32,7 @@ STACK = ("torch", "torchvision", "transformers", "vllm", "cosmos-rl", "decord", 
 """Distributions whose versions matter in a bug report."""
 
 err_console = Console(stderr=True)
+out_console = Console()
 
 
 def make_app(name: str, help: str) -> typer.Typer:
@@ -51,6 +64,52 @@ def make_app(name: str, help: str) -> typer.Typer:
                 typer.echo(f"  {dist} (not installed)")
 
     return app
+
+
+def resolve_config(model: type[C], config_file: Path | None, sets: list[str] | None, options: dict[str, Any]) -> C:
+    """A config from defaults < TOML file < ``--set key=value`` < explicit options (those not None).
+
+    ``--set`` values are read as JSON when they parse (numbers, booleans, lists), else as text; dotted keys
+    reach into tables (``vision.fps=4``). Errors name the field.
+    """
+    data: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            data = tomllib.loads(config_file.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as error:
+            raise ValueError(f"{config_file}: {error}") from None
+    for assignment in sets or []:
+        key, sep, raw = assignment.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {assignment!r}: expected key=value")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        *parents, leaf = key.split(".")
+        table = data
+        for parent in parents:
+            table = table.setdefault(parent, {})
+        table[leaf] = value
+    data.update({key: value for key, value in options.items() if value is not None})
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        source = f"{config_file}: " if config_file is not None else ""
+        raise ValueError(f"{source}{describe_validation_error(error)}") from None
+
+
+def print_report(report: JobReport) -> None:
+    """A job's counts per outcome and failure reason as a table, then its one-line summary."""
+    from rich.table import Table
+
+    table = Table("outcome", "items")
+    table.add_row("done", str(report.succeeded))
+    table.add_row("already done (skipped)", str(report.skipped))
+    for reason, count in sorted(report.failures_by_type.items()):
+        table.add_row(f"failed: {reason}", str(count))
+    out_console.print(table)
+    typer.echo(report.summary())
 
 
 def run_app(app: typer.Typer, prog_name: str) -> None:

@@ -235,6 +235,10 @@ class ItemError(Record):
     stage: NonEmptyStr = Field(description="Job that failed on it, e.g. 'validate' or 'infer'.")
     error_type: NonEmptyStr = Field(description="Exception class or error category.")
     message: str = Field(description="Human-readable cause, naming the file or field when known.")
+    details: dict[str, JsonValue] = Field(
+        default_factory=dict,
+        description="Context to fix the item: e.g. the manifest line number and the original row.",
+    )
 
 
 RECORD_TYPES: dict[str, type[Record]] = {

@@ -12,8 +12,14 @@ resize happens where the image library is (the model backend), not in this light
 
 from __future__ import annotations
 
+import bisect
 import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from fractions import Fraction
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -90,7 +96,7 @@ class VisionSettings(Strict):
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What a probe learns about a video without decoding it."""
+    """What a probe learns about a video without decoding more than its first frame."""
 
     path: Path
     num_frames: int
@@ -98,6 +104,12 @@ class VideoInfo:
     width: int
     height: int
     codec: str | None
+    rotation: int = 0
+    """Degrees (0, 90, 180 or 270) a player turns the stored frames clockwise for display, from the stream's
+    display matrix or its ``rotate`` tag. ``width`` and ``height`` are the stored (unrotated) size."""
+    variable_frame_rate: bool = False
+    """Whether the timestamps of the first packets are unevenly spaced, so that a frame's index divided by
+    ``fps`` is not its time."""
 
     @property
     def duration(self) -> float:
@@ -196,35 +208,134 @@ def resized_frame_size(settings: VisionSettings, height: int, width: int, count:
     return smart_resize(height, width, settings.patch_factor, min_pixels, max_pixels)
 
 
-def _open_decord(path: Path) -> Any | None:
-    """A decord reader, or None when decord cannot open the file (PyAV then reads it)."""
-    import decord
+VFR_PACKETS = 240
+"""How many packets :func:`probe` demuxes (without decoding) to tell a variable frame rate."""
+_REORDER_MARGIN = 16
+"""Latest timestamps the frame-rate check leaves out when it stops early: with B-frames, frames just before
+them in display order may still be to come in decode order."""
+_VFR_TOLERANCE = 0.1
+"""A frame duration further than this fraction from the nominal one (plus one tick of rounding when the
+nominal duration is not a whole number of ticks) makes the rate variable."""
+_ROTATION_PACKETS = 32
+"""How many packets :func:`probe` may decode to get a first frame and its display matrix."""
 
-    try:
-        return decord.VideoReader(str(path), num_threads=1)
-    except Exception:
-        return None
-
-
-def _probe_pyav(path: Path) -> VideoInfo:
-    import av
-
-    with av.open(str(path)) as container:
-        if not container.streams.video:
-            raise VideoDecodeError(f"{path}: no video stream")
-        stream = container.streams.video[0]
-        fps = float(stream.average_rate or stream.guessed_rate or 0)
-        frames = stream.frames or sum(1 for _ in container.decode(stream))
-        return VideoInfo(path, frames, fps, stream.width, stream.height, stream.codec_context.name)
+_EXACT_PIXEL_FORMATS = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuv444p"})
+"""Pixel formats for which PyAV's RGB conversion is bit-identical to decord's (what qwen-vl-utils reads
+with); other formats (10-bit ones among them) are read through decord itself."""
+_SKIP_NONREF_CODECS = frozenset({"h264", "hevc", "mpeg4"})
+"""Decoders that, told to skip non-reference frames, skip only frames that no other frame is predicted from."""
 
 
-def probe(path: str | Path) -> VideoInfo:
-    """Frame count, fps, size and codec of a video; raises :class:`VideoDecodeError` naming the file."""
-    path = Path(path)
+def _check_file(path: Path) -> None:
     if not path.is_file():
         raise VideoDecodeError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise VideoDecodeError(f"{path}: empty file")
+
+
+def _open_container(path: Path) -> Any:
+    import av
+
+    try:
+        container = av.open(str(path))
+    except Exception as error:
+        raise VideoDecodeError(f"{path}: cannot open as video ({error})") from None
+    if not container.streams.video:
+        container.close()
+        raise VideoDecodeError(f"{path}: no video stream")
+    return container
+
+
+def _is_end_marker(packet: Any) -> bool:
+    """PyAV ends each stream's demuxing with an empty packet that carries no data and no timestamps."""
+    return bool(packet.size == 0 and packet.pts is None and packet.dts is None)
+
+
+def _right_angle(degrees: float) -> int:
+    return round(degrees / 90) % 4 * 90
+
+
+def _tag_rotation(stream: Any) -> int | None:
+    """Clockwise rotation from the ``rotate`` tag older muxers and FFmpeg versions use, if the stream has one."""
+    tag = stream.metadata.get("rotate")
+    try:
+        return _right_angle(float(tag)) if tag else None
+    except ValueError:
+        return None
+
+
+def _frame_rotation(frame: Any) -> int:
+    """Clockwise rotation from a decoded frame's display matrix (PyAV reports it counter-clockwise)."""
+    return _right_angle(-float(frame.rotation))
+
+
+def _nominal_step(stream: Any) -> Fraction | None:
+    """Duration of one frame in time-base ticks, from the average frame rate."""
+    rate, time_base = stream.average_rate, stream.time_base
+    if not rate or not time_base:
+        return None
+    return 1 / (Fraction(rate) * Fraction(time_base))
+
+
+def _is_variable_rate(timestamps: list[int], nominal: Fraction | None, complete: bool) -> bool:
+    """Whether presentation timestamps are unevenly spaced. ``complete``: they are all of the stream's."""
+    ordered = sorted(timestamps)
+    if not complete:
+        ordered = ordered[: len(ordered) - _REORDER_MARGIN]
+    if len(ordered) < 3:
+        return False
+    steps = np.diff(np.asarray(ordered, dtype=np.int64))
+    step = float(nominal) if nominal else float(np.median(steps))
+    if step <= 0:
+        return True
+    rounding = 0.0 if nominal is not None and nominal.denominator == 1 else 1.0
+    return bool(np.abs(steps - step).max() > _VFR_TOLERANCE * step + rounding)
+
+
+def _probe_pyav(path: Path) -> VideoInfo:
+    container = _open_container(path)
+    with container:
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate or stream.guessed_rate or 0)
+        rotation = _tag_rotation(stream)
+        timestamps: list[int] = []
+        packets = 0
+        complete = True
+        for packet in container.demux(stream):
+            if _is_end_marker(packet):
+                continue
+            packets += 1
+            if rotation is None and packets <= _ROTATION_PACKETS:
+                try:
+                    decoded = stream.codec_context.decode(packet)
+                except Exception:
+                    decoded = []
+                if decoded:
+                    rotation = _frame_rotation(decoded[0])
+            stamp = packet.pts if packet.pts is not None else packet.dts
+            if stamp is not None and len(timestamps) < VFR_PACKETS:
+                timestamps.append(stamp)
+            if packets >= VFR_PACKETS and stream.frames and rotation is not None:
+                complete = False
+                break
+        return VideoInfo(
+            path,
+            stream.frames or packets,
+            fps,
+            stream.width,
+            stream.height,
+            stream.codec_context.name,
+            rotation=rotation or 0,
+            variable_frame_rate=_is_variable_rate(timestamps, _nominal_step(stream), complete),
+        )
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """Frame count, fps, size, codec, display rotation and frame-rate regularity of a video, from its
+    container and its first packets (one frame is decoded, for the display matrix); raises
+    :class:`VideoDecodeError` naming the file."""
+    path = Path(path)
+    _check_file(path)
     try:
         info = _probe_pyav(path)
     except VideoDecodeError:
@@ -234,6 +345,231 @@ def probe(path: str | Path) -> VideoInfo:
     if info.num_frames <= 0 or info.fps <= 0:
         raise VideoDecodeError(f"{path}: no decodable frames")
     return info
+
+
+class _UseReference(Exception):
+    """The direct reader cannot vouch for giving decord's frames for this file: read it through decord."""
+
+    def __init__(self, total: int, fps: float) -> None:
+        super().__init__()
+        self.total = total
+        self.fps = fps
+
+
+def _decode_segments(timestamps: list[int], keyframes: list[bool], wanted: list[int]) -> list[tuple[int, int]] | None:
+    """Inclusive ranges of packets (decode order) to decode so that the packets at positions ``wanted``
+    (sorted) come out as decord returns them: each group of pictures that holds a wanted frame, from its
+    keyframe up to its last wanted packet, the way decord seeks to a keyframe and decodes forward.
+
+    None when a group has leading pictures (an open GOP: frames shown before its keyframe, predicted from
+    the group before): decord, starting afresh at that keyframe, returns those frames as its decoder makes
+    them out without their references, which only decord itself reproduces.
+    """
+    starts = [position for position, key in enumerate(keyframes) if key]
+    if not starts or starts[0] != 0:
+        starts.insert(0, 0)
+    bounds = [*starts, len(timestamps)]
+    if any(min(timestamps[start:end]) != timestamps[start] for start, end in pairwise(bounds)):
+        return None
+    last: dict[int, int] = {}
+    for position in wanted:
+        last[starts[bisect.bisect_right(starts, position) - 1]] = position
+    return sorted(last.items())
+
+
+def _join_adjacent(segments: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Ranges that follow each other without a gap, as one (one decoder reads them without a flush)."""
+    joined: list[tuple[int, int]] = []
+    for start, end in segments:
+        if joined and joined[-1][1] == start - 1:
+            joined[-1] = (joined[-1][0], end)
+        else:
+            joined.append((start, end))
+    return joined
+
+
+def _sample_direct(path: Path, settings: VisionSettings) -> SampledVideo:
+    """Decode the chosen frames with PyAV, as decord would: frames are the video's packets in presentation
+    order, and only the packets they depend on are decoded (frame-threaded; non-reference frames that are
+    not wanted are skipped and only wanted frames are converted to RGB)."""
+    container = _open_container(path)
+    with container:
+        stream = container.streams.video[0]
+        timestamps: list[int] = []
+        keyframes: list[bool] = []
+        try:
+            for packet in container.demux(stream):
+                if not _is_end_marker(packet):
+                    timestamps.append(packet.pts)
+                    keyframes.append(packet.is_keyframe)
+        except Exception as error:
+            raise VideoDecodeError(f"{path}: cannot read packets ({error})") from None
+        total = len(timestamps)
+        fps = float(stream.average_rate or stream.guessed_rate or 0)
+        if total == 0 or fps <= 0:
+            raise VideoDecodeError(f"{path}: no decodable frames")
+        indices = frame_indices(settings, total, fps)
+        if (
+            not stream.average_rate
+            or _tag_rotation(stream)
+            or stream.codec_context.pix_fmt not in _EXACT_PIXEL_FORMATS
+            or None in timestamps
+            or len(set(timestamps)) != total
+        ):
+            raise _UseReference(total, fps)
+        frames = _decode_chosen(path, container, timestamps, keyframes, indices)
+        if frames is None:
+            raise _UseReference(total, fps)
+    resized_height, resized_width = resized_frame_size(settings, frames.shape[1], frames.shape[2], len(indices))
+    return SampledVideo(frames, indices, fps, total, resized_height, resized_width)
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+class _Chosen:
+    """The frames being collected: where each wanted timestamp goes, and which are in."""
+
+    def __init__(self, timestamps: list[int], indices: list[int], width: int, height: int) -> None:
+        order = sorted(range(len(timestamps)), key=timestamps.__getitem__)
+        self.decode_positions = sorted(order[index] for index in indices)
+        self.slots = {timestamps[order[index]]: slot for slot, index in enumerate(indices)}
+        self.width, self.height = width, height
+        self.frames = np.empty((len(indices), height, width, 3), dtype=np.uint8)
+        self.filled = np.zeros(len(indices), dtype=bool)
+
+    def keep(self, decoded: list[Any]) -> bool:
+        """Store the wanted frames among ``decoded``; False when one is not as the stream promised."""
+        for frame in decoded:
+            slot = self.slots.get(frame.pts)
+            if slot is None:
+                continue
+            if (
+                frame.width != self.width
+                or frame.height != self.height
+                or frame.format.name not in _EXACT_PIXEL_FORMATS
+                or _frame_rotation(frame)
+            ):
+                return False
+            self.frames[slot] = frame.to_ndarray(format="rgb24")
+            self.filled[slot] = True
+        return True
+
+
+def _decode_segment(
+    container: Any, timestamps: list[int], positions: dict[int, int], segment: tuple[int, int], chosen: _Chosen
+) -> bool:
+    """Seek to the keyframe starting ``segment`` and decode its packets into ``chosen``, draining the decoder
+    at its end and leaving it flushed, as decord leaves its decoder after a seek."""
+    start, end = segment
+    stream = container.streams.video[0]
+    context = stream.codec_context
+    skip_nonref = context.name in _SKIP_NONREF_CODECS
+    skipping: bool | None = None
+    container.seek(timestamps[start], backward=True, any_frame=False, stream=stream)
+    position: int | None = None
+    for packet in container.demux(stream):
+        if _is_end_marker(packet):
+            return False
+        if position is None:
+            position = positions.get(packet.pts)
+            if position is None or position > start:
+                return False  # the seek landed past the keyframe
+        else:
+            position += 1
+        if packet.pts != timestamps[position]:
+            return False  # the file reads differently this time
+        if position < start:
+            continue
+        if skip_nonref:
+            skip = packet.pts not in chosen.slots
+            if skip != skipping:
+                context.skip_frame = "NONREF" if skip else "DEFAULT"
+                skipping = skip
+        if not chosen.keep(context.decode(packet)):
+            return False
+        if position == end:
+            break
+    else:
+        return False
+    ok = chosen.keep(context.decode(None))
+    context.flush_buffers()
+    return ok
+
+
+_SEGMENT_SHARE = 0.75
+"""Decode separate groups of pictures on separate threads only when no segment holds more than this share
+of the packets to decode; otherwise one frame-threaded decoder is faster."""
+
+
+def _decode_chosen(
+    path: Path, container: Any, timestamps: list[int], keyframes: list[bool], indices: list[int]
+) -> NDArray[np.uint8] | None:
+    """The frames at ``indices`` (presentation order) as (T, H, W, 3) RGB, or None when the file does not
+    decode the way its packets promise (then decord reads it).
+
+    Groups of pictures decode independently (decord too starts afresh from a keyframe), so segments are
+    shared among threads, one single-threaded decoder each, when they balance; one frame-threaded decoder
+    reads them otherwise. PyAV releases the GIL while decoding.
+    """
+    import av
+
+    stream = container.streams.video[0]
+    chosen = _Chosen(timestamps, indices, stream.codec_context.width, stream.codec_context.height)
+    segments = _decode_segments(timestamps, keyframes, chosen.decode_positions)
+    if segments is None:
+        return None
+    positions = {stamp: position for position, stamp in enumerate(timestamps)}
+    lengths = [end - start + 1 for start, end in segments]
+    cores = _cores()
+    workers = min(cores, len(segments)) if max(lengths) <= _SEGMENT_SHARE * sum(lengths) else 1
+    if workers == 1:
+        segments = _join_adjacent(segments)
+    pending = iter(sorted(segments, key=lambda segment: segment[0] - segment[1]))  # longest first
+    lock = threading.Lock()
+
+    def work(reader: Any) -> bool:
+        context = reader.streams.video[0].codec_context
+        threads = max(1, cores // workers)
+        context.thread_type = "FRAME" if threads > 1 else "SLICE"
+        context.thread_count = threads
+        while True:
+            with lock:
+                segment = next(pending, None)
+            if segment is None:
+                return True
+            if not _decode_segment(reader, timestamps, positions, segment, chosen):
+                return False
+
+    def work_on_own_container() -> bool:
+        with av.open(str(path)) as reader:
+            return work(reader)
+
+    try:
+        if workers == 1:
+            ok = work(container)
+        else:
+            with ThreadPoolExecutor(workers - 1) as pool:
+                others = [pool.submit(work_on_own_container) for _ in range(workers - 1)]
+                ok = work(container)
+                ok = all([ok, *(other.result() for other in others)])
+    except Exception:
+        return None
+    return chosen.frames if ok and bool(chosen.filled.all()) else None
+
+
+def _open_decord(path: Path) -> Any | None:
+    """A decord reader, or None when decord cannot open the file (PyAV then reads it)."""
+    import decord
+
+    try:
+        return decord.VideoReader(str(path))
+    except Exception:
+        return None
 
 
 def _read_pyav(path: Path, indices: list[int]) -> NDArray[np.uint8]:
@@ -254,12 +590,12 @@ def _read_pyav(path: Path, indices: list[int]) -> NDArray[np.uint8]:
     return np.stack([kept[i] for i in indices])
 
 
-def sample_frames(path: str | Path, settings: VisionSettings) -> SampledVideo:
-    """Decode only the frames ``settings`` select (decord; PyAV when decord cannot read the file)."""
-    path = Path(path)
-    info = probe(path)
+def _sample_reference(path: Path, settings: VisionSettings, total: int, fps: float) -> SampledVideo:
+    """Read the way qwen-vl-utils does (decord; PyAV decoding in order when decord cannot read the file)."""
     reader = _open_decord(path)
-    total, fps = (len(reader), float(reader.get_avg_fps())) if reader is not None else (info.num_frames, info.fps)
+    if reader is not None:
+        reader_fps = float(reader.get_avg_fps())
+        total, fps = len(reader), reader_fps if math.isfinite(reader_fps) and reader_fps > 0 else fps
     indices = frame_indices(settings, total, fps)
     frames: NDArray[np.uint8] | None = None
     if reader is not None:
@@ -272,3 +608,18 @@ def sample_frames(path: str | Path, settings: VisionSettings) -> SampledVideo:
     height, width = frames.shape[1:3]
     resized_height, resized_width = resized_frame_size(settings, height, width, len(indices))
     return SampledVideo(frames, indices, fps, total, resized_height, resized_width)
+
+
+def sample_frames(path: str | Path, settings: VisionSettings) -> SampledVideo:
+    """Decode only the frames ``settings`` select, exactly as qwen-vl-utils' decord reader returns them.
+
+    One PyAV pass reads the packet index; the chosen frames are then decoded from their keyframes. Files the
+    direct reader cannot vouch for (rotated, 10-bit, missing or repeated timestamps, frames that do not
+    decode) are read through decord, and through plain PyAV decoding when decord cannot open them.
+    """
+    path = Path(path)
+    _check_file(path)
+    try:
+        return _sample_direct(path, settings)
+    except _UseReference as fallback:
+        return _sample_reference(path, settings, fallback.total, fallback.fps)

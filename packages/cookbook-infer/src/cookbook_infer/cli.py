@@ -97,5 +97,104 @@ def generate(
             writer.close()
 
 
+@app.command("run")
+def run_command(
+    manifest: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="VideoSample JSONL manifest.")],
+    model: Annotated[str | None, typer.Option(help="Hub id or checkpoint folder.")] = None,
+    task: Annotated[
+        str | None,
+        typer.Option(help="critic (default), critic-thinking, caption, vqa, multiple-choice, approve-reject."),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Predictions JSONL; a rerun skips ids already in it.")] = None,
+    arch: Annotated[str | None, typer.Option(help="reason1 or reason2, for models the registry does not know.")] = None,
+    prompt: Annotated[str | None, typer.Option(help="Shipped prompt name or YAML file replacing the task's.")] = None,
+    backend: Annotated[str | None, typer.Option(help="transformers (default), vllm, or openai.")] = None,
+    base_url: Annotated[str | None, typer.Option(help="Server URL for --backend openai.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Samples per generate call (default 8).")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, ... (default: cuda when available).")] = None,
+    max_new_tokens: Annotated[int | None, typer.Option(help="Override the model preset's token budget.")] = None,
+    temperature: Annotated[float | None, typer.Option(help="Override the preset; 0 for greedy.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Sampling seed (default 0).")] = None,
+    fps: Annotated[float | None, typer.Option(help="Override the model's frames per second.")] = None,
+    nframes: Annotated[int | None, typer.Option(help="Sample exactly this many frames.")] = None,
+    config_file: Annotated[
+        Path | None, typer.Option("--config", exists=True, dir_okay=False, help="TOML file of run settings.")
+    ] = None,
+    sets: Annotated[list[str] | None, typer.Option("--set", help="Override a setting: key=value.")] = None,
+) -> None:
+    """Answer a task for every sample of a manifest: batched, resumable, one Prediction per sample.
+
+    Unparseable answers are kept (answer = null, raw text kept); failing samples go to <out>.errors.jsonl and
+    the run goes on. Settings: model presets < --config TOML < --set key=value < the options here.
+    """
+    from cookbook_data.clikit import print_report, resolve_config
+    from cookbook_infer.run import RunConfig, run_inference
+
+    options = {
+        "manifest": manifest,
+        "model": model,
+        "task": task,
+        "out": out,
+        "arch": arch,
+        "prompt": prompt,
+        "backend": backend,
+        "base_url": base_url,
+        "batch_size": batch_size,
+        "device": device,
+        "max_new_tokens": max_new_tokens,
+        "temperature": temperature,
+        "seed": seed,
+        "fps": fps,
+        "nframes": nframes,
+    }
+    config = resolve_config(RunConfig, config_file, sets, options)
+    print_report(run_inference(config))
+
+
+@app.command("serve")
+def serve_command(
+    model: Annotated[str, typer.Option(help="Hub id or checkpoint folder to serve.")],
+    arch: Annotated[str | None, typer.Option(help="reason1 or reason2, for models the registry does not know.")] = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0 for all).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    media_root: Annotated[
+        list[Path] | None, typer.Option(help="Folder whose videos requests may read (repeatable).")
+    ] = None,
+    max_batch_size: Annotated[int, typer.Option(min=1, help="Most requests generated together.")] = 8,
+    max_wait_ms: Annotated[float, typer.Option(help="Longest wait to fill a batch.")] = 10.0,
+    device: Annotated[str, typer.Option(help="cpu, cuda, ... (auto: cuda when available).")] = "auto",
+    dtype: Annotated[Dtype, typer.Option(help="Weights dtype; auto keeps the checkpoint's.")] = "auto",
+) -> None:
+    """Serve a model behind an OpenAI-compatible chat-completions API (/v1/chat/completions).
+
+    Video parts are {"type": "video_url", "video_url": {"url": "file:///abs/clip.mp4"}} under a --media-root;
+    vision settings come from the request's mm_processor_kwargs or the model's defaults. Set COOKBOOK_API_KEY
+    to require "Authorization: Bearer <key>". For vLLM, run `vllm serve <model>` instead: `cookbook-infer run
+    --backend openai --base-url http://HOST:PORT/v1` talks to both.
+    """
+    import os
+
+    from cookbook_infer.backends.transformers import TransformersBackend
+    from cookbook_infer.registry import resolve_model
+    from cookbook_infer.serve import ServeSettings, run_server
+
+    spec = resolve_model(model, arch)  # type: ignore[arg-type]
+    settings = ServeSettings(
+        model_id=model,
+        host=host,
+        port=port,
+        media_roots=media_root or [],
+        max_batch_size=max_batch_size,
+        max_wait_ms=max_wait_ms,
+        vision=spec.vision,
+        api_key=os.environ.get("COOKBOOK_API_KEY") or None,
+    )
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    run_server(TransformersBackend(model, device=device, dtype=dtype), settings)
+
+
 def main() -> None:
     run_app(app, "cookbook-infer")

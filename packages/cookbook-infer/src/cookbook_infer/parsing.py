@@ -8,6 +8,7 @@ keeps its text as thinking and gets ``answer=None``: a recorded failure, never a
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
@@ -48,3 +49,39 @@ def parse_reasoning(text: str) -> ParsedOutput:
         answer, closed, _ = inner.partition(ANSWER_CLOSE)
         return ParsedOutput(thinking=thinking, answer=_blank_to_none(answer) if closed else None)
     return ParsedOutput(thinking=thinking, answer=_blank_to_none(rest.replace(ANSWER_CLOSE, "")))
+
+
+_SCORE_LINE = re.compile(r"^\s*\**\s*(?:score\s*[:=]?\s*)?(-?\d+(?:\.\d+)?)\s*\**\s*\.?\s*$", re.IGNORECASE)
+
+
+def parse_score(answer: str, low: int, high: int) -> int | None:
+    """An integer score in [low, high] from an answer: the whole answer, or else its last line that is only a
+    number (Reason2 often writes a sentence, then the digit on its own line). Out of range or fractional
+    numbers are rejected (None), never clamped."""
+    for line in [answer, *reversed(answer.strip().splitlines())]:
+        match = _SCORE_LINE.match(line)
+        if match:
+            value = float(match.group(1))
+            if value.is_integer() and low <= value <= high:
+                return int(value)
+            return None
+    return None
+
+
+_CHOICE = re.compile(r"^\s*\(?([A-Z])\)?(?:[.):]|\s|$)")
+
+
+def parse_choice(answer: str) -> str | None:
+    """The option letter an answer starts with (``B``, ``(B)``, ``B. the cup``), else None."""
+    match = _CHOICE.match(answer.strip())
+    return match.group(1) if match else None
+
+
+def parse_verdict(answer: str) -> str | None:
+    """``approve`` or ``reject`` when the answer says exactly one of them, else None."""
+    words = set(re.findall(r"[a-z]+", answer.lower()))
+    approve = bool(words & {"approve", "approved"})
+    reject = bool(words & {"reject", "rejected"})
+    if approve == reject:
+        return None
+    return "approve" if approve else "reject"

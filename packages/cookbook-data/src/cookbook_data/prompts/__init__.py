@@ -4,11 +4,16 @@ The shipped files hold the exact texts the published Cosmos recipes were trained
 fine-tuned checkpoint must see byte for byte what it was trained on, so they are never edited in place — a
 changed prompt is a new file. A template's version is the hash of its file, so every record names the
 exact text it was produced with. Users may pass their own YAML file wherever a shipped name is accepted.
+
+A template may hold placeholders, ``{name}`` with ``name`` an identifier (``{question}``, ``{options}``),
+filled per sample by :meth:`PromptTemplate.render`. Only that exact form is a placeholder: other braces
+(JSON examples, ``{ }``) are plain text, and the published texts contain no braces at all.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -27,6 +32,13 @@ from cookbook_data.schemas import (
     describe_validation_error,
 )
 
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+"""A placeholder in a template text: ``{question}``."""
+
+
+def _placeholders(text: str | None) -> set[str]:
+    return set(PLACEHOLDER.findall(text)) if text else set()
+
 
 class PromptTemplate(Strict):
     """A system prompt (optional) and a user prompt, with the name and version they were loaded under."""
@@ -40,6 +52,40 @@ class PromptTemplate(Strict):
     def id(self) -> str:
         """``name@version``, the form records carry."""
         return f"{self.name}@{self.version}"
+
+    @property
+    def placeholders(self) -> frozenset[str]:
+        """Names of the ``{name}`` placeholders in the system and user prompts."""
+        return frozenset(_placeholders(self.system_prompt) | _placeholders(self.user_prompt))
+
+    def render(self, **values: str) -> PromptTemplate:
+        """The template with each ``{name}`` replaced by ``values[name]`` (same name and version).
+
+        The values must match the placeholders exactly: a placeholder left without a value, or a value
+        the template has no place for, is an error naming the template, so a question can never be lost.
+        Values are inserted as they are (braces in a value are not read as placeholders).
+        """
+        missing = sorted(self.placeholders - values.keys())
+        unused = sorted(values.keys() - self.placeholders)
+        if missing or unused:
+            problems = []
+            if missing:
+                problems.append(f"no value for {', '.join('{' + name + '}' for name in missing)}")
+            if unused:
+                problems.append(f"no placeholder for {', '.join('{' + name + '}' for name in unused)}")
+            raise ValueError(f"prompt {self.id}: {'; '.join(problems)}")
+        if not values:
+            return self
+
+        def fill(text: str) -> str:
+            return PLACEHOLDER.sub(lambda match: values[match.group(1)], text)
+
+        return self.model_copy(
+            update={
+                "system_prompt": None if self.system_prompt is None else fill(self.system_prompt),
+                "user_prompt": fill(self.user_prompt),
+            }
+        )
 
     def conversation(self, media: Sequence[ImagePart | VideoPart]) -> Conversation:
         """The prompt around ``media``: system turn (if any), then a user turn with the media before the text,

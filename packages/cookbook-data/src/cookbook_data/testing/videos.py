@@ -3,13 +3,17 @@
 Each good video shows a white square moving at a constant velocity over a background whose grey level
 encodes the frame index, so a test can check *which* frames a sampler returned and *where* the square is,
 not only how many frames came back. Broken files (truncated, empty, not a video, audio only) exercise the
-error paths of every reader.
+error paths of every reader. Odd files (variable frame rate, rotated for display, very large) decode fine
+but are what a validator sets aside.
 """
 
 from __future__ import annotations
 
 import math
+import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Literal
 
@@ -18,6 +22,7 @@ from numpy.typing import NDArray
 
 Codec = Literal["h264", "mpeg4"]
 BROKEN_KINDS = ("truncated", "empty", "not_a_video", "audio_only")
+ODD_KINDS = ("vfr", "rotated_90", "huge")
 
 _ENCODER = {"h264": "libx264", "mpeg4": "mpeg4"}
 _GREY_STEP = 16
@@ -72,26 +77,58 @@ class SyntheticVideo:
         return frame
 
 
-def write_video(video: SyntheticVideo) -> Path:
-    """Encode ``video`` to its path with PyAV and return the path."""
+def write_video(video: SyntheticVideo, timestamps_ms: Sequence[int] | None = None) -> Path:
+    """Encode ``video`` to its path with PyAV and return the path.
+
+    ``timestamps_ms``: presentation time of each frame in milliseconds (a 1/1000 time base), for a
+    variable-frame-rate file; frames are evenly spaced at ``video.fps`` without it.
+    """
     import av
 
     video.path.parent.mkdir(parents=True, exist_ok=True)
+    if timestamps_ms is not None and len(timestamps_ms) != video.num_frames:
+        raise ValueError(f"{len(timestamps_ms)} timestamps for {video.num_frames} frames")
     with av.open(str(video.path), mode="w") as container:
         stream = container.add_stream(_ENCODER[video.codec], rate=video.fps)
         assert isinstance(stream, av.VideoStream)
         stream.width = video.width
         stream.height = video.height
         stream.pix_fmt = "yuv420p"
+        if timestamps_ms is not None:
+            stream.codec_context.time_base = Fraction(1, 1000)
         if video.codec == "h264":
             stream.options = {"crf": "12", "preset": "ultrafast"}
         else:
             stream.options = {"qscale": "2"}
         for index in range(video.num_frames):
             frame = av.VideoFrame.from_ndarray(video.render(index), format="rgb24")
+            if timestamps_ms is not None:
+                frame.pts = timestamps_ms[index]
+                frame.time_base = Fraction(1, 1000)
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
     return video.path
+
+
+_TKHD_MATRIX = {0: 40, 1: 52}
+"""Offset of the display matrix from the end of a ``tkhd`` box's type, by the box's version."""
+
+
+def set_mp4_rotation(path: Path, degrees: Literal[0, 90, 180, 270]) -> Path:
+    """Mark an MP4 with a single video track to be shown turned ``degrees`` clockwise, by writing the track
+    header's display matrix (what ``ffmpeg -display_rotation`` writes, and what phones write for portrait
+    videos); the stored frames stay as they are. Works whatever PyAV and FFmpeg versions are installed."""
+    data = bytearray(path.read_bytes())
+    box = data.find(b"tkhd")
+    if box < 0 or data.find(b"tkhd", box + 4) >= 0:
+        raise ValueError(f"{path}: expected exactly one track header")
+    offset = box + 4 + _TKHD_MATRIX[data[box + 4]]
+    one, turn = 1 << 16, {0: (1, 0), 90: (0, 1), 180: (-1, 0), 270: (0, -1)}[degrees]
+    cos, sin = turn
+    matrix = (cos * one, sin * one, 0, -sin * one, cos * one, 0, 0, 0, 1 << 30)
+    data[offset : offset + 36] = struct.pack(">9i", *matrix)
+    path.write_bytes(bytes(data))
+    return path
 
 
 def _write_audio_only(path: Path, seconds: float = 1.0, rate: int = 16000) -> Path:
@@ -124,17 +161,37 @@ GOOD_VIDEOS: dict[str, tuple[int, int, int, int, Codec]] = {
 """The default set: several frame rates, sizes, lengths and both codecs."""
 
 
+VFR_TIMESTAMPS_MS = [sum((33, 50, 20, 66)[: i % 4]) + 169 * (i // 4) for i in range(32)]
+"""Presentation times of the variable-frame-rate video: frames 33, 50, 20 and 66 ms apart in turn."""
+HUGE_SIZE = (4096, 2176)
+"""(width, height) of the very large video (larger than DCI 4K's 4096x2160)."""
+
+
 @dataclass
 class VideoSet:
-    """The files :func:`make_video_set` wrote: good videos with ground truth, and broken files by kind."""
+    """The files :func:`make_video_set` wrote: good videos with ground truth, broken files by kind, and odd
+    files (decodable, but variable-frame-rate, rotated or huge) by kind."""
 
     root: Path
     good: dict[str, SyntheticVideo] = field(default_factory=dict)
     broken: dict[str, Path] = field(default_factory=dict)
+    odd: dict[str, Path] = field(default_factory=dict)
+
+
+def _write_odd(root: Path) -> dict[str, Path]:
+    vfr = SyntheticVideo(root / "vfr.mp4", 24, len(VFR_TIMESTAMPS_MS), 128, 96, "h264")
+    rotated = SyntheticVideo(root / "rotated_90.mp4", 12, 24, 160, 96, "h264")
+    huge = SyntheticVideo(root / "huge.mp4", 4, 4, *HUGE_SIZE, "h264", square=256, velocity=(300, 200))
+    return {
+        "vfr": write_video(vfr, VFR_TIMESTAMPS_MS),
+        "rotated_90": set_mp4_rotation(write_video(rotated), 90),
+        "huge": write_video(huge),
+    }
 
 
 def make_video_set(root: str | Path) -> VideoSet:
-    """Write the default good videos and one broken file of each kind under ``root``."""
+    """Write the default good videos, one broken file of each kind and one odd file of each kind under
+    ``root``."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     videos = VideoSet(root=root)
@@ -156,4 +213,5 @@ def make_video_set(root: str | Path) -> VideoSet:
         "not_a_video": not_a_video,
         "audio_only": _write_audio_only(root / "audio_only.mp4"),
     }
+    videos.odd = _write_odd(root)
     return videos

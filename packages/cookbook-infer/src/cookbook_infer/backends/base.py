@@ -18,6 +18,9 @@ class SamplingSettings(Strict):
     temperature: float = Field(default=0.0, ge=0, description="0 for greedy; > 0 samples.")
     top_p: float = Field(default=1.0, gt=0, le=1, description="Nucleus sampling mass.")
     top_k: int | None = Field(default=None, gt=0, description="Sample among the k most likely tokens.")
+    presence_penalty: float = Field(
+        default=0.0, ge=-2, le=2, description="Subtracted from the logits of tokens already generated (OpenAI/vLLM)."
+    )
     seed: int | None = Field(default=0, description="Seed for sampling; None leaves the generator as it is.")
 
 

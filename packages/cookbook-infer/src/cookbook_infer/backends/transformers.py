@@ -58,6 +58,23 @@ def _video_parts(conversation: Conversation) -> list[VideoPart]:
     ]
 
 
+def _presence_penalty(penalty: float, prompt_length: int) -> Any:
+    """A logits processor subtracting ``penalty`` from every token already generated (not from the prompt),
+    as OpenAI and vLLM define presence_penalty; transformers has no built-in one."""
+    import torch
+    from transformers import LogitsProcessor
+
+    class PresencePenalty(LogitsProcessor):
+        def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+            generated = input_ids[:, prompt_length:]
+            if generated.shape[1] == 0:
+                return scores
+            present = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, generated, True)
+            return scores - penalty * present.to(scores.dtype)  # type: ignore[return-value]
+
+    return PresencePenalty()
+
+
 class TransformersBackend:
     """Batched generation with ``model.generate``; frames sampled by :mod:`cookbook_data.video`.
 
@@ -108,6 +125,8 @@ class TransformersBackend:
         options: dict[str, Any] = {"max_new_tokens": sampling.max_new_tokens, "do_sample": sampling.temperature > 0}
         if sampling.temperature > 0:
             options.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k)
+        if sampling.presence_penalty:
+            options["logits_processor"] = [_presence_penalty(sampling.presence_penalty, inputs["input_ids"].shape[1])]
         if sampling.seed is not None:
             torch.manual_seed(sampling.seed)
         with torch.inference_mode():

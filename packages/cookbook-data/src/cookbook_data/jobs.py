@@ -1,0 +1,246 @@
+"""The one way to process many items: items in, a batched function, records and per-item errors out.
+
+Every batch job of the toolkit (validation, ingestion, inference, scoring, feature extraction) runs
+through :func:`run_job`, so each gets the same guarantees without writing them again:
+
+- **resume**: items whose id is already in the output are skipped, so a rerun after a crash continues
+  where it stopped and never writes a record twice;
+- **no silent loss**: an item that fails becomes an :class:`~cookbook_data.schemas.ItemError` line in the
+  errors file and the job goes on; when a whole batch raises, its items are retried one by one so only the
+  culprit fails; an id seen twice in the input is reported, not dropped quietly;
+- **progress** on a terminal, **parallel** batches on worker threads (decoding and I/O release the GIL),
+  **throughput** in the returned report, and the resolved config written next to the output.
+
+Stage code only writes ``process(batch) -> records`` and raises when an item is bad.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, JsonValue
+
+from cookbook_data.records import JsonlWriter, done_ids
+from cookbook_data.schemas import ItemError
+
+T = TypeVar("T")
+R = TypeVar("R", bound=BaseModel)
+
+RESOLVED_CONFIG = "config.resolved.json"
+
+
+@dataclass
+class JobReport:
+    """What a job did: counts, failures by error type, and throughput."""
+
+    stage: str
+    total: int = 0
+    skipped: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    elapsed_s: float = 0.0
+    failures_by_type: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def items_per_s(self) -> float:
+        processed = self.succeeded + self.failed
+        return processed / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def summary(self) -> str:
+        """One line for a person: what happened and how fast."""
+        return (
+            f"{self.stage}: {self.succeeded} done, {self.failed} failed, {self.skipped} already done "
+            f"(of {self.total}) in {self.elapsed_s:.1f} s, {self.items_per_s:.2f} items/s"
+        )
+
+
+@dataclass
+class Job(Generic[T, R]):
+    """A batch job: what to run on which items, and where its records and errors go."""
+
+    stage: str
+    """Name written into every ItemError, e.g. 'validate' or 'infer'."""
+    process: Callable[[list[T]], Sequence[R]]
+    """Turns a batch of items into one record per item, in order; raises when an item is bad."""
+    item_id: Callable[[T], str]
+    out: Path
+    record_type: type[R]
+    errors: Path
+    id_field: str = "sample_id"
+    """Field of the output records holding the item id (used to resume)."""
+    batch_size: int = 1
+    workers: int = 1
+    retry_failed: bool = True
+    """On a rerun, process again the items that failed before (True: transient failures such as a full
+    GPU); False treats a recorded failure as final (validation: a broken file stays broken)."""
+
+
+def write_resolved_config(folder: Path, config: BaseModel | dict[str, Any]) -> Path:
+    """Write the configuration a run really used (defaults filled in) as ``config.resolved.json``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    body = config.model_dump(mode="json") if isinstance(config, BaseModel) else config
+    versions = {}
+    for dist in ("cookbook-data", "cookbook-infer", "cookbook-reward", "cookbook-train", "cookbook-eval"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    path = folder / RESOLVED_CONFIG
+    path.write_text(json.dumps({"config": body, "versions": versions}, indent=2, default=str) + "\n")
+    return path
+
+
+def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class ItemFailure(Exception):
+    """Raised by a job's process function to fail one item with a named reason and context.
+
+    Any other exception fails the item too, with its class name as the error type.
+    """
+
+    def __init__(self, reason: str, message: str, details: dict[str, JsonValue] | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.details = details or {}
+
+
+def _error(stage: str, item_id: str, error: BaseException) -> ItemError:
+    if isinstance(error, ItemFailure):
+        return ItemError(
+            sample_id=item_id, stage=stage, error_type=error.reason, message=str(error), details=error.details
+        )
+    return ItemError(sample_id=item_id, stage=stage, error_type=type(error).__name__, message=str(error) or repr(error))
+
+
+def _process(job: Job[T, Any], batch: list[T]) -> list[Any]:
+    records = list(job.process(batch))
+    if len(records) != len(batch):
+        raise RuntimeError(f"{job.stage}: {len(records)} records for a batch of {len(batch)} items")
+    return records
+
+
+def _run_batch(job: Job[T, R], batch: list[T]) -> list[R | ItemError]:
+    """Records for a batch; if the batch raises, each item is retried alone so only bad items fail."""
+    try:
+        return list(_process(job, batch))
+    except Exception as batch_error:
+        if len(batch) == 1:
+            return [_error(job.stage, job.item_id(batch[0]), batch_error)]
+    outcomes: list[R | ItemError] = []
+    for item in batch:
+        try:
+            outcomes.extend(_process(job, [item]))
+        except Exception as error:
+            outcomes.append(_error(job.stage, job.item_id(item), error))
+    return outcomes
+
+
+class _Outputs(Generic[R]):
+    """Writes outcomes to the records and errors files and keeps the report's counts."""
+
+    def __init__(self, job: Job[Any, R], report: JobReport, advance: Callable[[int], None]) -> None:
+        self.records = JsonlWriter(job.out, job.record_type)
+        self.errors = JsonlWriter(job.errors, ItemError)
+        self.report = report
+        self.advance = advance
+
+    def write(self, outcomes: Iterable[R | ItemError]) -> None:
+        for outcome in outcomes:
+            if isinstance(outcome, ItemError):
+                self.errors.write(outcome)
+                self.report.failed += 1
+                kind = outcome.error_type
+                self.report.failures_by_type[kind] = self.report.failures_by_type.get(kind, 0) + 1
+            else:
+                self.records.write(outcome)
+                self.report.succeeded += 1
+            self.advance(1)
+
+    def close(self) -> None:
+        self.records.close()
+        self.errors.close()
+
+
+def _pending(job: Job[T, R], items: Iterable[T], report: JobReport, duplicates: list[ItemError]) -> Iterator[T]:
+    """Items still to do: ids already written are counted as skipped, repeated ids become errors."""
+    already = done_ids(job.out, key=job.id_field)
+    if not job.retry_failed:
+        already |= done_ids(job.errors)
+    seen: set[str] = set()
+    for item in items:
+        report.total += 1
+        key = job.item_id(item)
+        if key in seen:
+            message = f"id {key!r} appears more than once in the input; later copies are not processed"
+            duplicates.append(ItemError(sample_id=key, stage=job.stage, error_type="DuplicateId", message=message))
+            continue
+        seen.add(key)
+        if key in already:
+            report.skipped += 1
+            continue
+        yield item
+
+
+def run_job(
+    job: Job[T, R],
+    items: Iterable[T],
+    *,
+    config: BaseModel | dict[str, Any] | None = None,
+    progress: bool | None = None,
+    total: int | None = None,
+) -> JobReport:
+    """Run ``job`` over ``items``, appending to its output and errors files. Returns the report.
+
+    ``progress=None`` shows a progress bar only when stderr is a terminal. ``total`` sizes the bar when
+    ``items`` has no length.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    if config is not None:
+        write_resolved_config(job.out.parent, config)
+    if total is None and isinstance(items, Sequence):
+        total = len(items)
+    report = JobReport(stage=job.stage)
+    duplicates: list[ItemError] = []
+    console = Console(stderr=True)
+    columns = (TextColumn(f"[bold]{job.stage}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    started = time.perf_counter()
+    with (
+        Progress(*columns, console=console, disable=not (console.is_terminal if progress is None else progress)) as bar,
+        ThreadPoolExecutor(max_workers=max(1, job.workers)) as pool,
+    ):
+        task = bar.add_task(job.stage, total=total)
+        outputs = _Outputs(job, report, lambda count: bar.advance(task, count))
+        try:
+            # Results are written in input order; at most 2 batches per worker wait in flight.
+            running: deque[Future[list[R | ItemError]]] = deque()
+            for batch in _batches(_pending(job, items, report, duplicates), job.batch_size):
+                running.append(pool.submit(_run_batch, job, batch))
+                if len(running) >= 2 * max(1, job.workers):
+                    outputs.write(running.popleft().result())
+            while running:
+                outputs.write(running.popleft().result())
+            outputs.write(duplicates)
+            bar.advance(task, report.skipped)
+        finally:
+            outputs.close()
+    report.elapsed_s = time.perf_counter() - started
+    return report

@@ -1,0 +1,142 @@
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from cookbook_data.jobs import RESOLVED_CONFIG, Job, run_job
+from cookbook_data.records import read_records
+from cookbook_data.schemas import ItemError, Prediction, Strict
+
+
+class Config(Strict):
+    threshold: int = 3
+
+
+def job(tmp_path: Path, process, batch_size: int = 1, workers: int = 1) -> Job[int, Prediction]:  # type: ignore[no-untyped-def]
+    return Job(
+        stage="square",
+        process=process,
+        item_id=lambda i: f"s{i}",
+        out=tmp_path / "out" / "records.jsonl",
+        record_type=Prediction,
+        errors=tmp_path / "out" / "errors.jsonl",
+        batch_size=batch_size,
+        workers=workers,
+    )
+
+
+def square(batch: list[int]) -> list[Prediction]:
+    for item in batch:
+        if item % 7 == 3:
+            raise ValueError(f"item {item} is bad")
+    return [Prediction(sample_id=f"s{i}", model="m", raw_text=str(i * i)) for i in batch]
+
+
+@pytest.mark.parametrize(("batch_size", "workers"), [(1, 1), (4, 1), (3, 2)])
+def test_every_item_ends_as_a_record_or_an_error(tmp_path: Path, batch_size: int, workers: int) -> None:
+    the_job = job(tmp_path, square, batch_size, workers)
+    report = run_job(the_job, list(range(20)), config=Config(), progress=False)
+    records = {r.sample_id: r.raw_text for r in read_records(the_job.out, Prediction)}
+    assert list(records) == [f"s{i}" for i in range(20) if i % 7 != 3]  # input order, whatever the workers
+    errors = {e.sample_id: e for e in read_records(the_job.errors, ItemError)}
+    bad = {f"s{i}" for i in range(20) if i % 7 == 3}
+    assert set(errors) == bad
+    assert records == {f"s{i}": str(i * i) for i in range(20) if f"s{i}" not in bad}
+    assert all(e.stage == "square" and e.error_type == "ValueError" for e in errors.values())
+    assert errors["s3"].message == "item 3 is bad"
+    assert (report.total, report.succeeded, report.failed, report.skipped) == (20, 17, 3, 0)
+    assert report.failures_by_type == {"ValueError": 3}
+    assert "17 done, 3 failed" in report.summary()
+
+
+def test_a_rerun_skips_done_items_and_retries_failed_ones(tmp_path: Path) -> None:
+    the_job = job(tmp_path, square)
+    run_job(the_job, list(range(10)), progress=False)
+    calls: list[int] = []
+
+    def fixed(batch: list[int]) -> list[Prediction]:
+        calls.extend(batch)
+        return [Prediction(sample_id=f"s{i}", model="m", raw_text=str(i * i)) for i in batch]
+
+    report = run_job(job(tmp_path, fixed), list(range(12)), progress=False)
+    assert calls == [3, 10, 11]
+    assert (report.skipped, report.succeeded, report.failed) == (9, 3, 0)
+    ids = [r.sample_id for r in read_records(the_job.out, Prediction)]
+    assert sorted(ids) == sorted(f"s{i}" for i in range(12))
+    assert len(ids) == len(set(ids))
+
+
+def test_duplicate_ids_are_reported_not_dropped_silently(tmp_path: Path) -> None:
+    the_job = job(tmp_path, square)
+    report = run_job(the_job, [1, 2, 1, 2, 4], progress=False)
+    errors = list(read_records(the_job.errors, ItemError))
+    assert sorted(e.sample_id for e in errors) == ["s1", "s2"]
+    assert {e.error_type for e in errors} == {"DuplicateId"}
+    assert report.succeeded == 3
+    assert report.failed == 2
+
+
+def test_a_wrong_number_of_records_is_an_error_per_item(tmp_path: Path) -> None:
+    the_job = job(tmp_path, lambda batch: [], batch_size=2)
+    report = run_job(the_job, [1, 2], progress=False)
+    assert report.failed == 2
+    assert "0 records for a batch of 1 items" in next(iter(read_records(the_job.errors, ItemError))).message
+
+
+def test_a_crash_keeps_what_was_written_and_the_rerun_completes(tmp_path: Path) -> None:
+    def dies_at_five(batch: list[int]) -> list[Prediction]:
+        if 5 in batch:
+            raise KeyboardInterrupt
+        return square(batch)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_job(job(tmp_path, dies_at_five), list(range(10)), progress=False)
+    written = {r.sample_id for r in read_records(tmp_path / "out" / "records.jsonl", Prediction)}
+    assert written == {"s0", "s1", "s2", "s4"}
+
+    report = run_job(job(tmp_path, square), list(range(10)), progress=False)
+    ids = [r.sample_id for r in read_records(tmp_path / "out" / "records.jsonl", Prediction)]
+    assert sorted(ids) == sorted(f"s{i}" for i in range(10) if i != 3)
+    assert report.skipped == len(written)
+
+
+def test_batches_run_in_parallel_on_workers(tmp_path: Path) -> None:
+    barrier = threading.Barrier(2, timeout=10)
+
+    def meet(batch: list[int]) -> list[Prediction]:
+        barrier.wait()  # only passes when two batches run at the same time
+        return square(batch)
+
+    report = run_job(job(tmp_path, meet, batch_size=1, workers=2), [0, 1], progress=False)
+    assert report.succeeded == 2
+
+
+def test_the_resolved_config_is_written_next_to_the_output(tmp_path: Path) -> None:
+    run_job(job(tmp_path, square), [0], config=Config(threshold=5), progress=False)
+    resolved = json.loads((tmp_path / "out" / RESOLVED_CONFIG).read_text())
+    assert resolved["config"] == {"threshold": 5}
+    assert "cookbook-data" in resolved["versions"]
+
+
+def test_item_failures_carry_a_reason_and_details(tmp_path: Path) -> None:
+    from cookbook_data.jobs import ItemFailure
+
+    def picky(batch: list[int]) -> list[Prediction]:
+        if batch[0] == 2:
+            raise ItemFailure("too_short", "s2 lasts 0.1 s", {"line": 3})
+        return square(batch)
+
+    the_job = job(tmp_path, picky)
+    run_job(the_job, [1, 2], progress=False)
+    [error] = read_records(the_job.errors, ItemError)
+    assert (error.error_type, error.message, error.details) == ("too_short", "s2 lasts 0.1 s", {"line": 3})
+
+
+def test_final_failures_are_not_retried_when_the_job_says_so(tmp_path: Path) -> None:
+    the_job = job(tmp_path, square)
+    the_job.retry_failed = False
+    run_job(the_job, list(range(5)), progress=False)
+    report = run_job(the_job, list(range(5)), progress=False)
+    assert (report.skipped, report.succeeded, report.failed) == (5, 0, 0)
+    assert len(list(read_records(the_job.errors, ItemError))) == 1

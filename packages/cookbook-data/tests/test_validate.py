@@ -1,0 +1,139 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from cookbook_data.records import read_records
+from cookbook_data.schemas import ItemError, VideoSample
+from cookbook_data.testing import VideoSet
+from cookbook_data.validate import REASONS, ValidateConfig, validate_manifest
+
+
+def write_manifest(path: Path, rows: list[str]) -> Path:
+    path.write_text("".join(row + "\n" for row in rows))
+    return path
+
+
+def sample_row(sample_id: str, path: Path | str | None, **extra: object) -> str:
+    return json.dumps({"id": sample_id, "path": str(path) if path is not None else None, **extra})
+
+
+@pytest.fixture
+def mixed_manifest(tmp_path: Path, synthetic_videos: VideoSet) -> Path:
+    good = synthetic_videos.good
+    rows = [
+        sample_row("good-1", good["h264_24fps"].path, labels={"pc": 4}),
+        sample_row("good-2", good["mpeg4_10fps"].path),
+        sample_row("good-3", good["h264_portrait_15fps"].path),
+        sample_row("truncated", synthetic_videos.broken["truncated"]),
+        sample_row("empty", synthetic_videos.broken["empty"]),
+        sample_row("text", synthetic_videos.broken["not_a_video"]),
+        sample_row("audio", synthetic_videos.broken["audio_only"]),
+        sample_row("absent", tmp_path / "absent.mp4"),
+        json.dumps({"id": "url-only", "url": "https://example.org/v.mp4"}),
+        json.dumps({"id": "typo", "path": str(good["h264_24fps"].path), "lables": {}}),
+        "{not json",
+        sample_row("vfr", synthetic_videos.odd["vfr"]),
+        sample_row("rotated", synthetic_videos.odd["rotated_90"]),
+        sample_row("huge", synthetic_videos.odd["huge"]),
+        sample_row("good-1", good["h264_24fps"].path),
+    ]
+    return write_manifest(tmp_path / "manifest.jsonl", rows)
+
+
+EXPECTED = {
+    "truncated": "undecodable",
+    "empty": "undecodable",
+    "text": "undecodable",
+    "audio": "undecodable",
+    "absent": "missing_file",
+    "url-only": "missing_file",
+    "typo": "invalid_record",
+    "manifest.jsonl:11": "invalid_record",
+    "vfr": "variable_frame_rate",
+    "rotated": "rotated",
+    "huge": "resolution_too_large",
+    "good-1": "DuplicateId",
+}
+
+
+def test_every_row_is_either_valid_or_quarantined_with_its_reason(mixed_manifest: Path) -> None:
+    config = ValidateConfig(manifest=mixed_manifest, max_side=2048)
+    report = validate_manifest(config, progress=False)
+
+    valid = list(read_records(config.valid_path(), VideoSample))
+    assert sorted(s.id for s in valid) == ["good-1", "good-2", "good-3"]
+    quarantined = {e.sample_id: e for e in read_records(config.quarantine_path(), ItemError)}
+    assert {k: v.error_type for k, v in quarantined.items()} == EXPECTED
+    assert set(EXPECTED.values()) - {"DuplicateId"} <= set(REASONS)
+    assert report.total == 15
+    assert report.succeeded + report.failed == 15
+    assert report.failures_by_type["undecodable"] == 4
+
+
+def test_quarantined_rows_keep_the_line_the_row_and_a_message_naming_the_file(mixed_manifest: Path) -> None:
+    config = ValidateConfig(manifest=mixed_manifest, max_side=2048)
+    validate_manifest(config, progress=False)
+    quarantined = {e.sample_id: e for e in read_records(config.quarantine_path(), ItemError)}
+    truncated = quarantined["truncated"]
+    assert truncated.details["line"] == 4
+    assert isinstance(truncated.details["row"], dict)
+    assert truncated.details["row"]["id"] == "truncated"
+    assert truncated.message.startswith(f"{mixed_manifest}:4: ")
+    assert "truncated.mp4" in truncated.message
+    assert quarantined["typo"].message.endswith("lables: Extra inputs are not permitted")
+    assert quarantined["manifest.jsonl:11"].details["row"] == "{not json"
+
+
+def test_valid_rows_get_absolute_paths_and_probed_facts(tmp_path: Path, synthetic_videos: VideoSet) -> None:
+    video = synthetic_videos.good["h264_24fps"]
+    relative = Path("..") / video.path.parent.name / video.path.name
+    folder = video.path.parent.parent / "manifests"
+    folder.mkdir(exist_ok=True)
+    manifest = write_manifest(folder / "relative.jsonl", [sample_row("rel", relative, caption="a square")])
+    config = ValidateConfig(manifest=manifest, out=tmp_path / "valid.jsonl", quarantine=tmp_path / "q.jsonl")
+    validate_manifest(config, progress=False)
+    [sample] = read_records(tmp_path / "valid.jsonl", VideoSample)
+    assert sample.path == str(video.path.resolve())
+    assert sample.caption == "a square"
+    assert sample.metadata["video"] == {
+        "num_frames": 48,
+        "fps": 24.0,
+        "duration_s": 2.0,
+        "width": 160,
+        "height": 120,
+        "codec": "h264",
+    }
+    assert (tmp_path / "config.resolved.json").exists()
+
+
+def test_limits_are_settings(mixed_manifest: Path, tmp_path: Path) -> None:
+    config = ValidateConfig(
+        manifest=mixed_manifest,
+        out=tmp_path / "v.jsonl",
+        quarantine=tmp_path / "q.jsonl",
+        min_duration_s=2.5,
+        allow_rotated=True,
+        allow_variable_frame_rate=True,
+        max_side=8192,
+    )
+    validate_manifest(config, progress=False)
+    reasons = {(e.sample_id, e.error_type) for e in read_records(tmp_path / "q.jsonl", ItemError)}
+    assert {("good-1", "too_short"), ("good-1", "DuplicateId"), ("good-3", "too_short")} <= reasons
+    assert not any(sample_id == "good-2" for sample_id, _ in reasons)  # 3 s long
+    for name, reason in (("rotated", "rotated"), ("vfr", "variable_frame_rate"), ("huge", "resolution_too_large")):
+        assert (name, reason) not in reasons
+
+
+def test_a_rerun_checks_nothing_twice(mixed_manifest: Path) -> None:
+    config = ValidateConfig(manifest=mixed_manifest, max_side=2048)
+    validate_manifest(config, progress=False)
+    before = (config.valid_path().read_text(), config.quarantine_path().read_text())
+    report = validate_manifest(config, progress=False)
+    assert report.succeeded == 0
+    assert report.skipped == 14
+    after = (config.valid_path().read_text(), config.quarantine_path().read_text())
+    assert after[0] == before[0]
+    # Only the duplicate-id notice is repeated: the input still holds the same id twice.
+    assert after[1].count('"DuplicateId"') == 2
+    assert after[1].count('"undecodable"') == before[1].count('"undecodable"')

@@ -1,0 +1,164 @@
+"""The vLLM backend: offline batched generation with ``vllm.LLM``, fed the frames our own sampler chooses.
+
+vLLM would otherwise load and sample videos itself (OpenCV, its own frame choice and resize). Here every video
+part is sampled by :func:`cookbook_data.video.sample_frames` and resized by
+:func:`cookbook_infer.vision.resize_frames`, exactly as in the transformers backend, and handed to vLLM as
+pre-sampled frames with their metadata; the processor is told neither to resample nor to resize. So the same
+conversation gives the same prompt tokens and pixels under both backends, and a checkpoint sees the frames
+its training data was built with.
+
+Request building (:func:`build_vllm_request`, :func:`sampling_params_kwargs`) needs no vLLM and is tested on
+CPU with the tiny checkpoints' processors; :class:`VLLMBackend` itself is a thin wrapper around
+``LLM.generate`` that needs a GPU host with the ``vllm`` extra.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from cookbook_data.schemas import Conversation, ImagePart
+from cookbook_data.video import SampledVideo, VisionSettings, sample_frames
+from cookbook_infer.backends._messages import video_parts
+from cookbook_infer.backends.base import Generation, SamplingSettings
+from cookbook_infer.backends.transformers import PATCH_FACTORS, Dtype
+
+if TYPE_CHECKING:
+    import torch
+
+DEFAULT_LIMIT_MM_PER_PROMPT: Mapping[str, int] = {"video": 1, "image": 0}
+"""One video per prompt and no images (the cookbook's prompts); vLLM reserves encoder memory per item."""
+
+
+def _patch_factor(model_type: str) -> Literal[28, 32]:
+    if model_type not in PATCH_FACTORS:
+        raise ValueError(f"architecture {model_type!r} is not supported (supported: {', '.join(PATCH_FACTORS)})")
+    return PATCH_FACTORS[model_type]
+
+
+def vllm_video(video: SampledVideo) -> tuple[torch.Tensor, dict[str, Any]]:
+    """A pre-sampled video in the form vLLM's Qwen-VL processors take: the resized (T, 3, H, W) uint8 frames
+    (the tensor the transformers backend gives its processor) and their metadata. ``fps`` is the source
+    video's rate and ``frames_indices`` the sampled frames, from which Qwen3-VL computes timestamps;
+    ``do_sample_frames = False`` tells vLLM the frames are already chosen."""
+    from cookbook_infer.vision import resize_frames
+
+    metadata = {**video.video_metadata(), "do_sample_frames": False}
+    return resize_frames(video), metadata
+
+
+def mm_processor_kwargs(model_type: str, videos: Sequence[SampledVideo]) -> dict[str, Any]:
+    """Per-request processor options: no resampling, no resizing, and for Qwen2.5-VL the fps of the sample
+    (its temporal position ids; one number, or one per video when they differ). Qwen3-VL reads the time of
+    each frame from the metadata instead."""
+    _patch_factor(model_type)
+    kwargs: dict[str, Any] = {"do_sample_frames": False, "do_resize": False}
+    if model_type == "qwen2_5_vl":
+        rates = [video.sample_fps for video in videos]
+        kwargs["fps"] = rates[0] if len(set(rates)) == 1 else rates
+    return kwargs
+
+
+def build_vllm_request(conversation: Conversation, processor: Any, model_type: str) -> dict[str, Any]:
+    """One ``vllm.LLM.generate`` prompt (a ``TextPrompt`` dict) for a conversation.
+
+    ``prompt`` is the processor's chat template with the generation prompt, as in the transformers backend;
+    each video part is sampled with the vision settings it carries (``multi_modal_data={"video": [(frames,
+    metadata), ...]}``) and ``mm_processor_kwargs`` keeps vLLM from changing the frames.
+    """
+    patch_factor = _patch_factor(model_type)
+    for message in conversation.messages:
+        if isinstance(message.content, list) and any(isinstance(part, ImagePart) for part in message.content):
+            raise ValueError("image parts are not supported by the vLLM backend (videos and text only)")
+    prompt: str = processor.apply_chat_template(conversation.to_messages(), tokenize=False, add_generation_prompt=True)
+    request: dict[str, Any] = {"prompt": prompt}
+    sampled = [
+        sample_frames(part.video, VisionSettings.from_video_part(part, patch_factor))
+        for part in video_parts(conversation)
+    ]
+    if sampled:
+        request["multi_modal_data"] = {"video": [vllm_video(video) for video in sampled]}
+        request["mm_processor_kwargs"] = mm_processor_kwargs(model_type, sampled)
+    return request
+
+
+def sampling_params_kwargs(sampling: SamplingSettings) -> dict[str, Any]:
+    """``vllm.SamplingParams`` arguments for our settings. ``top_k = 0`` is vLLM's "off"; at temperature 0
+    vLLM decodes greedily and ignores top_p/top_k. Special tokens are dropped from the text and reasoning
+    tags kept, as in the transformers backend."""
+    return {
+        "max_tokens": sampling.max_new_tokens,
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "top_k": sampling.top_k if sampling.top_k is not None else 0,
+        "presence_penalty": sampling.presence_penalty,
+        "seed": sampling.seed,
+        "skip_special_tokens": True,
+    }
+
+
+def generation_from_output(output: Any) -> Generation:
+    """Our :class:`Generation` from a ``vllm.RequestOutput`` (its first and only completion). The token
+    count includes the end-of-sequence token, as the transformers backend counts."""
+    completion = output.outputs[0]
+    return Generation(text=completion.text, num_generated_tokens=len(completion.token_ids))
+
+
+class VLLMBackend:
+    """Cosmos Reason 1 / 2 on vLLM (GPU), behind the same :class:`~cookbook_infer.backends.base.Backend`
+    interface as the transformers backend, with the same frames (see the module docstring).
+
+    The constructor loads the checkpoint's processor (for the chat template) and config (for the
+    architecture) with transformers, then starts ``vllm.LLM``; ``generate`` builds one request per
+    conversation and makes one ``LLM.generate`` call for the batch, which vLLM schedules with continuous
+    batching. Only the request building is tested without a GPU; this class is deliberately a thin wrapper.
+    """
+
+    def __init__(
+        self,
+        model_id: str,
+        *,
+        tensor_parallel_size: int = 1,
+        gpu_memory_utilization: float = 0.9,
+        max_model_len: int | None = None,
+        limit_mm_per_prompt: Mapping[str, int] | None = None,
+        dtype: Dtype = "auto",
+        seed: int = 0,
+    ) -> None:
+        try:
+            import vllm
+        except ImportError as error:
+            raise ImportError(
+                f"the vLLM backend needs vLLM, which is not installed ({error}): "
+                "pip install 'cookbook-infer[vllm]' (on a Linux host with a CUDA GPU)"
+            ) from error
+        from transformers import AutoConfig, AutoProcessor
+
+        self.model_id = model_id
+        self.model_type: str = AutoConfig.from_pretrained(model_id).model_type
+        try:
+            _patch_factor(self.model_type)
+        except ValueError as error:
+            raise ValueError(f"{model_id}: {error}") from None
+        self.processor: Any = AutoProcessor.from_pretrained(model_id)
+        limits = dict(limit_mm_per_prompt if limit_mm_per_prompt is not None else DEFAULT_LIMIT_MM_PER_PROMPT)
+        self.llm: Any = vllm.LLM(
+            model=model_id,
+            tensor_parallel_size=tensor_parallel_size,
+            gpu_memory_utilization=gpu_memory_utilization,
+            max_model_len=max_model_len,
+            limit_mm_per_prompt=limits,
+            dtype=dtype,
+            seed=seed,
+        )
+
+    def generate(self, conversations: Sequence[Conversation], sampling: SamplingSettings) -> list[Generation]:
+        """One ``LLM.generate`` call for the batch; outputs come back in input order."""
+        from vllm import SamplingParams
+
+        if not conversations:
+            return []
+        requests = [build_vllm_request(c, self.processor, self.model_type) for c in conversations]
+        params = SamplingParams(**sampling_params_kwargs(sampling))
+        outputs = self.llm.generate(requests, sampling_params=params, use_tqdm=False)
+        return [generation_from_output(output) for output in outputs]

@@ -1,0 +1,150 @@
+"""`cookbook-infer run`: a model answers a task for every sample of a manifest, as a resumable batch job."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from cookbook_data.jobs import Job, JobReport, run_job
+from cookbook_data.records import read_records
+from cookbook_data.schemas import Prediction, Strict, VideoSample
+from cookbook_data.tasks import resolve_path
+from cookbook_data.video import VisionSettings
+from cookbook_infer.backends.base import Backend, SamplingSettings
+from cookbook_infer.registry import Arch, ModelSpec, resolve_model
+from cookbook_infer.tasks import get_task
+
+BackendName = Literal["transformers", "vllm", "openai"]
+
+
+class RunConfig(Strict):
+    """Everything a batch inference run depends on; written as config.resolved.json beside the output."""
+
+    model: str = Field(description="Hub id (e.g. nvidia/Cosmos-Reason2-8B) or checkpoint folder.")
+    arch: Arch | None = Field(default=None, description="reason1 or reason2; needed only for unknown models.")
+    task: str = Field(default="critic", description="critic, critic-thinking, caption, vqa, ...")
+    prompt: str | None = Field(default=None, description="Shipped prompt name or YAML file replacing the task's.")
+    manifest: Path = Field(description="VideoSample JSONL manifest.")
+    out: Path = Field(description="Predictions JSONL (appended to; reruns skip ids already there).")
+    errors: Path | None = Field(default=None, description="Per-item errors (default: <out>.errors.jsonl).")
+    backend: BackendName = Field(default="transformers", description="transformers, vllm, or openai (a server).")
+    base_url: str | None = Field(default=None, description="OpenAI-compatible server URL for --backend openai.")
+    device: str = Field(default="auto", description="cpu, cuda, cuda:1 ... (auto: cuda when available).")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(default="auto", description="Weights dtype.")
+    batch_size: int = Field(default=8, ge=1, description="Samples per generate call.")
+    workers: int = Field(default=1, ge=1, description="Batches prepared and run concurrently.")
+    max_new_tokens: int | None = Field(default=None, gt=0, description="Override the preset's token budget.")
+    temperature: float | None = Field(default=None, ge=0, description="Override the preset (0 = greedy).")
+    top_p: float | None = Field(default=None, gt=0, le=1, description="Override the preset's top_p.")
+    top_k: int | None = Field(default=None, gt=0, description="Override the preset's top_k.")
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2, description="Override the preset's.")
+    seed: int = Field(default=0, description="Sampling seed.")
+    fps: float | None = Field(default=None, gt=0, description="Override the model's frames per second.")
+    nframes: int | None = Field(default=None, gt=0, description="Sample exactly this many frames instead.")
+    max_pixels: int | None = Field(default=None, gt=0, description="Override the largest frame area.")
+    total_pixels: int | None = Field(default=None, gt=0, description="Override the pixel budget per video.")
+
+    def errors_path(self) -> Path:
+        return self.errors or self.out.with_name(self.out.stem + ".errors.jsonl")
+
+    def vision(self, spec: ModelSpec) -> VisionSettings:
+        """The model's frame sampling with this run's overrides (``nframes`` replaces the fps)."""
+        overrides = {"fps": self.fps, "nframes": self.nframes, "max_pixels": self.max_pixels}
+        overrides |= {"total_pixels": self.total_pixels}
+        chosen: dict[str, float | None] = {k: v for k, v in overrides.items() if v is not None}
+        if self.nframes is not None:
+            chosen["fps"] = None
+        return VisionSettings.model_validate({**spec.vision.model_dump(), **chosen})
+
+    def sampling(self, spec: ModelSpec, reasoning: bool) -> SamplingSettings:
+        """The model's preset for the task, with this run's overrides."""
+        preset = spec.reasoning_sampling if reasoning else spec.direct_sampling
+        overrides = {
+            "max_new_tokens": self.max_new_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "top_k": self.top_k,
+            "presence_penalty": self.presence_penalty,
+        }
+        return preset.model_copy(update={k: v for k, v in overrides.items() if v is not None} | {"seed": self.seed})
+
+
+def make_backend(config: RunConfig, spec: ModelSpec) -> Backend:
+    """The chosen backend; each imports its heavy dependencies only when chosen."""
+    if config.backend == "openai":
+        from cookbook_infer.backends.openai_client import OpenAIClientBackend
+
+        if config.base_url is None:
+            raise ValueError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
+        return OpenAIClientBackend(spec.id, base_url=config.base_url)
+    if config.backend == "vllm":
+        from cookbook_infer.backends.vllm import VLLMBackend
+
+        return VLLMBackend(spec.id, dtype=config.dtype, seed=config.seed)
+    from cookbook_infer.backends.transformers import TransformersBackend
+
+    device = config.device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return TransformersBackend(spec.id, device=device, dtype=config.dtype)
+
+
+def run_inference(config: RunConfig, *, backend: Backend | None = None, progress: bool | None = None) -> JobReport:
+    """Answer ``config.task`` for every sample not yet in ``config.out``; failures go to the errors file."""
+    spec = resolve_model(config.model, config.arch)
+    task = get_task(config.task)
+    template = task.template(spec.arch, config.prompt)
+    sampling = config.sampling(spec, task.reasoning)
+    vision = config.vision(spec)
+    samples = list(read_records(config.manifest, VideoSample))
+    model = backend or make_backend(config, spec)
+    task_id = f"{task.name}:{template.id}"
+
+    def answer(batch: list[VideoSample]) -> list[Prediction]:
+        conversations = [
+            task.conversation(template, sample, str(resolve_path(sample, config.manifest.parent)), vision)
+            for sample in batch
+        ]
+        started = time.perf_counter()
+        generations = model.generate(conversations, sampling)
+        latency = (time.perf_counter() - started) / len(batch)
+        predictions = []
+        for sample, generation in zip(batch, generations, strict=True):
+            thinking, parsed = task.read_answer(generation.text)
+            predictions.append(
+                Prediction(
+                    sample_id=sample.id,
+                    model=spec.id,
+                    task=task_id,
+                    raw_text=generation.text,
+                    thinking=thinking,
+                    answer=parsed,
+                    latency_s=latency,
+                    num_generated_tokens=generation.num_generated_tokens,
+                )
+            )
+        return predictions
+
+    job: Job[VideoSample, Prediction] = Job(
+        stage="infer",
+        process=answer,
+        item_id=lambda sample: sample.id,
+        out=config.out,
+        record_type=Prediction,
+        errors=config.errors_path(),
+        batch_size=config.batch_size,
+        workers=config.workers,
+    )
+    resolved = {
+        "run": config.model_dump(mode="json"),
+        "model": spec.model_dump(mode="json"),
+        "prompt": template.id,
+        "sampling": sampling.model_dump(mode="json"),
+        "vision": vision.model_dump(mode="json"),
+    }
+    return run_job(job, samples, config=resolved, progress=progress)

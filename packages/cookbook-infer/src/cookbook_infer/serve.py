@@ -1,0 +1,498 @@
+"""An OpenAI-compatible chat-completions server in front of any :class:`~cookbook_infer.backends.base.Backend`.
+
+Endpoints: ``POST /v1/chat/completions``, ``GET /v1/models`` and ``GET /healthz`` (the last one never asks for
+the API key, so container health checks need no secret).
+
+A request's content parts are OpenAI ``text`` parts, vLLM ``video_url`` parts and the Qwen-VL ``video`` parts of
+:mod:`cookbook_data.schemas`::
+
+    {"type": "video_url", "video_url": {"url": "file:///data/clip.mp4"}}
+    {"type": "video", "video": "/data/clip.mp4", "fps": 2, "max_pixels": 200704}
+
+Videos are read from local files under the configured media roots only; a path outside them is refused with
+403, and http(s) or data URLs with 400 (download the video next to the server first). The vision settings of a
+video are, from weakest to strongest: the server's defaults (:attr:`ServeSettings.vision`), the request's
+``mm_processor_kwargs`` (vLLM's extension: ``fps``, ``nframes``, ``min_frames``, ``max_frames``, ``min_pixels``,
+``max_pixels``, ``total_pixels``), and the fields of a ``video`` part itself. Choosing ``nframes`` at one level
+clears an ``fps`` from a weaker one, and the other way round.
+
+Sampling fields a request leaves out take :attr:`ServeSettings.sampling` (greedy by default, unlike OpenAI's
+temperature 1). ``n`` must be 1 and ``stream`` false: streaming is not supported, and a request asking for it
+gets a 400 response. Errors use OpenAI's body ``{"error": {"message", "type", "param", "code"}}``; invalid
+fields get 400 with ``param`` naming the field. ``finish_reason`` is ``"length"`` when the answer used its whole
+token budget and ``"stop"`` otherwise; ``usage.prompt_tokens`` is 0 (backends do not report prompt lengths).
+
+Concurrent requests with the same sampling settings are batched: the oldest waiting request waits at most
+``max_wait_ms`` for others to join it, up to ``max_batch_size`` conversations go to one ``backend.generate``
+call, and the backend runs on one worker thread so the event loop keeps answering. When a batch fails, its
+requests are retried one by one, so a broken video fails only the request that sent it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import Field, SecretStr, ValidationError
+
+from cookbook_data.schemas import (
+    AssistantMessage,
+    ContentPart,
+    Conversation,
+    Message,
+    Strict,
+    SystemMessage,
+    TextPart,
+    UserMessage,
+    VideoPart,
+)
+from cookbook_data.video import VideoDecodeError, VisionSettings
+from cookbook_infer._openai_schema import (
+    ChatCompletion,
+    ChatCompletionRequest,
+    Choice,
+    ErrorBody,
+    ErrorResponse,
+    ModelCard,
+    ModelList,
+    RequestMessage,
+    ResponseMessage,
+    Usage,
+    VideoUrlPart,
+)
+from cookbook_infer.backends.base import Backend, Generation, SamplingSettings
+
+__all__ = ["ServeSettings", "create_app", "run_server"]
+
+logger = logging.getLogger(__name__)
+
+LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+
+_INPUT_ERRORS = (VideoDecodeError, ValueError, FileNotFoundError)
+"""Backend errors caused by what a request sent (a broken video, settings the video cannot meet): 400, not 500."""
+
+
+class ServeSettings(Strict):
+    """Settings of the OpenAI-compatible server."""
+
+    model_id: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Name clients send as `model` and `GET /v1/models` lists (default: the backend's model id).",
+    )
+    host: str = Field(default="127.0.0.1", description="Interface to listen on (0.0.0.0 for all).")
+    port: int = Field(default=8000, ge=0, le=65535, description="TCP port to listen on (0 picks a free one).")
+    max_batch_size: int = Field(default=8, gt=0, description="Most conversations generated in one batch.")
+    max_wait_ms: float = Field(
+        default=10.0, ge=0, description="Longest time a request waits for others to join its batch."
+    )
+    vision: VisionSettings = Field(
+        default_factory=lambda: VisionSettings(fps=4),
+        description="Vision settings of videos whose request sets none (`patch_factor` is the model's own).",
+    )
+    sampling: SamplingSettings = Field(
+        default_factory=SamplingSettings,
+        description="Sampling settings for fields a request leaves out (default: greedy, 512 new tokens).",
+    )
+    media_roots: list[Path] = Field(
+        default_factory=list,
+        description="Folders whose files requests may name (file:// URLs or absolute paths); none: no files.",
+    )
+    api_key: SecretStr | None = Field(
+        default=None, description="When set, /v1 endpoints require `Authorization: Bearer <api_key>`."
+    )
+    log_level: LogLevel = Field(default="info", description="Log level of the HTTP server.")
+
+
+class APIError(Exception):
+    """A request that cannot be served, answered with an OpenAI error body."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        kind: str = "invalid_request_error",
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = ErrorResponse(error=ErrorBody(message=message, type=kind, param=param, code=code))
+
+
+def _error_response(error: APIError) -> JSONResponse:
+    return JSONResponse(error.body.model_dump(), status_code=error.status)
+
+
+def _location(loc: Sequence[int | str]) -> str:
+    parts = [str(item) for item in loc]
+    if parts and parts[0] == "body":
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Requests -> conversations and sampling settings
+
+
+def _local_video(reference: str, roots: Sequence[Path], param: str) -> Path:
+    """The file a video reference names, if it lies under one of ``roots`` (symbolic links resolved)."""
+
+    def refuse(status: int, reason: str) -> APIError:
+        return APIError(status, f"{param}: {reason}", param=param)
+
+    parsed = urlsplit(reference)
+    if parsed.scheme == "file":
+        if parsed.netloc not in ("", "localhost"):
+            raise refuse(400, f"{reference}: file URLs must name a local path (file:///...)")
+        path = Path(url2pathname(parsed.path))
+    elif parsed.scheme in ("http", "https"):
+        raise refuse(
+            400,
+            f"{reference}: this server reads local files only (file:// URLs under its media roots); "
+            "download the video next to the server and send its path",
+        )
+    elif parsed.scheme:
+        raise refuse(400, f"{reference}: unsupported URL scheme {parsed.scheme!r} (use file://)")
+    else:
+        path = Path(reference)
+    if not path.is_absolute():
+        raise refuse(400, f"{reference}: video paths must be absolute")
+    resolved = path.resolve()
+    if not roots:
+        raise refuse(403, f"{path}: this server reads no local files (no media roots are configured)")
+    if not any(resolved.is_relative_to(root) for root in roots):
+        raise refuse(403, f"{path}: outside the media folders this server may read")
+    if not resolved.is_file():
+        raise refuse(400, f"{path}: no such file")
+    return resolved
+
+
+def _vision(defaults: VisionSettings, *overlays: dict[str, Any]) -> VisionSettings:
+    """``defaults`` updated by each overlay in turn; ``fps`` and ``nframes`` replace each other."""
+    merged = defaults.model_dump()
+    for overlay in overlays:
+        if "nframes" in overlay:
+            merged["fps"] = None
+        if "fps" in overlay:
+            merged["nframes"] = None
+        merged.update(overlay)
+    return VisionSettings.model_validate(merged)
+
+
+@dataclass(frozen=True)
+class _Translator:
+    """Turns validated requests into the backend's conversations and sampling settings."""
+
+    vision: VisionSettings
+    sampling: SamplingSettings
+    roots: tuple[Path, ...]
+
+    def conversation(self, request: ChatCompletionRequest) -> Conversation:
+        request_vision = (
+            request.mm_processor_kwargs.model_dump(exclude_none=True) if request.mm_processor_kwargs else {}
+        )
+        messages = [
+            self._message(message, request_vision, f"messages.{index}")
+            for index, message in enumerate(request.messages)
+        ]
+        return Conversation(messages=messages)
+
+    def _message(self, message: RequestMessage, request_vision: dict[str, Any], where: str) -> Message:
+        content: str | list[ContentPart]
+        if isinstance(message.content, str):
+            content = message.content
+        else:
+            content = []
+            for index, part in enumerate(message.content):
+                param = f"{where}.content.{index}"
+                if isinstance(part, TextPart):
+                    content.append(part)
+                elif isinstance(part, VideoUrlPart):
+                    path = _local_video(part.video_url.url, self.roots, f"{param}.video_url.url")
+                    content.append(self._video_part(path, request_vision, {}, param))
+                elif isinstance(part, VideoPart):
+                    path = _local_video(part.video, self.roots, f"{param}.video")
+                    own = part.model_dump(exclude={"type", "video"}, exclude_none=True)
+                    content.append(self._video_part(path, request_vision, own, param))
+        if message.role in ("system", "developer"):
+            return SystemMessage(content=content)
+        if message.role == "user":
+            return UserMessage(content=content)
+        return AssistantMessage(content=content)
+
+    def _video_part(self, path: Path, request_vision: dict[str, Any], own: dict[str, Any], param: str) -> VideoPart:
+        try:
+            vision = _vision(self.vision, request_vision, own)
+        except ValidationError as error:
+            raise APIError(400, f"{param}: {_describe(error)}", param=param) from None
+        return vision.video_part(str(path))
+
+    def sampling_for(self, request: ChatCompletionRequest) -> SamplingSettings:
+        given: dict[str, Any] = {
+            "max_new_tokens": request.max_completion_tokens or request.max_tokens,
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+            "presence_penalty": request.presence_penalty,
+            "seed": request.seed,
+        }
+        updates = {name: value for name, value in given.items() if value is not None}
+        if request.top_k is not None:
+            updates["top_k"] = request.top_k if request.top_k > 0 else None
+        try:
+            return SamplingSettings.model_validate(self.sampling.model_dump() | updates)
+        except ValidationError as error:
+            raise APIError(400, _describe(error)) from None
+
+
+def _describe(error: ValidationError) -> str:
+    return "; ".join(f"{_location(item['loc'])}: {item['msg']}" for item in error.errors())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Dynamic batching
+
+
+@dataclass
+class _Waiting:
+    conversation: Conversation
+    future: asyncio.Future[Generation]
+    arrived: float
+
+
+@dataclass
+class _Group:
+    sampling: SamplingSettings
+    waiting: list[_Waiting] = field(default_factory=list)
+
+
+class _Batcher:
+    """Groups concurrent requests with equal sampling settings into batches for one worker thread."""
+
+    def __init__(self, backend: Backend, max_batch_size: int, max_wait_s: float) -> None:
+        self.backend = backend
+        self.max_batch_size = max_batch_size
+        self.max_wait_s = max_wait_s
+        self._groups: dict[str, _Group] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._executor: ThreadPoolExecutor | None = None
+
+    @property
+    def queued(self) -> int:
+        return sum(len(group.waiting) for group in self._groups.values())
+
+    async def generate(self, conversation: Conversation, sampling: SamplingSettings) -> Generation:
+        """Wait for the generation of ``conversation``, produced in a batch with others."""
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done():
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cookbook-infer-generate")
+            self._task = loop.create_task(self._run())
+        future: asyncio.Future[Generation] = loop.create_future()
+        group = self._groups.setdefault(sampling.model_dump_json(), _Group(sampling))
+        group.waiting.append(_Waiting(conversation, future, loop.time()))
+        self._wake.set()
+        return await future
+
+    async def close(self) -> None:
+        """Stop the worker; requests still waiting fail."""
+        if self._task is not None:
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for group in self._groups.values():
+            for waiting in group.waiting:
+                if not waiting.future.done():
+                    waiting.future.set_exception(RuntimeError("the server is shutting down"))
+        self._groups.clear()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+        self._wake = asyncio.Event()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            for key, group in list(self._groups.items()):
+                group.waiting = [waiting for waiting in group.waiting if not waiting.future.done()]
+                if not group.waiting:
+                    del self._groups[key]
+            if not self._groups:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            key, group = min(self._groups.items(), key=lambda item: item[1].waiting[0].arrived)
+            left = group.waiting[0].arrived + self.max_wait_s - loop.time()
+            if len(group.waiting) < self.max_batch_size and left > 0:
+                self._wake.clear()
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), left)
+                continue
+            batch = group.waiting[: self.max_batch_size]
+            del group.waiting[: self.max_batch_size]
+            if not group.waiting:
+                del self._groups[key]
+            await self._dispatch(batch, group.sampling)
+
+    async def _dispatch(self, batch: list[_Waiting], sampling: SamplingSettings) -> None:
+        try:
+            generations = await self._call([waiting.conversation for waiting in batch], sampling)
+        except Exception as error:
+            if len(batch) == 1:
+                _settle(batch[0].future, error=error)
+                return
+            logger.warning("a batch of %d failed (%s); retrying its requests one by one", len(batch), error)
+            for waiting in batch:
+                if waiting.future.done():
+                    continue
+                try:
+                    [generation] = await self._call([waiting.conversation], sampling)
+                except Exception as single_error:
+                    _settle(waiting.future, error=single_error)
+                else:
+                    _settle(waiting.future, generation=generation)
+            return
+        for waiting, generation in zip(batch, generations, strict=True):
+            _settle(waiting.future, generation=generation)
+
+    async def _call(self, conversations: list[Conversation], sampling: SamplingSettings) -> list[Generation]:
+        assert self._executor is not None
+        loop = asyncio.get_running_loop()
+        generations = await loop.run_in_executor(self._executor, self.backend.generate, conversations, sampling)
+        if len(generations) != len(conversations):
+            raise RuntimeError(f"the backend returned {len(generations)} generations for {len(conversations)}")
+        return generations
+
+
+def _settle(
+    future: asyncio.Future[Generation], *, generation: Generation | None = None, error: Exception | None = None
+) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        assert generation is not None
+        future.set_result(generation)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The app
+
+
+def create_app(backend: Backend, settings: ServeSettings) -> FastAPI:
+    """The FastAPI application serving ``backend`` with ``settings`` (run it with any ASGI server)."""
+    model_name = settings.model_id or backend.model_id
+    created = int(time.time())
+    translator = _Translator(
+        vision=settings.vision,
+        sampling=settings.sampling,
+        roots=tuple(root.expanduser().resolve() for root in settings.media_roots),
+    )
+    batcher = _Batcher(backend, settings.max_batch_size, settings.max_wait_ms / 1000)
+    api_key = settings.api_key.get_secret_value() if settings.api_key is not None else None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await batcher.close()
+
+    app = FastAPI(
+        title="cookbook-infer", summary=f"OpenAI-compatible chat completions for {model_name}", lifespan=lifespan
+    )
+    app.state.batcher = batcher
+
+    @app.exception_handler(APIError)
+    async def _api_error(request: Request, error: APIError) -> JSONResponse:
+        return _error_response(error)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        items = list(error.errors())
+        message = "; ".join(f"{_location(item['loc'])}: {item['msg']}" for item in items)
+        param = _location(items[0]["loc"]) if items else None
+        return _error_response(APIError(400, message or "invalid request", param=param))
+
+    async def authorize(request: Request) -> None:
+        if api_key is None:
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip().encode(), api_key.encode()):
+            raise APIError(
+                401,
+                "invalid or missing API key (Authorization: Bearer ...)",
+                kind="authentication_error",
+                code="invalid_api_key",
+            )
+
+    errors: dict[int | str, dict[str, Any]] = {400: {"model": ErrorResponse}, 401: {"model": ErrorResponse}}
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        """Liveness: the model name and how many requests wait for a batch."""
+        return {"status": "ok", "model": model_name, "queued": batcher.queued}
+
+    @app.get("/v1/models", dependencies=[Depends(authorize)], responses=errors)
+    async def models() -> ModelList:
+        """The one model this server answers with."""
+        return ModelList(data=[ModelCard(id=model_name, created=created)])
+
+    @app.post(
+        "/v1/chat/completions",
+        dependencies=[Depends(authorize)],
+        responses={**errors, 403: {"model": ErrorResponse}, 404: {"model": ErrorResponse}},
+    )
+    async def chat_completions(request: ChatCompletionRequest) -> ChatCompletion:
+        """Answer a conversation with text and video parts (no streaming, one choice)."""
+        if request.model != model_name:
+            raise APIError(
+                404,
+                f"model: {request.model!r} is not served here (this server serves {model_name!r})",
+                param="model",
+                code="model_not_found",
+            )
+        conversation = translator.conversation(request)
+        sampling = translator.sampling_for(request)
+        try:
+            generation = await batcher.generate(conversation, sampling)
+        except _INPUT_ERRORS as error:
+            raise APIError(400, str(error), param="messages") from None
+        except Exception as error:
+            logger.exception("generation failed")
+            raise APIError(500, f"generation failed: {type(error).__name__}: {error}", kind="server_error") from None
+        finish: Literal["stop", "length"] = (
+            "length" if generation.num_generated_tokens >= sampling.max_new_tokens else "stop"
+        )
+        return ChatCompletion(
+            model=model_name,
+            choices=[Choice(message=ResponseMessage(content=generation.text), finish_reason=finish)],
+            usage=Usage(
+                prompt_tokens=0,
+                completion_tokens=generation.num_generated_tokens,
+                total_tokens=generation.num_generated_tokens,
+            ),
+        )
+
+    return app
+
+
+def run_server(backend: Backend, settings: ServeSettings) -> None:
+    """Serve ``backend`` on ``settings.host:settings.port`` until interrupted."""
+    import uvicorn
+
+    uvicorn.run(create_app(backend, settings), host=settings.host, port=settings.port, log_level=settings.log_level)

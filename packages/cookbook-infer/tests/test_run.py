@@ -1,0 +1,160 @@
+"""`cookbook-infer run`: every sample ends as a Prediction or an error, reruns resume, answers are parsed."""
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from cookbook_data.jobs import RESOLVED_CONFIG
+from cookbook_data.records import read_records
+from cookbook_data.schemas import Conversation, ItemError, Prediction, TextPart, UserMessage, VideoSample
+from cookbook_data.testing import VideoSet
+from cookbook_infer.backends.base import Generation, SamplingSettings
+from cookbook_infer.registry import REASONING_SUFFIX
+from cookbook_infer.run import RunConfig, run_inference
+from cookbook_infer.testing import Arch
+from cookbook_infer.testing.pytest_plugin import TinyCheckpoints
+
+
+def write_manifest(path: Path, samples: list[VideoSample]) -> Path:
+    path.write_text("".join(s.model_dump_json() + "\n" for s in samples))
+    return path
+
+
+@pytest.fixture
+def manifest(tmp_path: Path, synthetic_videos: VideoSet) -> Path:
+    samples = [VideoSample(id=name, path=str(v.path), labels={"pc": 3}) for name, v in synthetic_videos.good.items()]
+    samples.append(VideoSample(id="broken", path=str(synthetic_videos.broken["truncated"])))
+    return write_manifest(tmp_path / "manifest.jsonl", samples)
+
+
+@pytest.mark.parametrize("arch", ["reason1", "reason2"])
+def test_a_run_answers_every_sample_and_records_failures(
+    tiny_checkpoints: TinyCheckpoints, manifest: Path, tmp_path: Path, arch: Arch
+) -> None:
+    config = RunConfig(
+        model=str(tiny_checkpoints(arch)), manifest=manifest, out=tmp_path / "out" / "p.jsonl", max_new_tokens=4
+    )
+    report = run_inference(config, progress=False)
+    predictions = list(read_records(config.out, Prediction))
+    errors = list(read_records(config.errors_path(), ItemError))
+    assert sorted(p.sample_id for p in predictions) == sorted(
+        s.id for s in read_records(manifest, VideoSample) if s.id != "broken"
+    )
+    assert [e.sample_id for e in errors] == ["broken"]
+    assert errors[0].error_type == "VideoDecodeError"
+    assert all(p.num_generated_tokens is not None and 1 <= p.num_generated_tokens <= 4 for p in predictions)
+    prompt = "reason1_videophy2_critic" if arch == "reason1" else "reason2_videophy2_critic"
+    assert all(p.task is not None and p.task.startswith(f"critic:{prompt}@") for p in predictions)
+    assert (report.succeeded, report.failed) == (5, 1)
+
+    resolved = json.loads((config.out.parent / RESOLVED_CONFIG).read_text())["config"]
+    assert resolved["vision"]["fps"] == 4.0
+    assert resolved["vision"]["patch_factor"] == (28 if arch == "reason1" else 32)
+    assert resolved["sampling"]["max_new_tokens"] == 4
+    if arch == "reason2":
+        assert resolved["sampling"]["presence_penalty"] == 1.5  # the published non-reasoning preset
+
+
+class Scripted:
+    """A backend answering from a script, to check how run() reads answers; remembers what it was asked."""
+
+    model_id = "scripted"
+
+    def __init__(self, answers: dict[str, str], stop_after: int | None = None) -> None:
+        self.answers = answers
+        self.asked: list[Conversation] = []
+        self.stop_after = stop_after
+
+    def generate(self, conversations: Sequence[Conversation], sampling: SamplingSettings) -> list[Generation]:
+        if self.stop_after is not None and len(self.asked) >= self.stop_after:
+            raise KeyboardInterrupt
+        self.asked.extend(conversations)
+        out = []
+        for conversation in conversations:
+            user = conversation.messages[-1]
+            assert isinstance(user, UserMessage)
+            assert isinstance(user.content, list)
+            video = user.content[0].video  # type: ignore[union-attr]
+            out.append(Generation(text=self.answers[Path(video).stem], num_generated_tokens=3))
+        return out
+
+
+def test_answers_are_parsed_and_unparseable_ones_kept(
+    tiny_checkpoints: TinyCheckpoints, manifest: Path, tmp_path: Path, synthetic_videos: VideoSet
+) -> None:
+    answers = {
+        "h264_24fps": "<think>\nThe square & the <floor> agree.\n</think>\n\n<answer>\n4\n</answer>",
+        "h264_30fps_long": "<answer>9</answer>",
+        "h264_portrait_15fps": "<think>ran out of tok",
+        "mpeg4_10fps": "The motion looks natural.\n2",
+        "mpeg4_8fps": "",
+    }
+    good = [VideoSample(id=n, path=str(v.path)) for n, v in synthetic_videos.good.items()]
+    config = RunConfig(
+        model=str(tiny_checkpoints("reason1")),
+        task="critic-thinking",
+        manifest=write_manifest(tmp_path / "good.jsonl", good),
+        out=tmp_path / "p.jsonl",
+    )
+    run_inference(config, backend=Scripted(answers), progress=False)
+    found = {p.sample_id: p for p in read_records(config.out, Prediction)}
+    assert (found["h264_24fps"].thinking, found["h264_24fps"].answer) == ("The square & the <floor> agree.", "4")
+    assert found["h264_30fps_long"].answer is None  # out of range: rejected, not clamped
+    assert found["h264_portrait_15fps"].answer is None
+    assert found["h264_portrait_15fps"].raw_text == "<think>ran out of tok"
+    assert found["mpeg4_10fps"].answer == "2"
+    assert found["mpeg4_8fps"].answer is None
+    assert len(found) == 5
+
+
+def test_an_interrupted_run_resumes_without_duplicates(
+    tiny_checkpoints: TinyCheckpoints, tmp_path: Path, synthetic_videos: VideoSet
+) -> None:
+    good = [VideoSample(id=n, path=str(v.path)) for n, v in synthetic_videos.good.items()]
+    answers = dict.fromkeys(synthetic_videos.good, "<answer>3</answer>")
+    config = RunConfig(
+        model=str(tiny_checkpoints("reason1")),
+        manifest=write_manifest(tmp_path / "m.jsonl", good),
+        out=tmp_path / "p.jsonl",
+        batch_size=2,
+    )
+    with pytest.raises(KeyboardInterrupt):
+        run_inference(config, backend=Scripted(answers, stop_after=2), progress=False)
+    assert len(list(read_records(config.out, Prediction))) == 2
+
+    second = Scripted(answers)
+    report = run_inference(config, backend=second, progress=False)
+    assert len(second.asked) == 3
+    assert report.skipped == 2
+    ids = [p.sample_id for p in read_records(config.out, Prediction)]
+    assert sorted(ids) == sorted(synthetic_videos.good)
+
+
+def test_reasoning_tasks_ask_each_architecture_its_own_way(
+    tiny_checkpoints: TinyCheckpoints, tmp_path: Path, synthetic_videos: VideoSet
+) -> None:
+    video = synthetic_videos.good["h264_24fps"]
+    samples = [
+        VideoSample(id="q", path=str(video.path), labels={"question": "Where does the square go?", "answer": "right"})
+    ]
+    manifest = write_manifest(tmp_path / "m.jsonl", samples)
+    asked: dict[str, str] = {}
+    for arch, task in (("reason2", "critic-thinking"), ("reason1", "critic-thinking"), ("reason2", "vqa")):
+        backend = Scripted({"h264_24fps": "x"})
+        config = RunConfig(
+            model=str(tiny_checkpoints(arch)),  # type: ignore[arg-type]
+            task=task,
+            manifest=manifest,
+            out=tmp_path / f"{arch}-{task}.jsonl",
+        )
+        run_inference(config, backend=backend, progress=False)
+        user = backend.asked[0].messages[-1]
+        assert isinstance(user, UserMessage) and isinstance(user.content, list)
+        text = user.content[-1]
+        assert isinstance(text, TextPart)
+        asked[f"{arch}-{task}"] = text.text
+    assert asked["reason2-critic-thinking"].endswith("\n" + REASONING_SUFFIX["reason2"])
+    assert REASONING_SUFFIX["reason1"] not in asked["reason1-critic-thinking"]  # the published template asks itself
+    assert asked["reason2-vqa"] == "Where does the square go?\n"

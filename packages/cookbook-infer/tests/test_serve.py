@@ -1,0 +1,575 @@
+"""The OpenAI-compatible server, run for real on 127.0.0.1 with tiny checkpoints, called with the openai client."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+import uvicorn
+from pydantic import ValidationError
+
+from cookbook_data.schemas import Conversation, SystemMessage, VideoPart
+from cookbook_data.testing import VideoSet
+from cookbook_data.video import VisionSettings
+from cookbook_infer.backends.base import Backend, Generation, SamplingSettings
+from cookbook_infer.backends.transformers import TransformersBackend
+from cookbook_infer.serve import ServeSettings, create_app
+from cookbook_infer.testing import Arch
+from cookbook_infer.testing.pytest_plugin import TinyCheckpoints
+
+FAST = {"nframes": 2}
+"""Vision settings that keep CPU generation quick."""
+PROMPT = "Describe the video."
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Helpers
+
+
+class Recorder:
+    """Wraps a real backend: records every batch it is given, optionally sleeps first or tags each answer with
+    its video's file name (the tiny model answers every video alike, so tags tell the answers apart)."""
+
+    def __init__(self, backend: Backend, *, delay_s: float = 0.0, tag: bool = False) -> None:
+        self.backend = backend
+        self.model_id = backend.model_id
+        self.delay_s = delay_s
+        self.tag = tag
+        self.batches: list[tuple[list[Conversation], SamplingSettings]] = []
+        self.started = threading.Event()
+
+    @property
+    def sizes(self) -> list[int]:
+        return [len(conversations) for conversations, _ in self.batches]
+
+    def generate(self, conversations: Sequence[Conversation], sampling: SamplingSettings) -> list[Generation]:
+        self.batches.append((list(conversations), sampling))
+        self.started.set()
+        time.sleep(self.delay_s)
+        generations = self.backend.generate(conversations, sampling)
+        if not self.tag:
+            return generations
+        return [
+            Generation(f"{video_name(c)}: {g.text}", g.num_generated_tokens)
+            for c, g in zip(conversations, generations, strict=True)
+        ]
+
+
+def video_parts(conversation: Conversation) -> list[VideoPart]:
+    return [
+        part
+        for message in conversation.messages
+        if isinstance(message.content, list)
+        for part in message.content
+        if isinstance(part, VideoPart)
+    ]
+
+
+def video_name(conversation: Conversation) -> str:
+    return Path(video_parts(conversation)[0].video).name
+
+
+def conversation(video: Path, **vision: Any) -> Conversation:
+    """What a request with one video and :data:`PROMPT` should become."""
+    part = {"type": "video", "video": str(video.resolve()), **vision}
+    return Conversation.model_validate(
+        {"messages": [{"role": "user", "content": [part, {"type": "text", "text": PROMPT}]}]}
+    )
+
+
+def video_message(video: Path | str) -> list[dict[str, Any]]:
+    url = video.resolve().as_uri() if isinstance(video, Path) else video
+    return [
+        {
+            "role": "user",
+            "content": [{"type": "video_url", "video_url": {"url": url}}, {"type": "text", "text": PROMPT}],
+        }
+    ]
+
+
+@contextmanager
+def serving(backend: Backend, **settings: Any) -> Iterator[str]:
+    """Run the app with uvicorn on a free port of 127.0.0.1 in a thread; yields the base URL."""
+    app = create_app(backend, ServeSettings(port=0, **settings))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive(), "the server stopped while starting"
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def client(url: str, api_key: str = "unused") -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{url}/v1", api_key=api_key, max_retries=0, timeout=120)
+
+
+def in_threads(*calls: Any) -> list[Any]:
+    """Run the calls at the same moment in threads; each result, or the exception it raised, in order."""
+    barrier = threading.Barrier(len(calls))
+    results: list[Any] = [None] * len(calls)
+
+    def run(index: int) -> None:
+        barrier.wait()
+        try:
+            results[index] = calls[index]()
+        except Exception as error:
+            results[index] = error
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return results
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Fixtures
+
+
+@pytest.fixture(scope="module")
+def backends(tiny_checkpoints: TinyCheckpoints) -> dict[Arch, TransformersBackend]:
+    return {arch: TransformersBackend(str(tiny_checkpoints(arch))) for arch in ("reason1", "reason2")}
+
+
+@pytest.fixture(scope="module")
+def reason2(backends: dict[Arch, TransformersBackend]) -> TransformersBackend:
+    return backends["reason2"]
+
+
+@pytest.fixture
+def media(tmp_path: Path, synthetic_videos: VideoSet) -> Path:
+    """A media root with one good video, a symbolic link pointing outside it, and a private video outside it."""
+    root = tmp_path / "media"
+    root.mkdir()
+    (root / "clip.mp4").write_bytes(synthetic_videos.good["h264_24fps"].path.read_bytes())
+    private = tmp_path / "private"
+    private.mkdir()
+    (private / "secret.mp4").write_bytes(synthetic_videos.good["mpeg4_8fps"].path.read_bytes())
+    (root / "link.mp4").symlink_to(private / "secret.mp4")
+    return root
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Answers
+
+
+@pytest.mark.parametrize("arch", ["reason1", "reason2"])
+def test_a_greedy_answer_equals_direct_generation(
+    arch: Arch, backends: dict[Arch, TransformersBackend], synthetic_videos: VideoSet
+) -> None:
+    backend = backends[arch]
+    video = synthetic_videos.good["h264_30fps_long"].path
+    with serving(backend, media_roots=[synthetic_videos.root]) as url:
+        response = client(url).chat.completions.create(
+            model=backend.model_id,
+            messages=video_message(video),  # type: ignore[arg-type]
+            max_tokens=4,
+            temperature=0,
+            extra_body={"mm_processor_kwargs": {"nframes": 4, "max_pixels": 4096}, "top_k": 20},
+        )
+    [expected] = backend.generate(
+        [conversation(video, nframes=4, max_pixels=4096)], SamplingSettings(max_new_tokens=4, top_k=20)
+    )
+    assert response.choices[0].message.content == expected.text
+    assert response.choices[0].message.role == "assistant"
+    assert response.choices[0].finish_reason == ("length" if expected.num_generated_tokens == 4 else "stop")
+    assert response.object == "chat.completion"
+    assert response.model == backend.model_id
+    assert response.id.startswith("chatcmpl-")
+    assert response.created > 0
+    assert response.usage is not None
+    assert response.usage.completion_tokens == expected.num_generated_tokens
+    assert response.usage.total_tokens == response.usage.prompt_tokens + expected.num_generated_tokens
+
+
+def test_sampled_answers_follow_the_seed_like_direct_generation(
+    reason2: TransformersBackend, synthetic_videos: VideoSet
+) -> None:
+    video = synthetic_videos.good["h264_24fps"].path
+    with serving(reason2, media_roots=[synthetic_videos.root], vision=VisionSettings(**FAST)) as url:
+        answers = {
+            seed: client(url).chat.completions.create(
+                model=reason2.model_id,
+                messages=video_message(video),  # type: ignore[arg-type]
+                max_completion_tokens=8,
+                temperature=1.5,
+                seed=seed,
+                extra_body={"top_k": 50},
+            )
+            for seed in (1, 2, 3)
+        }
+    for seed, response in answers.items():
+        hot = SamplingSettings(max_new_tokens=8, temperature=1.5, top_k=50, seed=seed)
+        [expected] = reason2.generate([conversation(video, **FAST)], hot)
+        assert response.choices[0].message.content == expected.text
+    assert len({response.choices[0].message.content for response in answers.values()}) > 1
+
+
+def test_request_fields_become_the_backends_vision_and_sampling_settings(
+    reason2: TransformersBackend, synthetic_videos: VideoSet
+) -> None:
+    recorder = Recorder(reason2)
+    clip = synthetic_videos.good["h264_24fps"].path
+    with serving(recorder, media_roots=[synthetic_videos.root]) as url:
+        api = client(url)
+        api.chat.completions.create(
+            model=reason2.model_id,
+            messages=[
+                {"role": "developer", "content": "Be brief."},
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "video_url", "video_url": {"url": clip.resolve().as_uri()}},
+                        {"type": "video", "video": str(clip), "fps": 1, "max_frames": 6},  # type: ignore[list-item,misc]
+                        {"type": "text", "text": PROMPT},
+                    ],
+                },
+            ],
+            max_completion_tokens=3,
+            temperature=0.5,
+            top_p=0.9,
+            presence_penalty=0.5,
+            seed=11,
+            extra_body={"top_k": 20, "mm_processor_kwargs": {"nframes": 4, "max_pixels": 4096}},
+        )
+        api.chat.completions.create(model=reason2.model_id, messages=video_message(clip))  # type: ignore[arg-type]
+    [([first], first_sampling), ([second], second_sampling)] = recorder.batches
+    assert first.messages[0] == SystemMessage(content="Be brief.")
+    path = str(clip.resolve())
+    by_kwargs, by_part = video_parts(first)
+    assert by_kwargs == VisionSettings(nframes=4, max_pixels=4096).video_part(path)
+    assert by_part == VisionSettings(fps=1, max_frames=6, max_pixels=4096).video_part(path)
+    assert first_sampling == SamplingSettings(
+        max_new_tokens=3, temperature=0.5, top_p=0.9, top_k=20, presence_penalty=0.5, seed=11
+    )
+    # Nothing given: the server's defaults (fps 4, greedy).
+    assert video_parts(second) == [VisionSettings(fps=4).video_part(path)]
+    assert second_sampling == SamplingSettings()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Batching
+
+
+def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(
+    reason2: TransformersBackend, synthetic_videos: VideoSet
+) -> None:
+    recorder = Recorder(reason2, tag=True)
+    names = ["h264_24fps", "h264_30fps_long", "mpeg4_10fps", "mpeg4_8fps"]
+    videos = [synthetic_videos.good[name].path for name in names]
+    settings = {"max_batch_size": 4, "max_wait_ms": 10_000, "vision": VisionSettings(**FAST)}
+    with serving(recorder, media_roots=[synthetic_videos.root], **settings) as url:
+        api = client(url)
+
+        def ask(video: Path) -> Any:
+            return lambda: api.chat.completions.create(
+                model=reason2.model_id,
+                messages=video_message(video),  # type: ignore[arg-type]
+                max_tokens=3,
+            )
+
+        began = time.monotonic()
+        responses = in_threads(*(ask(video) for video in videos))
+        elapsed = time.monotonic() - began
+    assert recorder.sizes == [4]
+    assert elapsed < 10, "a full batch must not wait for max_wait_ms"
+    for video, response in zip(videos, responses, strict=True):
+        [alone] = reason2.generate([conversation(video, **FAST)], SamplingSettings(max_new_tokens=3))
+        assert response.choices[0].message.content == f"{video.name}: {alone.text}"
+
+
+def test_only_requests_with_equal_sampling_settings_share_a_batch(
+    reason2: TransformersBackend, synthetic_videos: VideoSet
+) -> None:
+    recorder = Recorder(reason2)
+    video = synthetic_videos.good["h264_24fps"].path
+    settings = {"max_batch_size": 8, "max_wait_ms": 1500, "vision": VisionSettings(**FAST)}
+    with serving(recorder, media_roots=[synthetic_videos.root], **settings) as url:
+        api = client(url)
+
+        def ask(max_tokens: int) -> Any:
+            return lambda: api.chat.completions.create(
+                model=reason2.model_id,
+                messages=video_message(video),  # type: ignore[arg-type]
+                max_tokens=max_tokens,
+            )
+
+        responses = in_threads(ask(2), ask(3), ask(2), ask(3))
+    assert sorted(recorder.sizes) == [2, 2]
+    assert sorted(sampling.max_new_tokens for _, sampling in recorder.batches) == [2, 3]
+    assert [r.usage.completion_tokens for r in responses] == [2, 3, 2, 3]
+
+
+def test_a_broken_video_fails_only_its_own_request(reason2: TransformersBackend, synthetic_videos: VideoSet) -> None:
+    recorder = Recorder(reason2)
+    good = synthetic_videos.good["mpeg4_10fps"].path
+    broken = synthetic_videos.broken["truncated"]
+    settings = {"max_batch_size": 2, "max_wait_ms": 10_000, "vision": VisionSettings(**FAST)}
+    with serving(recorder, media_roots=[synthetic_videos.root], **settings) as url:
+        api = client(url)
+
+        def ask(video: Path) -> Any:
+            return lambda: api.chat.completions.create(
+                model=reason2.model_id,
+                messages=video_message(video),  # type: ignore[arg-type]
+                max_tokens=3,
+            )
+
+        ok, failed = in_threads(ask(good), ask(broken))
+    assert recorder.sizes == [2, 1, 1], "the failed batch is retried item by item"
+    [expected] = reason2.generate([conversation(good, **FAST)], SamplingSettings(max_new_tokens=3))
+    assert ok.choices[0].message.content == expected.text
+    assert isinstance(failed, openai.BadRequestError)
+    assert "truncated.mp4" in failed.message
+
+
+def test_the_event_loop_answers_while_a_batch_generates(
+    reason2: TransformersBackend, synthetic_videos: VideoSet
+) -> None:
+    recorder = Recorder(reason2, delay_s=2.0)
+    video = synthetic_videos.good["h264_24fps"].path
+    with serving(recorder, media_roots=[synthetic_videos.root], vision=VisionSettings(**FAST)) as url:
+        api = client(url)
+        result: list[Any] = []
+        worker = threading.Thread(
+            target=lambda: result.append(
+                api.chat.completions.create(
+                    model=reason2.model_id,
+                    messages=video_message(video),  # type: ignore[arg-type]
+                    max_tokens=2,
+                )
+            )
+        )
+        worker.start()
+        assert recorder.started.wait(30)
+        began = time.monotonic()
+        health = httpx.get(f"{url}/healthz", timeout=10)
+        waited = time.monotonic() - began
+        worker.join(60)
+    assert health.status_code == 200
+    assert waited < 1.0, f"/healthz took {waited:.2f} s while the backend was busy"
+    assert len(result) == 1
+    assert result[0].choices[0].message.content is not None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Media roots
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        lambda media: media.parent / "private" / "secret.mp4",
+        lambda media: Path(f"{media}/../private/secret.mp4"),
+        lambda media: media / "link.mp4",
+    ],
+    ids=["outside", "dot-dot", "symlink-out"],
+)
+def test_a_path_outside_the_media_roots_is_refused_with_403(
+    reason2: TransformersBackend, media: Path, where: Any
+) -> None:
+    recorder = Recorder(reason2)
+    path: Path = where(media)
+    with serving(recorder, media_roots=[media], vision=VisionSettings(**FAST)) as url:
+        api = client(url)
+        with pytest.raises(openai.PermissionDeniedError) as refused:
+            api.chat.completions.create(
+                model=reason2.model_id,
+                messages=[{"role": "user", "content": [{"type": "video", "video": str(path)}]}],  # type: ignore[list-item,misc]
+                max_tokens=2,
+            )
+        inside = api.chat.completions.create(
+            model=reason2.model_id,
+            messages=video_message(media / "clip.mp4"),  # type: ignore[arg-type]
+            max_tokens=2,
+        )
+    assert refused.value.status_code == 403
+    assert str(path) in refused.value.message
+    assert inside.choices[0].message.content is not None
+    assert recorder.sizes == [1], "the refused request never reached the model"
+
+
+def test_without_media_roots_no_file_is_read(reason2: TransformersBackend, synthetic_videos: VideoSet) -> None:
+    path = synthetic_videos.good["h264_24fps"].path
+    with serving(reason2) as url, pytest.raises(openai.PermissionDeniedError, match="no media roots"):
+        client(url).chat.completions.create(
+            model=reason2.model_id,
+            messages=video_message(path),  # type: ignore[arg-type]
+            max_tokens=2,
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Invalid requests
+
+
+@pytest.fixture(scope="module")
+def validation_server(reason2: TransformersBackend, synthetic_videos: VideoSet) -> Iterator[tuple[str, Recorder]]:
+    recorder = Recorder(reason2)
+    with serving(recorder, model_id="tiny", media_roots=[synthetic_videos.root]) as url:
+        yield url, recorder
+
+
+def _good_body(video: Path) -> dict[str, Any]:
+    return {"model": "tiny", "messages": video_message(video), "max_tokens": 2}
+
+
+VIDEO_URL = "messages.0.content.0.video_url.url"
+INVALID: dict[str, tuple[dict[str, Any], int, str | None, str]] = {
+    # name: (changes to a good body, status, param, part of the message)
+    "n": ({"n": 2}, 400, "n", "only n=1"),
+    "stream": ({"stream": True}, 400, "stream", "streaming is not supported"),
+    "temperature": ({"temperature": -1}, 400, "temperature", "greater than or equal to 0"),
+    "max_tokens": ({"max_tokens": 0}, 400, "max_tokens", "greater than 0"),
+    "token limits disagree": ({"max_completion_tokens": 5}, 400, None, "max_tokens and max_completion_tokens"),
+    "top_p": ({"top_p": 1.5}, 400, "top_p", "less than or equal to 1"),
+    "unknown field": ({"temprature": 0.1}, 400, "temprature", "Extra inputs are not permitted"),
+    "unsupported field": ({"stop": ["\n"]}, 400, "stop", "not supported"),
+    "mm_processor_kwargs": ({"mm_processor_kwargs": {"fsp": 2}}, 400, "mm_processor_kwargs.fsp", "Extra inputs"),
+    "fps and nframes": ({"mm_processor_kwargs": {"fps": 2, "nframes": 4}}, 400, "mm_processor_kwargs", "not both"),
+    "no messages": ({"messages": []}, 400, "messages", "at least 1 item"),
+    "role": ({"messages": [{"role": "tool", "content": "x"}]}, 400, "messages.0.role", "Input should be"),
+    "image": (
+        {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "file:///a.png"}}]}]},
+        400,
+        "messages.0.content.parts.0.image_url",
+        "image inputs are not supported",
+    ),
+    "part type": (
+        {"messages": [{"role": "user", "content": [{"type": "audio", "audio": "x"}]}]},
+        400,
+        "messages.0.content.parts.0",
+        "'audio'",
+    ),
+    "http url": ({"messages": video_message("https://example.com/a.mp4")}, 400, VIDEO_URL, "local files only"),
+    "relative path": ({"messages": video_message("clips/a.mp4")}, 400, VIDEO_URL, "must be absolute"),
+    "scheme": ({"messages": video_message("data:video/mp4;base64,AAAA")}, 400, VIDEO_URL, "unsupported URL scheme"),
+    "wrong model": ({"model": "gpt-4o"}, 404, "model", "'gpt-4o' is not served here"),
+}
+
+
+@pytest.mark.parametrize("case", INVALID, ids=list(INVALID))
+def test_invalid_requests_are_refused_naming_the_field(
+    case: str, validation_server: tuple[str, Recorder], synthetic_videos: VideoSet
+) -> None:
+    url, recorder = validation_server
+    changes, status, param, message = INVALID[case]
+    batches_before = len(recorder.batches)
+    response = httpx.post(
+        f"{url}/v1/chat/completions", json=_good_body(synthetic_videos.good["h264_24fps"].path) | changes, timeout=30
+    )
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert message in error["message"]
+    if param is not None:
+        assert error["param"] == param
+        assert param in error["message"]
+    assert len(recorder.batches) == batches_before, "an invalid request never reaches the model"
+
+
+def test_a_missing_file_under_a_media_root_is_a_400_naming_it(
+    validation_server: tuple[str, Recorder], synthetic_videos: VideoSet
+) -> None:
+    url, _ = validation_server
+    missing = synthetic_videos.root / "missing.mp4"
+    with pytest.raises(openai.BadRequestError) as refused:
+        client(url).chat.completions.create(model="tiny", messages=video_message(missing), max_tokens=2)  # type: ignore[arg-type]
+    assert f"{missing}: no such file" in refused.value.message
+
+
+def test_the_good_body_of_the_invalid_cases_is_accepted(
+    validation_server: tuple[str, Recorder], synthetic_videos: VideoSet
+) -> None:
+    url, _ = validation_server
+    response = httpx.post(
+        f"{url}/v1/chat/completions", json=_good_body(synthetic_videos.good["h264_24fps"].path), timeout=60
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["model"] == "tiny"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Models, health, API key
+
+
+def test_models_and_healthz_name_the_served_model(reason2: TransformersBackend) -> None:
+    with serving(reason2, model_id="cosmos-tiny") as url:
+        models = client(url).models.list()
+        health = httpx.get(f"{url}/healthz", timeout=10)
+        spec = httpx.get(f"{url}/openapi.json", timeout=10).json()
+    assert {"/v1/chat/completions", "/v1/models", "/healthz"} <= set(spec["paths"])
+    assert [model.id for model in models.data] == ["cosmos-tiny"]
+    assert models.data[0].object == "model"
+    assert health.status_code == 200
+    assert health.json() == {"status": "ok", "model": "cosmos-tiny", "queued": 0}
+
+
+def test_the_api_key_is_enforced_when_set(reason2: TransformersBackend) -> None:
+    text_only = [{"role": "user", "content": "Say hello."}]
+    with serving(reason2, api_key="s3cret") as url:
+        with pytest.raises(openai.AuthenticationError):
+            client(url, api_key="wrong").models.list()
+        with pytest.raises(openai.AuthenticationError) as refused:
+            client(url, api_key="wrong").chat.completions.create(
+                model=reason2.model_id,
+                messages=text_only,  # type: ignore[arg-type]
+                max_tokens=2,
+            )
+        no_header = httpx.get(f"{url}/v1/models", timeout=10)
+        health = httpx.get(f"{url}/healthz", timeout=10)
+        models = client(url, api_key="s3cret").models.list()
+        answer = client(url, api_key="s3cret").chat.completions.create(
+            model=reason2.model_id,
+            messages=text_only,  # type: ignore[arg-type]
+            max_tokens=2,
+        )
+    assert refused.value.status_code == 401
+    assert no_header.status_code == 401
+    assert health.status_code == 200
+    assert [model.id for model in models.data] == [reason2.model_id]
+    assert answer.usage is not None
+    assert answer.usage.completion_tokens >= 1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Settings and imports
+
+
+def test_serve_settings_are_strict_and_default_to_local_and_fps_4() -> None:
+    settings = ServeSettings()
+    assert settings.host == "127.0.0.1"
+    assert settings.vision.fps == 4
+    assert settings.media_roots == []
+    assert settings.api_key is None
+    with pytest.raises(ValidationError, match="prot"):
+        ServeSettings.model_validate({"prot": 8000})
+    with pytest.raises(ValidationError, match="max_batch_size"):
+        ServeSettings(max_batch_size=0)
+    assert "s3cret" not in repr(ServeSettings(api_key="s3cret"))
+
+
+def test_importing_the_server_loads_no_model_library() -> None:
+    code = (
+        "import sys, cookbook_infer.serve; "
+        "print(sorted(m for m in ('torch', 'transformers', 'av', 'cv2', 'decord') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
