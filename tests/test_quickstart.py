@@ -18,7 +18,10 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_readme_main_job_writes_one_prediction_per_sample_video(tmp_path: Path) -> None:
-    main_job = 'cookbook-infer generate --model "$(uv run cookbook-infer make-tiny-model tiny-reason2/)"'
+    main_job = (
+        'cookbook-infer generate --model "$(uv run cookbook-infer make-tiny-model tiny-reason2/)" --max-new-tokens'
+    )
+
     assert main_job in README.read_text()
 
     built = run(str(BIN / "cookbook-infer"), "make-tiny-model", str(tmp_path / "tiny-reason2"))
@@ -40,7 +43,7 @@ def test_readme_main_job_writes_one_prediction_per_sample_video(tmp_path: Path) 
     written = list(read_records(out, Prediction))
     assert printed == written
     assert [p.sample_id for p in written] == [str(v) for v in sample_videos()]
-    assert all(p.task is not None and p.task.startswith("reason2_videophy2_critic@") for p in written)
+    assert all(p.task is not None and p.task.startswith("critic:reason2_videophy2_critic@") for p in written)
     assert all(p.num_generated_tokens is not None and 1 <= p.num_generated_tokens <= 8 for p in written)
 
     checked = run(str(BIN / "cookbook-data"), "check-records", str(out), "--kind", "prediction")

@@ -7,14 +7,12 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 import pytest
-import uvicorn
 from pydantic import ValidationError
 
 from cookbook_data.schemas import Conversation, SystemMessage, VideoPart
@@ -22,9 +20,10 @@ from cookbook_data.testing import VideoSet
 from cookbook_data.video import VisionSettings
 from cookbook_infer.backends.base import Backend, Generation, SamplingSettings
 from cookbook_infer.backends.transformers import TransformersBackend
-from cookbook_infer.serve import ServeSettings, create_app
+from cookbook_infer.serve import ServeSettings
 from cookbook_infer.testing import Arch
 from cookbook_infer.testing.pytest_plugin import TinyCheckpoints
+from cookbook_infer.testing.servers import serving
 
 FAST = {"nframes": 2}
 """Vision settings that keep CPU generation quick."""
@@ -94,26 +93,6 @@ def video_message(video: Path | str) -> list[dict[str, Any]]:
             "content": [{"type": "video_url", "video_url": {"url": url}}, {"type": "text", "text": PROMPT}],
         }
     ]
-
-
-@contextmanager
-def serving(backend: Backend, **settings: Any) -> Iterator[str]:
-    """Run the app with uvicorn on a free port of 127.0.0.1 in a thread; yields the base URL."""
-    app = create_app(backend, ServeSettings(port=0, **settings))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive(), "the server stopped while starting"
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 def client(url: str, api_key: str = "unused") -> openai.OpenAI:

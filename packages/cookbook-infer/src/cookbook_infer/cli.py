@@ -10,6 +10,7 @@ import typer
 from cookbook_data.clikit import make_app, run_app
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+TASK_HELP = "critic (default), critic-thinking, caption, vqa, multiple-choice, approve-reject."
 
 app = make_app("cookbook-infer", "Cosmos Reason 1/2 inference.")
 
@@ -39,18 +40,17 @@ def generate(
         list[Path] | None,
         typer.Argument(exists=True, dir_okay=False, help="Videos to ask about (default: the shipped samples)."),
     ] = None,
-    prompt: Annotated[
-        str | None,
-        typer.Option(help="Shipped prompt name or YAML file (default: the VideoPhy-2 critic for the model)."),
-    ] = None,
-    fps: Annotated[
-        float | None, typer.Option(help="Frames per second to sample (default: 4 unless --nframes).")
-    ] = None,
-    nframes: Annotated[int | None, typer.Option(help="Exact number of frames to sample.")] = None,
+    task: Annotated[
+        str, typer.Option(help="critic, critic-thinking, caption, vqa, multiple-choice, approve-reject.")
+    ] = ("critic"),
+    prompt: Annotated[str | None, typer.Option(help="Shipped prompt name or YAML file replacing the task's.")] = None,
+    arch: Annotated[str | None, typer.Option(help="reason1 or reason2, for models the registry does not know.")] = None,
+    fps: Annotated[float | None, typer.Option(help="Override the model's frames per second.")] = None,
+    nframes: Annotated[int | None, typer.Option(help="Sample exactly this many frames.")] = None,
     max_pixels: Annotated[int | None, typer.Option(help="Largest area of one resized frame.")] = None,
     total_pixels: Annotated[int | None, typer.Option(help="Pixel budget over all frames of a video.")] = None,
-    max_new_tokens: Annotated[int, typer.Option(help="Most tokens generated per video.")] = 512,
-    temperature: Annotated[float, typer.Option(help="0 for greedy decoding.")] = 0.0,
+    max_new_tokens: Annotated[int | None, typer.Option(help="Override the model preset's token budget.")] = None,
+    temperature: Annotated[float | None, typer.Option(help="Override the model preset; 0 for greedy.")] = None,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     batch_size: Annotated[int, typer.Option(min=1, help="Videos per forward pass.")] = 4,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ... (default: cuda when available).")] = "auto",
@@ -59,39 +59,40 @@ def generate(
 ) -> None:
     """Ask a Cosmos Reason model about video files and print one Prediction (JSON) per video.
 
-    Without videos it uses the two shipped sample videos; without --prompt it asks the published
-    VideoPhy-2 physical-plausibility critic question for the model's architecture.
+    Without videos it uses the two shipped sample videos; the default task is the published VideoPhy-2
+    physical-plausibility critic for the model's architecture. For a manifest of many videos, use `run`.
     """
-    from cookbook_data.prompts import load_prompt
     from cookbook_data.records import JsonlWriter
     from cookbook_data.samples import sample_videos
-    from cookbook_data.schemas import Prediction
-    from cookbook_data.video import VisionSettings
-    from cookbook_infer.backends.base import SamplingSettings
-    from cookbook_infer.backends.transformers import TransformersBackend
-    from cookbook_infer.generate import DEFAULT_CRITIC_PROMPTS, generate_for_videos
+    from cookbook_data.schemas import Prediction, VideoSample
+    from cookbook_infer.run import Predictor, PredictorConfig
 
-    vision = VisionSettings(
-        fps=fps if fps is not None or nframes is not None else 4.0,
-        nframes=nframes,
-        max_pixels=max_pixels,
-        total_pixels=total_pixels,
+    config = PredictorConfig.model_validate(
+        {
+            "model": model,
+            "arch": arch,
+            "task": task,
+            "prompt": prompt,
+            "device": device,
+            "dtype": dtype,
+            "max_new_tokens": max_new_tokens,
+            "temperature": temperature,
+            "seed": seed,
+            "fps": fps,
+            "nframes": nframes,
+            "max_pixels": max_pixels,
+            "total_pixels": total_pixels,
+        }
     )
-    sampling = SamplingSettings(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    backend = TransformersBackend(model, device=device, dtype=dtype)
-    template = load_prompt(prompt or DEFAULT_CRITIC_PROMPTS[backend.model_type])
+    samples = [VideoSample(id=str(path), path=str(path.resolve())) for path in videos or sample_videos()]
+    predictor = Predictor.from_config(config, Path.cwd())
     writer = JsonlWriter(out, Prediction) if out is not None else None
     try:
-        for prediction in generate_for_videos(
-            backend, template, videos or sample_videos(), vision, sampling, batch_size=batch_size
-        ):
-            typer.echo(prediction.model_dump_json())
-            if writer is not None:
-                writer.write(prediction)
+        for start in range(0, len(samples), batch_size):
+            for prediction in predictor(samples[start : start + batch_size]):
+                typer.echo(prediction.model_dump_json())
+                if writer is not None:
+                    writer.write(prediction)
     finally:
         if writer is not None:
             writer.close()

@@ -3,39 +3,36 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
 from cookbook_data.jobs import Job, JobReport, run_job
+from cookbook_data.prompts import PromptTemplate
 from cookbook_data.records import read_records
 from cookbook_data.schemas import Prediction, Strict, VideoSample
 from cookbook_data.tasks import resolve_path
 from cookbook_data.video import VisionSettings
 from cookbook_infer.backends.base import Backend, SamplingSettings
 from cookbook_infer.registry import Arch, ModelSpec, resolve_model
-from cookbook_infer.tasks import get_task
+from cookbook_infer.tasks import InferenceTask, get_task
 
 BackendName = Literal["transformers", "vllm", "openai"]
 
 
-class RunConfig(Strict):
-    """Everything a batch inference run depends on; written as config.resolved.json beside the output."""
+class PredictorConfig(Strict):
+    """Which model answers which task, and how: everything but the data."""
 
     model: str = Field(description="Hub id (e.g. nvidia/Cosmos-Reason2-8B) or checkpoint folder.")
     arch: Arch | None = Field(default=None, description="reason1 or reason2; needed only for unknown models.")
     task: str = Field(default="critic", description="critic, critic-thinking, caption, vqa, ...")
     prompt: str | None = Field(default=None, description="Shipped prompt name or YAML file replacing the task's.")
-    manifest: Path = Field(description="VideoSample JSONL manifest.")
-    out: Path = Field(description="Predictions JSONL (appended to; reruns skip ids already there).")
-    errors: Path | None = Field(default=None, description="Per-item errors (default: <out>.errors.jsonl).")
     backend: BackendName = Field(default="transformers", description="transformers, vllm, or openai (a server).")
     base_url: str | None = Field(default=None, description="OpenAI-compatible server URL for --backend openai.")
     device: str = Field(default="auto", description="cpu, cuda, cuda:1 ... (auto: cuda when available).")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(default="auto", description="Weights dtype.")
-    batch_size: int = Field(default=8, ge=1, description="Samples per generate call.")
-    workers: int = Field(default=1, ge=1, description="Batches prepared and run concurrently.")
     max_new_tokens: int | None = Field(default=None, gt=0, description="Override the preset's token budget.")
     temperature: float | None = Field(default=None, ge=0, description="Override the preset (0 = greedy).")
     top_p: float | None = Field(default=None, gt=0, le=1, description="Override the preset's top_p.")
@@ -46,9 +43,6 @@ class RunConfig(Strict):
     nframes: int | None = Field(default=None, gt=0, description="Sample exactly this many frames instead.")
     max_pixels: int | None = Field(default=None, gt=0, description="Override the largest frame area.")
     total_pixels: int | None = Field(default=None, gt=0, description="Override the pixel budget per video.")
-
-    def errors_path(self) -> Path:
-        return self.errors or self.out.with_name(self.out.stem + ".errors.jsonl")
 
     def vision(self, spec: ModelSpec) -> VisionSettings:
         """The model's frame sampling with this run's overrides (``nframes`` replaces the fps)."""
@@ -72,7 +66,20 @@ class RunConfig(Strict):
         return preset.model_copy(update={k: v for k, v in overrides.items() if v is not None} | {"seed": self.seed})
 
 
-def make_backend(config: RunConfig, spec: ModelSpec) -> Backend:
+class RunConfig(PredictorConfig):
+    """Everything a batch inference run depends on; written as config.resolved.json beside the output."""
+
+    manifest: Path = Field(description="VideoSample JSONL manifest.")
+    out: Path = Field(description="Predictions JSONL (appended to; reruns skip ids already there).")
+    errors: Path | None = Field(default=None, description="Per-item errors (default: <out>.errors.jsonl).")
+    batch_size: int = Field(default=8, ge=1, description="Samples per generate call.")
+    workers: int = Field(default=1, ge=1, description="Batches prepared and run concurrently.")
+
+    def errors_path(self) -> Path:
+        return self.errors or self.out.with_name(self.out.stem + ".errors.jsonl")
+
+
+def make_backend(config: PredictorConfig, spec: ModelSpec) -> Backend:
     """The chosen backend; each imports its heavy dependencies only when chosen."""
     if config.backend == "openai":
         from cookbook_infer.backends.openai_client import OpenAIClientBackend
@@ -94,33 +101,58 @@ def make_backend(config: RunConfig, spec: ModelSpec) -> Backend:
     return TransformersBackend(spec.id, device=device, dtype=config.dtype)
 
 
-def run_inference(config: RunConfig, *, backend: Backend | None = None, progress: bool | None = None) -> JobReport:
-    """Answer ``config.task`` for every sample not yet in ``config.out``; failures go to the errors file."""
-    spec = resolve_model(config.model, config.arch)
-    task = get_task(config.task)
-    template = task.template(spec.arch, config.prompt)
-    sampling = config.sampling(spec, task.reasoning)
-    vision = config.vision(spec)
-    samples = list(read_records(config.manifest, VideoSample))
-    model = backend or make_backend(config, spec)
-    task_id = f"{task.name}:{template.id}"
+@dataclass
+class Predictor:
+    """One model answering one task with fixed settings: batches of samples in, Predictions out."""
 
-    def answer(batch: list[VideoSample]) -> list[Prediction]:
+    backend: Backend
+    spec: ModelSpec
+    task: InferenceTask
+    template: PromptTemplate
+    vision: VisionSettings
+    sampling: SamplingSettings
+    media_root: Path
+    """Folder relative video paths are resolved against (the manifest's)."""
+
+    @classmethod
+    def from_config(cls, config: PredictorConfig, media_root: Path, backend: Backend | None = None) -> Predictor:
+        spec = resolve_model(config.model, config.arch)
+        task = get_task(config.task)
+        return cls(
+            backend=backend or make_backend(config, spec),
+            spec=spec,
+            task=task,
+            template=task.template(spec.arch, config.prompt),
+            vision=config.vision(spec),
+            sampling=config.sampling(spec, task.reasoning),
+            media_root=media_root,
+        )
+
+    def resolved(self) -> dict[str, Any]:
+        """What the predictions depend on, for config.resolved.json."""
+        return {
+            "model": self.spec.model_dump(mode="json"),
+            "prompt": self.template.id,
+            "sampling": self.sampling.model_dump(mode="json"),
+            "vision": self.vision.model_dump(mode="json"),
+        }
+
+    def __call__(self, batch: list[VideoSample]) -> list[Prediction]:
         conversations = [
-            task.conversation(template, sample, str(resolve_path(sample, config.manifest.parent)), vision)
+            self.task.conversation(self.template, sample, str(resolve_path(sample, self.media_root)), self.vision)
             for sample in batch
         ]
         started = time.perf_counter()
-        generations = model.generate(conversations, sampling)
+        generations = self.backend.generate(conversations, self.sampling)
         latency = (time.perf_counter() - started) / len(batch)
         predictions = []
         for sample, generation in zip(batch, generations, strict=True):
-            thinking, parsed = task.read_answer(generation.text)
+            thinking, parsed = self.task.read_answer(generation.text)
             predictions.append(
                 Prediction(
                     sample_id=sample.id,
-                    model=spec.id,
-                    task=task_id,
+                    model=self.spec.id,
+                    task=f"{self.task.name}:{self.template.id}",
                     raw_text=generation.text,
                     thinking=thinking,
                     answer=parsed,
@@ -130,9 +162,14 @@ def run_inference(config: RunConfig, *, backend: Backend | None = None, progress
             )
         return predictions
 
+
+def run_inference(config: RunConfig, *, backend: Backend | None = None, progress: bool | None = None) -> JobReport:
+    """Answer ``config.task`` for every sample not yet in ``config.out``; failures go to the errors file."""
+    samples = list(read_records(config.manifest, VideoSample))
+    predictor = Predictor.from_config(config, config.manifest.parent, backend)
     job: Job[VideoSample, Prediction] = Job(
         stage="infer",
-        process=answer,
+        process=predictor,
         item_id=lambda sample: sample.id,
         out=config.out,
         record_type=Prediction,
@@ -140,11 +177,5 @@ def run_inference(config: RunConfig, *, backend: Backend | None = None, progress
         batch_size=config.batch_size,
         workers=config.workers,
     )
-    resolved = {
-        "run": config.model_dump(mode="json"),
-        "model": spec.model_dump(mode="json"),
-        "prompt": template.id,
-        "sampling": sampling.model_dump(mode="json"),
-        "vision": vision.model_dump(mode="json"),
-    }
+    resolved = {"run": config.model_dump(mode="json"), **predictor.resolved()}
     return run_job(job, samples, config=resolved, progress=progress)
