@@ -23,10 +23,10 @@ def test_run_through_the_server_equals_run_in_process(
     common = {"model": model, "manifest": manifest, "temperature": 0.0, "max_new_tokens": 6, "batch_size": 2}
     backend = TransformersBackend(model)
 
-    local = RunConfig(out=tmp_path / "local.jsonl", **common)  # type: ignore[arg-type]
+    local = RunConfig(out=tmp_path / "local.jsonl", **common)
     run_inference(local, backend=backend, progress=False)
     with serving(backend, media_roots=[synthetic_videos.root], model_id=model) as url:
-        remote = RunConfig(out=tmp_path / "remote.jsonl", backend="openai", base_url=f"{url}/v1", **common)  # type: ignore[arg-type]
+        remote = RunConfig(out=tmp_path / "remote.jsonl", backend="openai", base_url=f"{url}/v1", **common)
         report = run_inference(remote, progress=False)
 
     assert report.succeeded == 3
