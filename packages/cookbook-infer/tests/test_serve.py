@@ -15,7 +15,7 @@ import openai
 import pytest
 from pydantic import ValidationError
 
-from cookbook_data.schemas import Conversation, SystemMessage, VideoPart
+from cookbook_data.schemas import Conversation, SystemMessage
 from cookbook_data.testing import VideoSet
 from cookbook_data.video import VisionSettings
 from cookbook_infer.backends.base import Backend, Generation, SamplingSettings
@@ -63,18 +63,8 @@ class Recorder:
         ]
 
 
-def video_parts(conversation: Conversation) -> list[VideoPart]:
-    return [
-        part
-        for message in conversation.messages
-        if isinstance(message.content, list)
-        for part in message.content
-        if isinstance(part, VideoPart)
-    ]
-
-
 def video_name(conversation: Conversation) -> str:
-    return Path(video_parts(conversation)[0].video).name
+    return Path(conversation.video_parts()[0].video).name
 
 
 def conversation(video: Path, **vision: Any) -> Conversation:
@@ -233,14 +223,14 @@ def test_request_fields_become_the_backends_vision_and_sampling_settings(
     [([first], first_sampling), ([second], second_sampling)] = recorder.batches
     assert first.messages[0] == SystemMessage(content="Be brief.")
     path = str(clip.resolve())
-    by_kwargs, by_part = video_parts(first)
+    by_kwargs, by_part = first.video_parts()
     assert by_kwargs == VisionSettings(nframes=4, max_pixels=4096).video_part(path)
     assert by_part == VisionSettings(fps=1, max_frames=6, max_pixels=4096).video_part(path)
     assert first_sampling == SamplingSettings(
         max_new_tokens=3, temperature=0.5, top_p=0.9, top_k=20, presence_penalty=0.5, seed=11
     )
     # Nothing given: the server's defaults (fps 4, greedy).
-    assert video_parts(second) == [VisionSettings(fps=4).video_part(path)]
+    assert second.video_parts() == [VisionSettings(fps=4).video_part(path)]
     assert second_sampling == SamplingSettings()
 
 

@@ -173,6 +173,16 @@ class Conversation(Record):
 
     messages: list[Message] = Field(min_length=1, description="System, user and assistant turns in order.")
 
+    def video_parts(self) -> list[VideoPart]:
+        """The video parts of all messages, in order."""
+        return [
+            part
+            for message in self.messages
+            if isinstance(message.content, list)
+            for part in message.content
+            if isinstance(part, VideoPart)
+        ]
+
     def to_messages(self) -> list[dict[str, Any]]:
         """The bare message list, as plain dicts without unset keys."""
         messages: list[dict[str, Any]] = _MESSAGES.dump_python(self.messages, mode="json", exclude_none=True)

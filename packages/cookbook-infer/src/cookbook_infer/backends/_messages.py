@@ -12,17 +12,6 @@ URL_SCHEMES = ("http://", "https://", "file://", "data:")
 """Media locations passed to a server unchanged; anything else is a local path."""
 
 
-def video_parts(conversation: Conversation) -> list[VideoPart]:
-    """The video parts of all messages, in order."""
-    return [
-        part
-        for message in conversation.messages
-        if isinstance(message.content, list)
-        for part in message.content
-        if isinstance(part, VideoPart)
-    ]
-
-
 def media_url(location: str) -> str:
     """A URL a server can fetch: URLs as they are, local paths as ``file://`` URLs of the absolute path
     (percent-encoded; relative paths are taken from the current directory, as the frame sampler opens them)."""

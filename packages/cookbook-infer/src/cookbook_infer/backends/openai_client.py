@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from cookbook_data.schemas import Conversation
-from cookbook_infer.backends._messages import openai_messages, video_parts, vision_kwargs
+from cookbook_infer.backends._messages import openai_messages, vision_kwargs
 from cookbook_infer.backends.base import Generation, SamplingSettings
 
 
@@ -37,7 +37,7 @@ class ServerError(RuntimeError):
 
 def vision_settings_kwargs(conversation: Conversation) -> dict[str, Any]:
     """The vision settings of the conversation's videos (one set per request, so all videos must agree)."""
-    settings = [vision_kwargs(part) for part in video_parts(conversation)]
+    settings = [vision_kwargs(part) for part in conversation.video_parts()]
     if not settings:
         return {}
     if any(other != settings[0] for other in settings[1:]):
@@ -72,7 +72,7 @@ def chat_completion_request(model_id: str, conversation: Conversation, sampling:
 
 
 def _describe(index: int, conversation: Conversation) -> str:
-    videos = video_parts(conversation)
+    videos = conversation.video_parts()
     return f"item {index}" + (f" ({videos[0].video})" if videos else "")
 
 

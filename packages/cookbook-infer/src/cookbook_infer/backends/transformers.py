@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from cookbook_data.schemas import Conversation, VideoPart
+from cookbook_data.schemas import Conversation
 from cookbook_data.video import VisionSettings, sample_frames
 from cookbook_infer.backends.base import Generation, SamplingSettings
 
@@ -46,16 +46,6 @@ def load_pretrained(
     model.to(device)
     model.eval()
     return LoadedModel(model_id=model_id, model=model, processor=processor)
-
-
-def _video_parts(conversation: Conversation) -> list[VideoPart]:
-    return [
-        part
-        for message in conversation.messages
-        if isinstance(message.content, list)
-        for part in message.content
-        if isinstance(part, VideoPart)
-    ]
 
 
 def _presence_penalty(penalty: float, prompt_length: int) -> Any:
@@ -103,7 +93,7 @@ class TransformersBackend:
         sampled = [
             sample_frames(part.video, VisionSettings.from_video_part(part, self.patch_factor))
             for conversation in conversations
-            for part in _video_parts(conversation)
+            for part in conversation.video_parts()
         ]
         video_kwargs: dict[str, Any] = {}
         if sampled:

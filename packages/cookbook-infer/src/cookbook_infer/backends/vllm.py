@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from cookbook_data.schemas import Conversation, ImagePart
 from cookbook_data.video import SampledVideo, VisionSettings, sample_frames
-from cookbook_infer.backends._messages import video_parts
 from cookbook_infer.backends.base import Generation, SamplingSettings
 from cookbook_infer.backends.transformers import PATCH_FACTORS, Dtype
 
@@ -74,7 +73,7 @@ def build_vllm_request(conversation: Conversation, processor: Any, model_type: s
     request: dict[str, Any] = {"prompt": prompt}
     sampled = [
         sample_frames(part.video, VisionSettings.from_video_part(part, patch_factor))
-        for part in video_parts(conversation)
+        for part in conversation.video_parts()
     ]
     if sampled:
         request["multi_modal_data"] = {"video": [vllm_video(video) for video in sampled]}
