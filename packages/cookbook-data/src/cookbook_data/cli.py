@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -237,21 +237,6 @@ def ingest_folder_command(
     print_report(ingest_folder(FolderIngestConfig(folder=folder, out=out, labels=labels, video_column=video_column)))
 
 
-def _build(
-    kind: str,
-    manifest: Path,
-    out: Path | None,
-    config_file: Path | None,
-    sets: list[str] | None,
-    options: Mapping[str, object],
-) -> None:
-    from cookbook_data.build import BuildConfig, build_rl, build_sft
-
-    config = resolve_config(BuildConfig, config_file, sets, {"manifest": manifest, "out": out, **options})
-    report = (build_sft if kind == "sft" else build_rl)(config)
-    typer.echo(report.summary())
-
-
 BuildConfigFile = Annotated[
     Path | None, typer.Option("--config", exists=True, dir_okay=False, help="TOML file of build settings.")
 ]
@@ -265,45 +250,42 @@ BuildFps = Annotated[float | None, typer.Option(help="Frames per second recorded
 BuildPatch = Annotated[int | None, typer.Option(help="28 (Reason1) or 32 (Reason2); default from the prompt.")]
 
 
-@app.command("build-sft")
-def build_sft_command(
-    manifest: BuildManifest,
-    out: BuildOut = None,
-    task: BuildTask = None,
-    prompt: BuildPrompt = None,
-    balance: BuildBalance = None,
-    fps: BuildFps = None,
-    patch_factor: BuildPatch = None,
-    config_file: BuildConfigFile = None,
-    sets: BuildSets = None,
-) -> None:
-    """An SFT dataset (conversations with the assistant answer) that cosmos-rl and the local trainer read.
+def _build_command(kind: Literal["sft", "rl"], doc: str) -> Callable[..., None]:
+    """The build-sft and build-rl commands: the same options, a different dataset."""
 
-    Settings: defaults < --config TOML < --set key=value < the options here. Every left-out sample is in
-    dropped.jsonl with its reason.
-    """
-    options = {"task": task, "prompt": prompt, "balance": balance, "fps": fps, "patch_factor": patch_factor}
-    _build("sft", manifest, out, config_file, sets, options)
+    def command(
+        manifest: BuildManifest,
+        out: BuildOut = None,
+        task: BuildTask = None,
+        prompt: BuildPrompt = None,
+        balance: BuildBalance = None,
+        fps: BuildFps = None,
+        patch_factor: BuildPatch = None,
+        config_file: BuildConfigFile = None,
+        sets: BuildSets = None,
+    ) -> None:
+        from cookbook_data.build import BuildConfig, build_rl, build_sft
+
+        options: dict[str, object] = {"manifest": manifest, "out": out, "task": task, "prompt": prompt}
+        options |= {"balance": balance}
+        options |= {"fps": fps, "patch_factor": patch_factor}
+        config = resolve_config(BuildConfig, config_file, sets, options)
+        typer.echo((build_sft if kind == "sft" else build_rl)(config).summary())
+
+    command.__doc__ = doc + "\n\nSettings: defaults < --config TOML < --set key=value < the options here."
+    return command
 
 
-@app.command("build-rl")
-def build_rl_command(
-    manifest: BuildManifest,
-    out: BuildOut = None,
-    task: BuildTask = None,
-    prompt: BuildPrompt = None,
-    balance: BuildBalance = None,
-    fps: BuildFps = None,
-    patch_factor: BuildPatch = None,
-    config_file: BuildConfigFile = None,
-    sets: BuildSets = None,
-) -> None:
-    """An RL (GRPO) dataset: prompts without the answer, plus the reference answer for the rewards.
-
-    Settings: defaults < --config TOML < --set key=value < the options here.
-    """
-    options = {"task": task, "prompt": prompt, "balance": balance, "fps": fps, "patch_factor": patch_factor}
-    _build("rl", manifest, out, config_file, sets, options)
+app.command("build-sft")(
+    _build_command(
+        "sft",
+        "An SFT dataset (conversations with the assistant answer) that cosmos-rl and the local trainer read.\n\n"
+        "Every sample left out is in dropped.jsonl with its reason.",
+    )
+)
+app.command("build-rl")(
+    _build_command("rl", "An RL (GRPO) dataset: prompts without the answer, plus the reference answer for rewards.")
+)
 
 
 def main() -> None:
