@@ -2,9 +2,12 @@
 
 Both read the same 720p H.264 clips with the Reason1 and Reason2 vision settings, in the same run,
 alternating, and every clip's frames must be identical (``torch.equal``) before a time counts. The figures
-are frames sampled per second (best of ``--repeats`` per clip, summed over clips) and their ratio.
+are frames sampled per second (best of ``--repeats`` per clip, summed over clips) and their ratio, plus
+the time of each step (decord open, get_batch, tensor copy, resize; our two calls) timed on its own.
+Before each timed run the script waits (up to ``--settle`` seconds) for other processes to leave the CPUs
+idle, since a shared machine's neighbours otherwise decide the figures.
 
-    .venv/bin/python benchmarks/bench_frame_sampling.py [--repeats 3] [--clips DIR]
+    .venv/bin/python benchmarks/bench_frame_sampling.py [--repeats 3] [--clips DIR] [--settle 30]
 
 Clips are rendered once (a textured background panned like a moving camera, sensor-like grain and moving
 objects, encoded with libx264) and cached in ``--clips`` (a folder under the system temp dir by default).
@@ -15,10 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -67,11 +72,11 @@ def render(clip: Clip, path: Path) -> None:
     import av
 
     rng = np.random.default_rng(clip.fps * 1000 + clip.seconds)
-    coarse = rng.integers(0, 256, (HEIGHT // 16 + 8, WIDTH // 16 + 24, 3), dtype=np.uint8).astype(np.float32)
-    texture = np.repeat(np.repeat(coarse, 16, 0), 16, 1)
+    coarse = rng.integers(0, 256, (HEIGHT // 16 + 8, WIDTH // 16 + 24, 3), dtype=np.uint8).astype(np.float64)
+    smooth = np.repeat(np.repeat(coarse, 16, 0), 16, 1)
     for axis in (0, 1):
-        texture = (np.roll(texture, 4, axis) + np.roll(texture, -4, axis) + 2 * texture) / 4
-    texture = np.clip(texture + rng.integers(-24, 24, texture.shape), 0, 255).astype(np.uint8)
+        smooth = (np.roll(smooth, 4, axis) + np.roll(smooth, -4, axis) + 2 * smooth) / 4
+    texture = np.clip(smooth + rng.integers(-24, 24, smooth.shape), 0, 255).astype(np.uint8)
     grain = rng.integers(0, 4, (8, HEIGHT, WIDTH, 1), dtype=np.uint8)
     span_x, span_y = texture.shape[1] - WIDTH, texture.shape[0] - HEIGHT
     partial = path.with_suffix(".partial.mp4")
@@ -79,7 +84,7 @@ def render(clip: Clip, path: Path) -> None:
         stream = container.add_stream("libx264", rate=clip.fps)
         assert isinstance(stream, av.VideoStream)
         stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        options = {"crf": "23", "preset": "veryfast"}
+        options: dict[str, object] = {"crf": "23", "preset": "veryfast"}
         if clip.keyint is not None:
             options["g"] = str(clip.keyint)
         if clip.bframes is not None:
@@ -122,10 +127,93 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def measure(paths: dict[str, Path], repeats: int) -> dict[str, Any]:
+def _busy_share(window_s: float = 0.5) -> float | None:
+    """Share of all CPU time spent busy over ``window_s`` (None where /proc/stat is missing)."""
+
+    def read() -> tuple[int, int]:
+        fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(fields), fields[3] + fields[4]
+
+    try:
+        total_0, idle_0 = read()
+        time.sleep(window_s)
+        total_1, idle_1 = read()
+    except OSError:
+        return None
+    return 1 - (idle_1 - idle_0) / max(total_1 - total_0, 1)
+
+
+def wait_for_idle(max_wait_s: float) -> bool:
+    """Wait until other processes leave the CPUs idle (below 10% busy), at most ``max_wait_s``."""
+    deadline = time.monotonic() + max_wait_s
+    while True:
+        busy = _busy_share()
+        if busy is None or busy < 0.1:
+            return True
+        if time.monotonic() > deadline:
+            return False
+
+
+@dataclass
+class Timing:
+    clip: str
+    frames: int
+    resized: tuple[int, int]
+    reference_s: float
+    ours_s: float
+    stages: dict[str, float]
+
+    @property
+    def ratio(self) -> float:
+        return self.reference_s / self.ours_s
+
+
+def _best(function: Callable[[], object], repeats: int) -> float:
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def stage_times(path: Path, patch: int, options: dict[str, Any], repeats: int) -> dict[str, float]:
+    """Where the time goes: fetch_video's steps (decord open and index, get_batch, tensor copy and permute,
+    resize) done one by one as it does them, and our two calls."""
+    import decord
+    import torch
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.functional import resize
+
+    from cookbook_data.video import VisionSettings, sample_frames
+    from cookbook_infer.vision import resize_frames
+
+    settings = VisionSettings(patch_factor=2 * patch, **options)
+    sampled = sample_frames(path, settings)
+    size = [sampled.resized_height, sampled.resized_width]
+    times = {"reference_open": math.inf, "reference_get_batch": math.inf}
+    for _ in range(repeats):
+        start = time.perf_counter()
+        reader = decord.VideoReader(str(path))
+        opened = time.perf_counter()
+        batch = reader.get_batch(sampled.frame_indices).asnumpy()
+        done = time.perf_counter()
+        del reader  # an idle decord reader keeps its decoding threads spinning
+        times["reference_open"] = min(times["reference_open"], opened - start)
+        times["reference_get_batch"] = min(times["reference_get_batch"], done - opened)
+    tensor = torch.tensor(batch).permute(0, 3, 1, 2)
+    times["reference_tensor"] = _best(lambda: torch.tensor(batch).permute(0, 3, 1, 2), repeats)
+    times["reference_resize"] = _best(
+        lambda: resize(tensor, size, interpolation=InterpolationMode.BICUBIC, antialias=True).float(), repeats
+    )
+    times["ours_sample_frames"] = _best(lambda: sample_frames(path, settings), repeats)
+    times["ours_resize_frames"] = _best(lambda: resize_frames(sampled), repeats)
+    return {name: round(value, 4) for name, value in times.items()}
+
+
+def measure(paths: dict[str, Path], repeats: int, settle_s: float) -> dict[str, list[Timing]]:
     import torch
     from qwen_vl_utils import fetch_video
-    from qwen_vl_utils.vision_process import get_video_reader_backend
 
     from cookbook_data.video import VisionSettings, sample_frames
     from cookbook_infer.vision import resize_frames
@@ -135,102 +223,135 @@ def measure(paths: dict[str, Path], repeats: int) -> dict[str, Any]:
         return video
 
     def ours(path: Path, patch: int, options: dict[str, Any]) -> torch.Tensor:
-        sampled = sample_frames(path, VisionSettings(patch_factor=2 * patch, **options))  # type: ignore[arg-type]
-        return resize_frames(sampled)
+        return resize_frames(sample_frames(path, VisionSettings(patch_factor=2 * patch, **options)))
 
-    results: dict[str, Any] = {}
+    timings: dict[str, list[Timing]] = {}
     for setting, (patch, options) in SETTINGS.items():
-        rows = []
+        timings[setting] = []
         for name, path in paths.items():
             expected = reference(path, patch, options)  # also warms both paths up
-            got = ours(path, patch, options)
-            if not torch.equal(got.float(), expected):
+            if not torch.equal(ours(path, patch, options).float(), expected):
                 raise SystemExit(f"{setting} {name}: frames differ from fetch_video's")
-            times: dict[str, list[float]] = {"reference": [], "ours": []}
+            best = {"reference": math.inf, "ours": math.inf}
             for _ in range(repeats):
                 for label, function in (("reference", reference), ("ours", ours)):
+                    wait_for_idle(settle_s)
                     start = time.perf_counter()
                     function(path, patch, options)
-                    times[label].append(time.perf_counter() - start)
-            best = {label: min(values) for label, values in times.items()}
-            rows.append(
-                {
-                    "clip": name,
-                    "frames": int(expected.shape[0]),
-                    "resized": [int(expected.shape[2]), int(expected.shape[3])],
-                    "reference_s": round(best["reference"], 4),
-                    "ours_s": round(best["ours"], 4),
-                    "ratio": round(best["reference"] / best["ours"], 2),
-                    "identical": True,
-                }
+                    best[label] = min(best[label], time.perf_counter() - start)
+            timing = Timing(
+                name,
+                int(expected.shape[0]),
+                (int(expected.shape[2]), int(expected.shape[3])),
+                best["reference"],
+                best["ours"],
+                stage_times(path, patch, options, repeats),
             )
-            print(f"{setting:8} {name:22} {rows[-1]}", file=sys.stderr)
-        frames = sum(row["frames"] for row in rows)
-        reference_s = sum(row["reference_s"] for row in rows)
-        ours_s = sum(row["ours_s"] for row in rows)
-        results[setting] = {
-            "image_patch_size": patch,
-            "options": options,
-            "frames": frames,
-            "reference_frames_per_s": round(frames / reference_s, 2),
-            "ours_frames_per_s": round(frames / ours_s, 2),
-            "ratio": round(reference_s / ours_s, 2),
-            "clips": rows,
-        }
-    results["reference_backend"] = get_video_reader_backend()
-    return results
+            timings[setting].append(timing)
+            print(
+                f"{setting:8} {name:22} {timing.frames:4} frames  fetch_video {timing.reference_s:6.3f} s  "
+                f"ours {timing.ours_s:6.3f} s  {timing.ratio:.2f}x  {timing.stages}",
+                file=sys.stderr,
+            )
+    return timings
 
 
-def write(results: dict[str, Any], repeats: int) -> None:
+def summary(timings: list[Timing]) -> dict[str, Any]:
+    frames = sum(timing.frames for timing in timings)
+    reference_s = sum(timing.reference_s for timing in timings)
+    ours_s = sum(timing.ours_s for timing in timings)
+    stages = {name: round(sum(timing.stages[name] for timing in timings), 3) for name in timings[0].stages}
+    return {
+        "frames": frames,
+        "reference_frames_per_s": round(frames / reference_s, 2),
+        "ours_frames_per_s": round(frames / ours_s, 2),
+        "ratio": round(reference_s / ours_s, 2),
+        "stages_s": stages,
+        "clips": [
+            {
+                "clip": timing.clip,
+                "frames": timing.frames,
+                "resized": list(timing.resized),
+                "reference_s": round(timing.reference_s, 4),
+                "ours_s": round(timing.ours_s, 4),
+                "ratio": round(timing.ratio, 2),
+                "stages_s": timing.stages,
+            }
+            for timing in timings
+        ],
+    }
+
+
+def write(timings: dict[str, list[Timing]], repeats: int) -> dict[str, Any]:
     import torch
+    from qwen_vl_utils.vision_process import get_video_reader_backend
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     machine = cpu_model()
+    summaries = {setting: summary(rows) for setting, rows in timings.items()}
     document = {
         "benchmark": "frame_sampling",
         "measured_on": machine,
         "cpu_threads": torch.get_num_threads(),
+        "reference": f"qwen_vl_utils.fetch_video ({get_video_reader_backend()} reader)",
+        "ours": "cookbook_data.video.sample_frames + cookbook_infer.vision.resize_frames",
         "repeats": repeats,
-        "method": "best of repeats per clip, reference and ours alternating; frames sampled per second over "
-        "all clips; ratio = ours / reference throughput; every clip's frames torch.equal to the reference's",
+        "method": "per clip, best of the repeats, reference and ours alternating; throughput = frames sampled "
+        "over all clips / summed seconds; ratio = ours / reference throughput; every clip's frames are "
+        "torch.equal to the reference's before any timing. stages_s: the same work split into steps, "
+        "each timed on its own (best of the repeats).",
         "clips": [{**asdict(clip), "width": WIDTH, "height": HEIGHT, "codec": "h264"} for clip in CLIPS],
-        **results,
+        "settings": {
+            setting: {"image_patch_size": patch, "options": options} for setting, (patch, options) in SETTINGS.items()
+        },
+        "results": summaries,
     }
     (RESULTS / "frame_sampling.json").write_text(json.dumps(document, indent=2) + "\n")
     lines = [
         "# Frame sampling throughput",
         "",
-        f"`sample_frames` + `resize_frames` against `qwen_vl_utils.fetch_video` ({results['reference_backend']} "
-        f"reader), measured on {machine} ({document['cpu_threads']} threads), {len(CLIPS)} 720p H.264 clips "
-        f"of 10-30 s, best of {repeats}. Frames are identical to the reference's for every clip.",
+        f"`sample_frames` + `resize_frames` against {document['reference']}, measured on {machine} "
+        f"({document['cpu_threads']} threads) in the same run, {len(CLIPS)} 720p H.264 clips of 10-30 s "
+        f"(best of {repeats} per clip). The frames are identical (`torch.equal`) to the reference's for every "
+        "clip and setting.",
         "",
-        "| setting | frames | fetch_video (frames/s) | ours (frames/s) | ratio |",
+        "| setting | frames | fetch_video frames/s | ours frames/s | ratio |",
         "|---|---:|---:|---:|---:|",
     ]
-    for setting in SETTINGS:
-        row = results[setting]
+    for setting, row in summaries.items():
         lines.append(
             f"| {setting} | {row['frames']} | {row['reference_frames_per_s']} | {row['ours_frames_per_s']} "
             f"| {row['ratio']}x |"
         )
     lines += [
         "",
-        "Per clip (seconds, best of repeats):",
+        "Where the time goes (seconds over all clips, each step timed on its own):",
         "",
-        "| setting | clip | frames | fetch_video | ours | ratio |",
+        "| setting | decord open | get_batch | tensor + permute | resize | ours: sample_frames | resize_frames |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    lines.append("|---|---|---:|---:|---:|---:|")
-    for setting in SETTINGS:
-        for row in results[setting]["clips"]:
+    for setting, row in summaries.items():
+        stages = row["stages_s"]
+        lines.append(
+            f"| {setting} | {stages['reference_open']} | {stages['reference_get_batch']} | "
+            f"{stages['reference_tensor']} | {stages['reference_resize']} | {stages['ours_sample_frames']} | "
+            f"{stages['ours_resize_frames']} |"
+        )
+    lines += ["", "Per clip (seconds):", "", "| setting | clip | frames | resized | fetch_video | ours | ratio |"]
+    lines.append("|---|---|---:|---|---:|---:|---:|")
+    for setting, row in summaries.items():
+        for clip in row["clips"]:
+            height, width = clip["resized"]
             lines.append(
-                f"| {setting} | {row['clip']} | {row['frames']} | {row['reference_s']:.3f} | {row['ours_s']:.3f} "
-                f"| {row['ratio']}x |"
+                f"| {setting} | {clip['clip']} | {clip['frames']} | {width}x{height} | {clip['reference_s']:.3f} "
+                f"| {clip['ours_s']:.3f} | {clip['ratio']}x |"
             )
     (RESULTS / "frame_sampling.md").write_text("\n".join(lines) + "\n")
+    return summaries
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each reader per clip")
     parser.add_argument(
         "--clips",
@@ -239,20 +360,26 @@ def main() -> None:
         help="folder caching the rendered clips",
     )
     parser.add_argument("--only", nargs="*", help="clip names to run (default: all)")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=30.0,
+        help="before each timed run, wait up to this many seconds for other processes to leave the CPUs idle",
+    )
     parser.add_argument("--no-write", action="store_true", help="print only; leave benchmarks/results alone")
     args = parser.parse_args()
     paths = clip_paths(args.clips)
     if args.only:
         paths = {name: path for name, path in paths.items() if name in args.only}
-    results = measure(paths, args.repeats)
-    for setting in SETTINGS:
-        row = results[setting]
+    timings = measure(paths, args.repeats, args.settle)
+    summaries = {setting: summary(rows) for setting, rows in timings.items()}
+    if not args.no_write:
+        write(timings, args.repeats)
+    for setting, row in summaries.items():
         print(
             f"{setting}: fetch_video {row['reference_frames_per_s']} frames/s, ours {row['ours_frames_per_s']} "
             f"frames/s, {row['ratio']}x"
         )
-    if not args.no_write:
-        write(results, args.repeats)
 
 
 if __name__ == "__main__":

@@ -330,3 +330,22 @@ def test_ten_bit_videos_are_read_through_decord(tmp_path: Path, monkeypatch: pyt
     sampled = sample_frames(path, VisionSettings(nframes=4))
     assert handed_over == [path]
     assert np.array_equal(sampled.frames, decord_frames(path, sampled.frame_indices))
+
+
+def test_direct_reading_of_matroska(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Frame rate and frame count come from the container the way decord's older FFmpeg reads them."""
+    import av
+
+    video = SyntheticVideo(tmp_path / "clip.mkv", 30, 45, 160, 120, "h264")
+    with av.open(str(video.path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(30000, 1001))
+        stream.width, stream.height, stream.pix_fmt = video.width, video.height, "yuv420p"
+        stream.options = {"preset": "veryfast", "g": "10"}
+        for index in range(video.num_frames):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(video.render(index), format="rgb24")))
+        container.mux(stream.encode(None))
+    force_reader(monkeypatch, "direct")
+    sampled = sample_frames(video.path, VisionSettings(fps=4))
+    assert sampled.total_frames == 45
+    assert sampled.source_fps == pytest.approx(30000 / 1001)
+    assert np.array_equal(sampled.frames, decord_frames(video.path, sampled.frame_indices))

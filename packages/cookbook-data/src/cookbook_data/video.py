@@ -4,7 +4,13 @@ The rules follow ``qwen-vl-utils`` (what Cosmos Reason was trained with): the nu
 multiple of 2 chosen from a target fps (or given outright) within ``min_frames``/``max_frames``; frame
 indices are spread evenly from the first to the last frame; each frame is resized to multiples of the
 model's patch factor (28 for Qwen2.5-VL / Reason1, 32 for Qwen3-VL / Reason2) inside a per-frame pixel range
-and a budget over all frames. Only the chosen frames are decoded.
+and a budget over all frames.
+
+The frames are the ones qwen-vl-utils' decord reader returns, bit for bit, but read faster: one PyAV pass
+indexes the packets, then only the groups of pictures holding chosen frames are decoded, each from its
+keyframe up to its last chosen frame (as decord seeks), on several threads when there are several groups,
+skipping non-reference frames nobody asked for and converting only chosen frames to RGB. Files where that
+cannot be vouched for (rotated, 10-bit, open GOPs, irregular timestamps) are read through decord itself.
 
 Frames come back at their native resolution together with the size they must be resized to, so that the
 resize happens where the image library is (the model backend), not in this light package.
@@ -296,6 +302,7 @@ def _probe_pyav(path: Path) -> VideoInfo:
     container = _open_container(path)
     with container:
         stream = container.streams.video[0]
+        stream.codec_context.thread_type = "NONE"  # one frame is wanted: no threads to start, no frame delay
         fps = float(stream.average_rate or stream.guessed_rate or 0)
         rotation = _tag_rotation(stream)
         timestamps: list[int] = []
@@ -315,8 +322,8 @@ def _probe_pyav(path: Path) -> VideoInfo:
             stamp = packet.pts if packet.pts is not None else packet.dts
             if stamp is not None and len(timestamps) < VFR_PACKETS:
                 timestamps.append(stamp)
-            if packets >= VFR_PACKETS and stream.frames and rotation is not None:
-                complete = False
+            if packets >= VFR_PACKETS and stream.frames:
+                complete = False  # the container knows the frame count: no need to read on
                 break
         return VideoInfo(
             path,
@@ -531,19 +538,21 @@ def _decode_chosen(
         segments = _join_adjacent(segments)
     pending = iter(sorted(segments, key=lambda segment: segment[0] - segment[1]))  # longest first
     lock = threading.Lock()
+    failed = threading.Event()
 
     def work(reader: Any) -> bool:
         context = reader.streams.video[0].codec_context
         threads = max(1, cores // workers)
-        context.thread_type = "FRAME" if threads > 1 else "SLICE"
+        context.thread_type = "FRAME" if threads > 1 else "NONE"
         context.thread_count = threads
-        while True:
+        while not failed.is_set():
             with lock:
                 segment = next(pending, None)
             if segment is None:
                 return True
             if not _decode_segment(reader, timestamps, positions, segment, chosen):
-                return False
+                failed.set()
+        return False
 
     def work_on_own_container() -> bool:
         with av.open(str(path)) as reader:

@@ -114,17 +114,37 @@ _TKHD_MATRIX = {0: 40, 1: 52}
 """Offset of the display matrix from the end of a ``tkhd`` box's type, by the box's version."""
 
 
+def _box(data: bytes | bytearray, kind: bytes) -> tuple[int, int]:
+    """(start, end) of the top-level MP4 box ``kind``."""
+    position = 0
+    while position + 8 <= len(data):
+        size, found = struct.unpack(">I4s", data[position : position + 8])
+        if size == 1:
+            size = struct.unpack(">Q", data[position + 8 : position + 16])[0]
+        elif size == 0:
+            size = len(data) - position
+        if found == kind:
+            return position, position + size
+        if size < 8:
+            break
+        position += size
+    raise ValueError(f"no {kind.decode()} box")
+
+
 def set_mp4_rotation(path: Path, degrees: Literal[0, 90, 180, 270]) -> Path:
     """Mark an MP4 with a single video track to be shown turned ``degrees`` clockwise, by writing the track
-    header's display matrix (what ``ffmpeg -display_rotation`` writes, and what phones write for portrait
-    videos); the stored frames stay as they are. Works whatever PyAV and FFmpeg versions are installed."""
+    header's display matrix (where phones mark portrait videos, and what ``ffmpeg -display_rotation``
+    sets); the stored frames stay as they are. Works whatever PyAV and FFmpeg versions are installed."""
     data = bytearray(path.read_bytes())
-    box = data.find(b"tkhd")
-    if box < 0 or data.find(b"tkhd", box + 4) >= 0:
+    try:
+        start, end = _box(data, b"moov")
+    except ValueError:
+        raise ValueError(f"{path}: expected exactly one track header (no movie box)") from None
+    box = data.find(b"tkhd", start, end)
+    if box < 0 or data.find(b"tkhd", box + 4, end) >= 0:
         raise ValueError(f"{path}: expected exactly one track header")
     offset = box + 4 + _TKHD_MATRIX[data[box + 4]]
-    one, turn = 1 << 16, {0: (1, 0), 90: (0, 1), 180: (-1, 0), 270: (0, -1)}[degrees]
-    cos, sin = turn
+    one, (cos, sin) = 1 << 16, {0: (1, 0), 90: (0, 1), 180: (-1, 0), 270: (0, -1)}[degrees]
     matrix = (cos * one, sin * one, 0, -sin * one, cos * one, 0, 0, 0, 1 << 30)
     data[offset : offset + 36] = struct.pack(">9i", *matrix)
     path.write_bytes(bytes(data))
