@@ -11,7 +11,7 @@ from __future__ import annotations
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import JsonValue
 
@@ -30,16 +30,7 @@ DropReason = Literal[
     "duplicate_content",
     "downsampled",
 ]
-DROP_REASONS: tuple[DropReason, ...] = (
-    "duplicate_id",
-    "missing_label",
-    "bad_label",
-    "missing_reasoning",
-    "missing_file",
-    "bad_video",
-    "duplicate_content",
-    "downsampled",
-)
+DROP_REASONS: tuple[DropReason, ...] = get_args(DropReason)
 """Why a sample can be left out of a built dataset (the ``error_type`` of its line in ``dropped.jsonl``)."""
 
 DEFAULT_PROMPTS: dict[Task, str] = {
