@@ -85,3 +85,46 @@ def test_a_broken_video_fails_naming_the_file(backend: TransformersBackend, synt
     path = str(synthetic_videos.broken["truncated"])
     with pytest.raises(RuntimeError, match=r"truncated\.mp4: cannot open as video"):
         backend.generate([critic(arch_of(backend), path, VisionSettings())], GREEDY)
+
+
+DIGITS = ["1", "2", "3", "4", "5"]
+
+
+def test_next_token_probabilities_equal_a_softmax_of_the_full_forward_pass(
+    backend: TransformersBackend, synthetic_videos: VideoSet
+) -> None:
+    import torch
+
+    settings = VisionSettings(fps=2)
+    arch = arch_of(backend)
+    videos = [str(synthetic_videos.good[name].path) for name in ("h264_24fps", "mpeg4_8fps")]
+    conversations = [critic(arch, video, settings) for video in videos]
+    prefixes = ["<answer>\n", ""]
+
+    got = backend.next_token_probabilities(conversations, DIGITS, prefixes)
+
+    tokenizer = backend.loaded.processor.tokenizer
+    for conversation, prefix, result in zip(conversations, prefixes, got, strict=True):
+        inputs = backend._inputs([conversation], [prefix])  # one at a time: no padding involved
+        with torch.inference_mode():
+            logits = backend.loaded.model(**inputs).logits[0, -1].double()
+        full = torch.softmax(logits, dim=-1)
+        ids = [tokenizer.convert_tokens_to_ids(digit) for digit in DIGITS]
+        mass = float(full[ids].sum())
+        assert result.mass == pytest.approx(mass, rel=1e-4)
+        for digit, token in zip(DIGITS, ids, strict=True):
+            assert result.probabilities[digit] == pytest.approx(float(full[token]) / mass, rel=1e-4)
+    assert got[0] != got[1]
+
+
+def test_the_prefix_is_what_the_assistant_already_wrote(backend: TransformersBackend) -> None:
+    conversation = Conversation.model_validate({"messages": [{"role": "user", "content": "Score between 1 and 5."}]})
+    inputs = backend._inputs([conversation], ["<answer>\n"])
+    text = backend.loaded.processor.tokenizer.decode(inputs["input_ids"][0])
+    assert text.endswith("<|im_start|>assistant\n<answer>\n")
+
+
+def test_a_candidate_that_is_not_one_token_is_refused(backend: TransformersBackend) -> None:
+    conversation = Conversation.model_validate({"messages": [{"role": "user", "content": "Approve?"}]})
+    with pytest.raises(ValueError, match=r"candidate 'Approve' is 2 tokens"):
+        backend.next_token_probabilities([conversation], ["Approve", "Yes"])

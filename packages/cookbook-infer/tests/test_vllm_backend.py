@@ -268,8 +268,8 @@ def test_without_vllm_the_error_names_the_extra_to_install() -> None:
 
 def test_the_backend_satisfies_the_backend_protocol() -> None:
     backend: Backend = VLLMBackend.__new__(VLLMBackend)  # checked by mypy: a mismatch is a type error
-    protocol = inspect.signature(Backend.generate)
-    assert inspect.signature(type(backend).generate) == protocol
+    for method in ("generate", "next_token_probabilities"):
+        assert inspect.signature(getattr(type(backend), method)) == inspect.signature(getattr(Backend, method))
 
 
 @pytest.mark.gpu
@@ -287,3 +287,45 @@ def test_generates_on_a_gpu(arch: Arch, tiny_checkpoints: TinyCheckpoints, synth
     assert backend.generate(conversations, greedy) == first
     assert len(first) == len(conversations)
     assert all(1 <= g.num_generated_tokens <= 6 for g in first)
+
+
+class ScoringLLM:
+    """Stands in for ``vllm.LLM`` when reading prompt log-probabilities: processes each request as vLLM's
+    processor would and runs the tiny model on it, answering with ``prompt_logprobs`` of the last token."""
+
+    def __init__(self, tiny: Tiny) -> None:
+        self.tiny = tiny
+        self.params: list[Any] = []
+
+    def generate(self, prompts: list[dict[str, Any]], sampling_params: Any, use_tqdm: bool) -> list[Any]:
+        self.params.append(sampling_params)
+        outputs = []
+        for request in prompts:
+            inputs = process_as_vllm_does(self.tiny.folder, self.tiny.model_type, request)
+            with torch.inference_mode():
+                logits = self.tiny.transformers.loaded.model(**inputs).logits[0, -2].float()
+            last = int(inputs["input_ids"][0, -1])
+            logprob = float(torch.log_softmax(logits, dim=-1)[last])
+            read = {last: types.SimpleNamespace(logprob=logprob)}
+            outputs.append(types.SimpleNamespace(prompt_logprobs=[None, read]))
+        return outputs
+
+
+def test_next_token_probabilities_read_the_candidates_as_prompt_tokens(
+    stand_in_vllm: list[RecordingLLM], tiny: Tiny, synthetic_videos: VideoSet
+) -> None:
+    settings = VisionSettings(nframes=4, max_pixels=64 * PATCH[tiny.arch] ** 2)
+    videos = [synthetic_videos.good[name].path for name in ("h264_24fps", "mpeg4_8fps")]
+    conversations = [tiny.critic(video, settings) for video in videos]
+    backend = VLLMBackend.__new__(VLLMBackend)
+    backend.processor, backend.llm = tiny.processor, ScoringLLM(tiny)
+    backend.model_type = tiny.model_type
+    candidates, prefixes = ["1", "2", "3", "4", "5"], ["<answer>\n", ""]
+
+    got = backend.next_token_probabilities(conversations, candidates, prefixes)
+
+    expected = tiny.transformers.next_token_probabilities(conversations, candidates, prefixes)
+    for ours, reference in zip(got, expected, strict=True):
+        assert ours.mass == pytest.approx(reference.mass, rel=1e-3)
+        assert ours.probabilities == pytest.approx(reference.probabilities, rel=1e-3)
+    assert backend.llm.params == [{"max_tokens": 1, "temperature": 0.0, "prompt_logprobs": 0}]

@@ -51,3 +51,10 @@ def openai_messages(conversation: Conversation) -> list[dict[str, Any]]:
             content = [_openai_part(part) for part in message.content]
         messages.append({"role": message.role, "content": content})
     return messages
+
+
+def chat_prompt(processor: Any, conversation: Conversation, prefix: str = "") -> str:
+    """The model's chat-template text for a conversation, ending in the assistant turn's opening, followed by
+    ``prefix``: what the assistant has already written when a scorer asks for its next token."""
+    prompt: str = processor.apply_chat_template(conversation.to_messages(), tokenize=False, add_generation_prompt=True)
+    return prompt + prefix

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic import Field
 
@@ -33,6 +34,49 @@ class Generation:
     num_generated_tokens: int
 
 
+@dataclass(frozen=True)
+class CandidateProbabilities:
+    """The model's next-token probabilities of a few candidate answers ("1".."5", "Yes"/"No") at one position.
+
+    Scorers turn them into calibrated rewards (an expected score, P("No")) that parsing the text cannot give.
+    """
+
+    probabilities: dict[str, float]
+    """Per candidate, renormalised over the candidates (they sum to 1)."""
+    mass: float
+    """The candidates' total probability before renormalising: how sure the model is that it answers with one
+    of them at all (near 0 means the position was not an answer position)."""
+
+
+def candidate_probabilities(candidates: Sequence[str], logprobs: Sequence[float]) -> CandidateProbabilities:
+    """:class:`CandidateProbabilities` from the full-vocabulary log-probabilities of the candidates' tokens."""
+    top = max(logprobs)
+    weights = [math.exp(value - top) for value in logprobs]
+    total = sum(weights)
+    return CandidateProbabilities(
+        probabilities={candidate: weight / total for candidate, weight in zip(candidates, weights, strict=True)},
+        mass=math.exp(top) * total,
+    )
+
+
+def candidate_token_ids(tokenizer: Any, candidates: Sequence[str]) -> list[int]:
+    """The one token id of each candidate; a candidate the tokenizer splits (or that is not in its vocabulary
+    as one token) has no single next-token probability, so it is refused with the tokenization shown."""
+    if not candidates:
+        raise ValueError("no candidate tokens given")
+    ids = []
+    for candidate in candidates:
+        encoded = tokenizer.encode(candidate, add_special_tokens=False)
+        if len(encoded) != 1:
+            pieces = tokenizer.convert_ids_to_tokens(encoded)
+            raise ValueError(
+                f"candidate {candidate!r} is {len(encoded)} tokens for this tokenizer ({pieces}); "
+                "next-token probabilities need candidates that are single tokens"
+            )
+        ids.append(encoded[0])
+    return ids
+
+
 class Backend(Protocol):
     """A loaded model that answers conversations (with their video parts) in batches."""
 
@@ -40,4 +84,14 @@ class Backend(Protocol):
 
     def generate(self, conversations: Sequence[Conversation], sampling: SamplingSettings) -> list[Generation]:
         """One generation per conversation, in order."""
+        ...
+
+    def next_token_probabilities(
+        self,
+        conversations: Sequence[Conversation],
+        candidates: Sequence[str],
+        prefixes: Sequence[str] | None = None,
+    ) -> list[CandidateProbabilities]:
+        """Per conversation, the probabilities of the ``candidates`` (single tokens) as the next token of the
+        answer, after the assistant has written ``prefixes[i]`` (nothing when ``prefixes`` is None)."""
         ...

@@ -28,7 +28,7 @@ from typing import Any
 
 from cookbook_data.schemas import Conversation
 from cookbook_infer.backends._messages import openai_messages, vision_kwargs
-from cookbook_infer.backends.base import Generation, SamplingSettings
+from cookbook_infer.backends.base import CandidateProbabilities, Generation, SamplingSettings
 
 
 class ServerError(RuntimeError):
@@ -152,3 +152,16 @@ class OpenAIClientBackend:
                 raise error
         generations = [future.result() for future in futures]
         return [generation for generation in generations if generation is not None]
+
+    def next_token_probabilities(
+        self,
+        conversations: Sequence[Conversation],
+        candidates: Sequence[str],
+        prefixes: Sequence[str] | None = None,
+    ) -> list[CandidateProbabilities]:
+        """Not offered: chat-completion servers return log-probabilities only of the top few generated tokens,
+        which need not include the candidates, so probability-based scores need an in-process backend."""
+        raise NotImplementedError(
+            f"{self.base_url}: next-token probabilities (expected scores, Yes/No reward scores) need an "
+            "in-process backend: use --backend transformers or --backend vllm"
+        )

@@ -8,7 +8,14 @@ from typing import Any, Literal
 
 from cookbook_data.schemas import Conversation
 from cookbook_data.video import VisionSettings, sample_frames
-from cookbook_infer.backends.base import Generation, SamplingSettings
+from cookbook_infer.backends._messages import chat_prompt
+from cookbook_infer.backends.base import (
+    CandidateProbabilities,
+    Generation,
+    SamplingSettings,
+    candidate_probabilities,
+    candidate_token_ids,
+)
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 
@@ -82,13 +89,13 @@ class TransformersBackend:
             )
         self.patch_factor = PATCH_FACTORS[self.model_type]
 
-    def _inputs(self, conversations: Sequence[Conversation]) -> Any:
+    def _inputs(self, conversations: Sequence[Conversation], prefixes: Sequence[str] | None = None) -> Any:
         from cookbook_infer.vision import resize_frames
 
         processor = self.loaded.processor
         texts = [
-            processor.apply_chat_template(c.to_messages(), tokenize=False, add_generation_prompt=True)
-            for c in conversations
+            chat_prompt(processor, conversation, prefix)
+            for conversation, prefix in zip(conversations, prefixes or [""] * len(conversations), strict=True)
         ]
         sampled = [
             sample_frames(part.video, VisionSettings.from_video_part(part, self.patch_factor))
@@ -127,6 +134,23 @@ class TransformersBackend:
             Generation(text=text, num_generated_tokens=self._count_generated(row))
             for text, row in zip(texts, new_tokens.tolist(), strict=True)
         ]
+
+    def next_token_probabilities(
+        self,
+        conversations: Sequence[Conversation],
+        candidates: Sequence[str],
+        prefixes: Sequence[str] | None = None,
+    ) -> list[CandidateProbabilities]:
+        """One forward pass over the batch; only the last position's logits are computed (left padding puts
+        every row's last token there)."""
+        import torch
+
+        ids = candidate_token_ids(self.loaded.processor.tokenizer, candidates)
+        inputs = self._inputs(conversations, prefixes)
+        with torch.inference_mode():
+            logits = self.loaded.model(**inputs, logits_to_keep=1).logits[:, -1, :].float()
+        logprobs = torch.log_softmax(logits, dim=-1)[:, ids]
+        return [candidate_probabilities(candidates, row) for row in logprobs.tolist()]
 
     def _count_generated(self, tokens: list[int]) -> int:
         """Tokens up to and including the first end-of-sequence token (the rest is padding)."""

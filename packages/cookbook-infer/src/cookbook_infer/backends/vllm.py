@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from cookbook_data.schemas import Conversation, ImagePart
 from cookbook_data.video import SampledVideo, VisionSettings, sample_frames
-from cookbook_infer.backends.base import Generation, SamplingSettings
+from cookbook_infer.backends._messages import chat_prompt
+from cookbook_infer.backends.base import (
+    CandidateProbabilities,
+    Generation,
+    SamplingSettings,
+    candidate_probabilities,
+    candidate_token_ids,
+)
 from cookbook_infer.backends.transformers import PATCH_FACTORS, Dtype
 
 if TYPE_CHECKING:
@@ -58,19 +65,19 @@ def mm_processor_kwargs(model_type: str, videos: Sequence[SampledVideo]) -> dict
     return kwargs
 
 
-def build_vllm_request(conversation: Conversation, processor: Any, model_type: str) -> dict[str, Any]:
+def build_vllm_request(conversation: Conversation, processor: Any, model_type: str, prefix: str = "") -> dict[str, Any]:
     """One ``vllm.LLM.generate`` prompt (a ``TextPrompt`` dict) for a conversation.
 
-    ``prompt`` is the processor's chat template with the generation prompt, as in the transformers backend;
-    each video part is sampled with the vision settings it carries (``multi_modal_data={"video": [(frames,
-    metadata), ...]}``) and ``mm_processor_kwargs`` keeps vLLM from changing the frames.
+    ``prompt`` is the processor's chat template with the generation prompt, as in the transformers backend,
+    followed by ``prefix`` (the assistant's answer so far, when scoring its next token); each video part is
+    sampled with the vision settings it carries (``multi_modal_data={"video": [(frames, metadata), ...]}``)
+    and ``mm_processor_kwargs`` keeps vLLM from changing the frames.
     """
     patch_factor = _patch_factor(model_type)
     for message in conversation.messages:
         if isinstance(message.content, list) and any(isinstance(part, ImagePart) for part in message.content):
             raise ValueError("image parts are not supported by the vLLM backend (videos and text only)")
-    prompt: str = processor.apply_chat_template(conversation.to_messages(), tokenize=False, add_generation_prompt=True)
-    request: dict[str, Any] = {"prompt": prompt}
+    request: dict[str, Any] = {"prompt": chat_prompt(processor, conversation, prefix)}
     sampled = [
         sample_frames(part.video, VisionSettings.from_video_part(part, patch_factor))
         for part in conversation.video_parts()
@@ -94,6 +101,24 @@ def sampling_params_kwargs(sampling: SamplingSettings) -> dict[str, Any]:
         "seed": sampling.seed,
         "skip_special_tokens": True,
     }
+
+
+def candidate_requests(request: dict[str, Any], candidates: Sequence[str]) -> list[dict[str, Any]]:
+    """One request per candidate: the prompt followed by the candidate, whose own prompt log-probability
+    (``prompt_logprobs``) is the next-token log-probability we want. vLLM returns only the top few
+    *generated* log-probabilities, which need not include every candidate; prompt tokens always get theirs.
+    The requests share their prefix, which vLLM's prefix cache computes once."""
+    return [{**request, "prompt": request["prompt"] + candidate} for candidate in candidates]
+
+
+PROMPT_LOGPROB_PARAMS: Mapping[str, Any] = {"max_tokens": 1, "temperature": 0.0, "prompt_logprobs": 0}
+"""``vllm.SamplingParams`` for reading the log-probability of each prompt token (and generating one token,
+the least vLLM generates)."""
+
+
+def last_prompt_logprob(output: Any, token_id: int) -> float:
+    """The log-probability of a request's last prompt token (the candidate) from a ``vllm.RequestOutput``."""
+    return float(output.prompt_logprobs[-1][token_id].logprob)
 
 
 def generation_from_output(output: Any) -> Generation:
@@ -161,3 +186,30 @@ class VLLMBackend:
         params = SamplingParams(**sampling_params_kwargs(sampling))
         outputs = self.llm.generate(requests, sampling_params=params, use_tqdm=False)
         return [generation_from_output(output) for output in outputs]
+
+    def next_token_probabilities(
+        self,
+        conversations: Sequence[Conversation],
+        candidates: Sequence[str],
+        prefixes: Sequence[str] | None = None,
+    ) -> list[CandidateProbabilities]:
+        """The candidates' log-probabilities as prompt tokens (see :func:`candidate_requests`), one
+        ``LLM.generate`` call for the whole batch."""
+        from vllm import SamplingParams
+
+        if not conversations:
+            return []
+        ids = candidate_token_ids(self.processor.tokenizer, candidates)
+        requests = [
+            candidate
+            for conversation, prefix in zip(conversations, prefixes or [""] * len(conversations), strict=True)
+            for candidate in candidate_requests(
+                build_vllm_request(conversation, self.processor, self.model_type, prefix), candidates
+            )
+        ]
+        outputs = self.llm.generate(requests, sampling_params=SamplingParams(**PROMPT_LOGPROB_PARAMS), use_tqdm=False)
+        per_conversation = [outputs[start : start + len(ids)] for start in range(0, len(outputs), len(ids))]
+        return [
+            candidate_probabilities(candidates, [last_prompt_logprob(o, i) for o, i in zip(group, ids, strict=True)])
+            for group in per_conversation
+        ]
