@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cookbook_data.records import JsonlWriter, RecordFileError, done_ids, read_records
-from cookbook_data.schemas import ItemError, Prediction
+from cookbook_data.records import JsonlWriter, RecordFileError, done_ids, read_records, write_records
+from cookbook_data.schemas import ItemError, Prediction, VideoSample
 
 
 def prediction(i: int) -> Prediction:
@@ -129,3 +129,12 @@ def test_a_killed_writer_leaves_a_file_a_rerun_can_resume(tmp_path: Path) -> Non
                 writer.write(Prediction(sample_id=f"s{i}", model="m", raw_text="again"))
     records = list(read_records(path, Prediction))
     assert [r.sample_id for r in records] == [f"s{i}" for i in range(len(written) + 5)]
+
+
+def test_write_records_replaces_the_whole_file(tmp_path: Path) -> None:
+    path = tmp_path / "kept.jsonl"
+    first = [VideoSample(id=f"v{i}", path=f"/v{i}.mp4") for i in range(3)]
+    assert write_records(path, VideoSample, first) == 3
+    assert write_records(path, VideoSample, first[:1]) == 1
+    assert [s.id for s in read_records(path, VideoSample)] == ["v0"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.jsonl"]

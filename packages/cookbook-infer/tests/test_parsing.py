@@ -1,6 +1,13 @@
 import pytest
 
-from cookbook_infer.parsing import ParsedOutput, parse_choice, parse_reasoning, parse_score, parse_verdict
+from cookbook_infer.parsing import (
+    ParsedOutput,
+    answer_offset,
+    parse_choice,
+    parse_reasoning,
+    parse_score,
+    parse_verdict,
+)
 
 CASES = [
     ("<think>\nThe ball hovers.\n</think>\n\n<answer>\n2\n</answer>", ParsedOutput("The ball hovers.", "2")),
@@ -55,3 +62,23 @@ def test_choices(answer: str, expected: str | None) -> None:
 )
 def test_verdicts(answer: str, expected: str | None) -> None:
     assert parse_verdict(answer) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "answer", "expected"),
+    [
+        (
+            "<think>2 or 4? I say 4</think>\n\n<answer>\n4\n</answer>",
+            "4",
+            "<think>2 or 4? I say 4</think>\n\n<answer>\n",
+        ),
+        ("The video shows 3 balls.\n4", "4", "The video shows 3 balls.\n"),
+        ("4.", "4", ""),
+        ("<think>3</think>Score: 3", "3", "<think>3</think>Score: "),
+        ("Score 14", "4", None),
+        ("4.5", "4", None),
+    ],
+)
+def test_answer_offset_is_where_the_answer_was_written(text: str, answer: str, expected: str | None) -> None:
+    offset = answer_offset(text, answer)
+    assert (None if offset is None else text[:offset]) == expected

@@ -142,3 +142,16 @@ class JsonlWriter(Generic[R]):
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def write_records(path: str | os.PathLike[str], model: type[R], records: Iterable[R]) -> int:
+    """Write a whole JSONL file of records (a derived output, replaced on rerun): written beside ``path`` and
+    renamed into place, so a crash leaves either the old file or the new one, never half of one. Returns the
+    number of records written."""
+    target = Path(path)
+    staging = target.with_name(f".{target.name}.partial")
+    staging.unlink(missing_ok=True)
+    with JsonlWriter(staging, model) as writer:
+        count = writer.write_all(records)
+    staging.replace(target)
+    return count

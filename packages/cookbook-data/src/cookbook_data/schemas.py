@@ -221,6 +221,7 @@ ScoreKind = Literal[
     "reward_model_yes_no",
     "approve_reject",
     "physics_rule",
+    "videophy2_joint",
     "trajectory",
 ]
 
@@ -235,6 +236,20 @@ class ScoreRecord(Record):
     critique: str | None = Field(default=None, description="Free-text justification or reasoning.")
     rewards: dict[str, float] = Field(
         default_factory=dict, description="Per-component rewards, e.g. {'format': 1.0, 'accuracy': 0.5}."
+    )
+    expected_score: float | None = Field(
+        default=None,
+        description="Probability-weighted score from the answer token's distribution (mean over samples).",
+    )
+    score_std: Annotated[float, Field(ge=0)] | None = Field(
+        default=None, description="Standard deviation of the parsed scores over the samples drawn."
+    )
+    sample_scores: list[float | None] = Field(
+        default_factory=list, description="Parsed score of each sample drawn (None where unparseable)."
+    )
+    probabilities: dict[str, float] = Field(
+        default_factory=dict,
+        description="Answer-token probabilities renormalised over the candidates, e.g. {'Yes': 0.2, 'No': 0.8}.",
     )
 
 

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 import typer
 
 from cookbook_data.clikit import make_app, run_app
+from cookbook_infer.tasks import TASKS
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 TASK_HELP = "critic (default), critic-thinking, caption, vqa, multiple-choice, approve-reject."
@@ -40,9 +41,7 @@ def generate(
         list[Path] | None,
         typer.Argument(exists=True, dir_okay=False, help="Videos to ask about (default: the shipped samples)."),
     ] = None,
-    task: Annotated[
-        str, typer.Option(help="critic, critic-thinking, caption, vqa, multiple-choice, approve-reject.")
-    ] = ("critic"),
+    task: Annotated[str, typer.Option(help=f"One of: {', '.join(TASKS)}.")] = ("critic"),
     prompt: Annotated[str | None, typer.Option(help="Shipped prompt name or YAML file replacing the task's.")] = None,
     arch: Annotated[str | None, typer.Option(help="reason1 or reason2, for models the registry does not know.")] = None,
     fps: Annotated[float | None, typer.Option(help="Override the model's frames per second.")] = None,
@@ -102,10 +101,7 @@ def generate(
 def run_command(
     manifest: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="VideoSample JSONL manifest.")],
     model: Annotated[str | None, typer.Option(help="Hub id or checkpoint folder.")] = None,
-    task: Annotated[
-        str | None,
-        typer.Option(help="critic (default), critic-thinking, caption, vqa, multiple-choice, approve-reject."),
-    ] = None,
+    task: Annotated[str | None, typer.Option(help=f"One of: {', '.join(TASKS)} (default: critic).")] = None,
     out: Annotated[Path | None, typer.Option(help="Predictions JSONL; a rerun skips ids already in it.")] = None,
     arch: Annotated[str | None, typer.Option(help="reason1 or reason2, for models the registry does not know.")] = None,
     prompt: Annotated[str | None, typer.Option(help="Shipped prompt name or YAML file replacing the task's.")] = None,

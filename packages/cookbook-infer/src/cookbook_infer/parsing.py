@@ -85,3 +85,20 @@ def parse_verdict(answer: str) -> str | None:
     if approve == reject:
         return None
     return "approve" if approve else "reject"
+
+
+def answer_offset(text: str, answer: str) -> int | None:
+    """Where in ``text`` the parsed ``answer`` (e.g. a score) was written: the start of its last standalone
+    occurrence inside the answer (the ``<answer>`` block, else the text after ``</think>``), or None.
+
+    Scorers read the model's token distribution at this offset: the text before it is what the model had
+    written when it chose the answer."""
+    start = 0
+    if ANSWER_OPEN in text:
+        start = text.rindex(ANSWER_OPEN) + len(ANSWER_OPEN)
+    elif THINK_CLOSE in text:
+        start = text.rindex(THINK_CLOSE) + len(THINK_CLOSE)
+    end = text.find(ANSWER_CLOSE, start)
+    region = text[start : end if end >= 0 else len(text)]
+    matches = list(re.finditer(rf"(?<![\w.]){re.escape(answer)}(?!\w|\.\d)", region))
+    return start + matches[-1].start() if matches else None

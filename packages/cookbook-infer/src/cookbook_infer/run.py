@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -12,7 +13,7 @@ from pydantic import Field
 from cookbook_data.jobs import Job, JobReport, run_job
 from cookbook_data.prompts import PromptTemplate
 from cookbook_data.records import read_records
-from cookbook_data.schemas import Prediction, Strict, VideoSample
+from cookbook_data.schemas import Conversation, Prediction, Strict, VideoSample
 from cookbook_data.tasks import resolve_path
 from cookbook_data.video import VisionSettings
 from cookbook_infer.backends.base import Backend, SamplingSettings
@@ -115,9 +116,16 @@ class Predictor:
     """Folder relative video paths are resolved against (the manifest's)."""
 
     @classmethod
-    def from_config(cls, config: PredictorConfig, media_root: Path, backend: Backend | None = None) -> Predictor:
+    def from_config(
+        cls,
+        config: PredictorConfig,
+        media_root: Path,
+        backend: Backend | None = None,
+        task: InferenceTask | None = None,
+    ) -> Predictor:
+        """The predictor ``config`` describes; ``task`` replaces ``config.task`` (scorers choose their own)."""
         spec = resolve_model(config.model, config.arch)
-        task = get_task(config.task)
+        task = task or get_task(config.task)
         return cls(
             backend=backend or make_backend(config, spec),
             spec=spec,
@@ -137,11 +145,18 @@ class Predictor:
             "vision": self.vision.model_dump(mode="json"),
         }
 
-    def __call__(self, batch: list[VideoSample]) -> list[Prediction]:
-        conversations = [
+    def conversations(self, batch: Sequence[VideoSample]) -> list[Conversation]:
+        """The task's prompt for each sample, its video part carrying this predictor's vision settings."""
+        return [
             self.task.conversation(self.template, sample, str(resolve_path(sample, self.media_root)), self.vision)
             for sample in batch
         ]
+
+    def __call__(self, batch: list[VideoSample]) -> list[Prediction]:
+        return self.answer(batch, self.conversations(batch))
+
+    def answer(self, batch: Sequence[VideoSample], conversations: Sequence[Conversation]) -> list[Prediction]:
+        """One generation per conversation (``conversations[i]`` asks about ``batch[i]``), parsed."""
         started = time.perf_counter()
         generations = self.backend.generate(conversations, self.sampling)
         latency = (time.perf_counter() - started) / len(batch)

@@ -22,22 +22,20 @@ gets a 400 response. Errors use OpenAI's body ``{"error": {"message", "type", "p
 fields get 400 with ``param`` naming the field. ``finish_reason`` is ``"length"`` when the answer used its whole
 token budget and ``"stop"`` otherwise; ``usage.prompt_tokens`` is 0 (backends do not report prompt lengths).
 
-Concurrent requests with the same sampling settings are batched: the oldest waiting request waits at most
-``max_wait_ms`` for others to join it, up to ``max_batch_size`` conversations go to one ``backend.generate``
-call, and the backend runs on one worker thread so the event loop keeps answering. When a batch fails, its
-requests are retried one by one, so a broken video fails only the request that sent it.
+Concurrent requests with the same sampling settings are batched by :mod:`cookbook_infer.batching`: the oldest
+waiting request waits at most ``max_wait_ms`` for others to join it, up to ``max_batch_size`` conversations go
+to one ``backend.generate`` call on one worker thread, and a failed batch is retried request by request. With
+``max_queue`` set, a request arriving when that many wait is answered 429 at once.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -74,6 +72,7 @@ from cookbook_infer._openai_schema import (
     VideoUrlPart,
 )
 from cookbook_infer.backends.base import Backend, Generation, SamplingSettings
+from cookbook_infer.batching import DynamicBatcher, QueueFull, ShuttingDown
 
 __all__ = ["ServeSettings", "create_app", "run_server"]
 
@@ -98,6 +97,9 @@ class ServeSettings(Strict):
     max_batch_size: int = Field(default=8, gt=0, description="Most conversations generated in one batch.")
     max_wait_ms: float = Field(
         default=10.0, ge=0, description="Longest time a request waits for others to join its batch."
+    )
+    max_queue: int | None = Field(
+        default=None, gt=0, description="Most requests waiting for a batch; more are answered 429 (None: no limit)."
     )
     vision: VisionSettings = Field(
         default_factory=lambda: VisionSettings(fps=4),
@@ -264,134 +266,6 @@ def _describe(error: ValidationError) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Dynamic batching
-
-
-@dataclass
-class _Waiting:
-    conversation: Conversation
-    future: asyncio.Future[Generation]
-    arrived: float
-
-
-@dataclass
-class _Group:
-    sampling: SamplingSettings
-    waiting: list[_Waiting] = field(default_factory=list)
-
-
-class _Batcher:
-    """Groups concurrent requests with equal sampling settings into batches for one worker thread."""
-
-    def __init__(self, backend: Backend, max_batch_size: int, max_wait_s: float) -> None:
-        self.backend = backend
-        self.max_batch_size = max_batch_size
-        self.max_wait_s = max_wait_s
-        self._groups: dict[str, _Group] = {}
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._executor: ThreadPoolExecutor | None = None
-
-    @property
-    def queued(self) -> int:
-        return sum(len(group.waiting) for group in self._groups.values())
-
-    async def generate(self, conversation: Conversation, sampling: SamplingSettings) -> Generation:
-        """Wait for the generation of ``conversation``, produced in a batch with others."""
-        loop = asyncio.get_running_loop()
-        if self._task is None or self._task.done():
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cookbook-infer-generate")
-            self._task = loop.create_task(self._run())
-        future: asyncio.Future[Generation] = loop.create_future()
-        group = self._groups.setdefault(sampling.model_dump_json(), _Group(sampling))
-        group.waiting.append(_Waiting(conversation, future, loop.time()))
-        self._wake.set()
-        return await future
-
-    async def close(self) -> None:
-        """Stop the worker; requests still waiting fail."""
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        for group in self._groups.values():
-            for waiting in group.waiting:
-                if not waiting.future.done():
-                    waiting.future.set_exception(RuntimeError("the server is shutting down"))
-        self._groups.clear()
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
-        self._wake = asyncio.Event()
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            for key, group in list(self._groups.items()):
-                group.waiting = [waiting for waiting in group.waiting if not waiting.future.done()]
-                if not group.waiting:
-                    del self._groups[key]
-            if not self._groups:
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            key, group = min(self._groups.items(), key=lambda item: item[1].waiting[0].arrived)
-            left = group.waiting[0].arrived + self.max_wait_s - loop.time()
-            if len(group.waiting) < self.max_batch_size and left > 0:
-                self._wake.clear()
-                with suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), left)
-                continue
-            batch = group.waiting[: self.max_batch_size]
-            del group.waiting[: self.max_batch_size]
-            if not group.waiting:
-                del self._groups[key]
-            await self._dispatch(batch, group.sampling)
-
-    async def _dispatch(self, batch: list[_Waiting], sampling: SamplingSettings) -> None:
-        try:
-            generations = await self._call([waiting.conversation for waiting in batch], sampling)
-        except Exception as error:
-            if len(batch) == 1:
-                _settle(batch[0].future, error=error)
-                return
-            logger.warning("a batch of %d failed (%s); retrying its requests one by one", len(batch), error)
-            for waiting in batch:
-                if waiting.future.done():
-                    continue
-                try:
-                    [generation] = await self._call([waiting.conversation], sampling)
-                except Exception as single_error:
-                    _settle(waiting.future, error=single_error)
-                else:
-                    _settle(waiting.future, generation=generation)
-            return
-        for waiting, generation in zip(batch, generations, strict=True):
-            _settle(waiting.future, generation=generation)
-
-    async def _call(self, conversations: list[Conversation], sampling: SamplingSettings) -> list[Generation]:
-        assert self._executor is not None
-        loop = asyncio.get_running_loop()
-        generations = await loop.run_in_executor(self._executor, self.backend.generate, conversations, sampling)
-        if len(generations) != len(conversations):
-            raise RuntimeError(f"the backend returned {len(generations)} generations for {len(conversations)}")
-        return generations
-
-
-def _settle(
-    future: asyncio.Future[Generation], *, generation: Generation | None = None, error: Exception | None = None
-) -> None:
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        assert generation is not None
-        future.set_result(generation)
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # The app
 
 
@@ -404,7 +278,13 @@ def create_app(backend: Backend, settings: ServeSettings) -> FastAPI:
         sampling=settings.sampling,
         roots=tuple(root.expanduser().resolve() for root in settings.media_roots),
     )
-    batcher = _Batcher(backend, settings.max_batch_size, settings.max_wait_ms / 1000)
+    batcher: DynamicBatcher[Conversation, Generation, SamplingSettings] = DynamicBatcher(
+        lambda sampling, conversations: backend.generate(conversations, sampling),
+        max_batch_size=settings.max_batch_size,
+        max_wait_s=settings.max_wait_ms / 1000,
+        max_queue=settings.max_queue,
+        thread_name="cookbook-infer-generate",
+    )
     api_key = settings.api_key.get_secret_value() if settings.api_key is not None else None
 
     @asynccontextmanager
@@ -469,7 +349,11 @@ def create_app(backend: Backend, settings: ServeSettings) -> FastAPI:
         conversation = translator.conversation(request)
         sampling = translator.sampling_for(request)
         try:
-            generation = await batcher.generate(conversation, sampling)
+            generation = await batcher.submit(conversation, sampling.model_dump_json(), sampling)
+        except QueueFull as error:
+            raise APIError(429, f"server busy: {error}; retry later", kind="rate_limit_error") from None
+        except ShuttingDown as error:
+            raise APIError(503, str(error), kind="server_error") from None
         except _INPUT_ERRORS as error:
             raise APIError(400, str(error), param="messages") from None
         except Exception as error:

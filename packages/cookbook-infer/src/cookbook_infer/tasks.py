@@ -18,7 +18,27 @@ from cookbook_data.video import VisionSettings
 from cookbook_infer.parsing import parse_choice, parse_reasoning, parse_score, parse_verdict
 from cookbook_infer.registry import REASONING_SUFFIX, Arch
 
-AnswerKind = Literal["score", "text", "choice", "verdict"]
+AnswerKind = Literal["score", "rule", "text", "choice", "verdict"]
+ValuesFrom = DataTask | Literal["adherence", "rule"]
+
+RULE_ANSWERS = {0: "violated", 1: "followed", 2: "cannot be determined"}
+"""The VideoPhy-2 rule task's answers by the number the model gives."""
+
+
+def sample_values(sample: VideoSample, values_from: ValuesFrom) -> dict[str, str]:
+    """Placeholder values of a task's prompt: the dataset tasks' own, the caption for instruction adherence,
+    and the rule text (``metadata.rule``, else ``labels.rule``) for the rule task. A missing value fails the
+    sample with a message naming the field."""
+    if values_from == "adherence":
+        if sample.caption is None or not sample.caption.strip():
+            raise ValueError(f"{sample.id}: caption is {'missing' if sample.caption is None else 'blank'}")
+        return {"caption": sample.caption.strip()}
+    if values_from == "rule":
+        rule = sample.metadata.get("rule", sample.labels.get("rule"))
+        if not isinstance(rule, str) or not rule.strip():
+            raise ValueError(f"{sample.id}: metadata.rule (or labels.rule) must hold the rule's text, got {rule!r}")
+        return {"rule": rule.strip()}
+    return prompt_values(sample, values_from, LabelFields())
 
 
 @dataclass(frozen=True)
@@ -30,8 +50,8 @@ class InferenceTask:
     """Shipped template per architecture."""
     answer: AnswerKind
     reasoning: bool
-    values_from: DataTask = "critic"
-    """Which dataset task's placeholders the template uses (critic and caption have none)."""
+    values_from: ValuesFrom = "critic"
+    """Where the template's placeholders come from (see :func:`sample_values`; critic and caption have none)."""
 
     def template(self, arch: Arch, override: str | None = None) -> PromptTemplate:
         """The template for ``arch`` (or the user's), with the architecture's reasoning request appended when
@@ -51,7 +71,7 @@ class InferenceTask:
         self, template: PromptTemplate, sample: VideoSample, video: str, vision: VisionSettings
     ) -> Conversation:
         """The prompt for one sample, its video part carrying the vision settings."""
-        values = prompt_values(sample, self.values_from, LabelFields())
+        values = sample_values(sample, self.values_from)
         rendered = template.render(**values) if template.placeholders else template
         return rendered.conversation([vision.video_part(video)])
 
@@ -60,8 +80,9 @@ class InferenceTask:
         parsed = parse_reasoning(text)
         if parsed.answer is None or self.answer == "text":
             return parsed.thinking, parsed.answer
-        if self.answer == "score":
-            score = parse_score(parsed.answer, 1, 5)
+        if self.answer in ("score", "rule"):
+            low, high = (1, 5) if self.answer == "score" else (min(RULE_ANSWERS), max(RULE_ANSWERS))
+            score = parse_score(parsed.answer, low, high)
             return parsed.thinking, None if score is None else str(score)
         if self.answer == "choice":
             return parsed.thinking, parse_choice(parsed.answer)
@@ -88,6 +109,9 @@ TASKS: dict[str, InferenceTask] = {
         InferenceTask("vqa", _both("vqa"), "text", False, "vqa"),
         InferenceTask("multiple-choice", _both("multiple_choice"), "choice", False, "multiple_choice"),
         InferenceTask("approve-reject", _both("approve_reject"), "verdict", True),
+        InferenceTask("adherence", _both("videophy2_adherence"), "score", False, "adherence"),
+        InferenceTask("rule", _both("videophy2_rule"), "rule", False, "rule"),
+        InferenceTask("reward-yesno", _both("reason1_reward_yesno"), "text", False),
     )
 }
 """Tasks by the name ``cookbook-infer run --task`` takes."""

@@ -1,0 +1,92 @@
+"""Configurations of the reward stage: which scorer, with which model, over which data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import Field, model_validator
+
+from cookbook_data.schemas import Strict
+from cookbook_infer.run import PredictorConfig
+
+ScorerName = Literal["likert", "yesno", "critic", "adherence", "rule", "videophy2", "trajectory"]
+"""The scorers ``cookbook-reward score --scorer`` takes:
+
+- ``likert``: physical plausibility 1-5 (the VideoPhy-2 critic), with the expected score from token probabilities;
+- ``yesno``: the Cosmos-Reason1-7B-Reward method, P("No" anomalies) from one forward pass;
+- ``critic``: Approve/Reject with reasoning (score 1 approve, 0 reject);
+- ``adherence``: VideoPhy-2 semantic adherence to the caption, 1-5, with the expected score;
+- ``rule``: does the video follow the physical rule in ``metadata.rule`` (0 violated, 1 followed, 2 cannot tell);
+- ``videophy2``: ``likert`` and ``adherence`` together, scored 1 when both are >= 4 (the VideoPhy-2 joint verdict);
+- ``trajectory``: the kinematic verifier on the waypoint file in ``metadata.trajectory`` (no model needed).
+"""
+
+MODEL_FREE_SCORERS: frozenset[ScorerName] = frozenset({"trajectory"})
+
+
+class ScorerConfig(PredictorConfig):
+    """A scorer and the model behind it (model settings as in ``cookbook-infer run``)."""
+
+    model: str | None = Field(  # type: ignore[assignment]
+        default=None,
+        description="Hub id or checkpoint folder of the judging model (trajectory: optional VLM verdict).",
+    )
+    scorer: ScorerName = Field(default="likert", description="Which scorer (see `cookbook-reward score --help`).")
+    samples: int = Field(
+        default=1, ge=1, description="Answers drawn per video (> 1 needs temperature > 0); scores are averaged."
+    )
+    reasoning: bool = Field(
+        default=False, description="Ask for <think> reasoning before the answer (kept as the critique)."
+    )
+    joint_threshold: int = Field(
+        default=4, ge=1, le=5, description="videophy2 scorer: both scores at least this count as a joint pass."
+    )
+
+    vlm_weight: float = Field(
+        default=0.5, ge=0, le=1, description="trajectory scorer with a model: weight of the VLM verdict."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if "task" in self.model_fields_set:
+            raise ValueError("task: chosen by the scorer; set `scorer` instead")
+        if self.model is None and self.scorer not in MODEL_FREE_SCORERS:
+            raise ValueError(f"model: the {self.scorer} scorer needs a model (hub id or checkpoint folder)")
+        return self
+
+
+class ScoreConfig(ScorerConfig):
+    """Everything ``cookbook-reward score`` depends on; written as config.resolved.json beside the output."""
+
+    manifest: Path = Field(description="VideoSample JSONL manifest (or predictions' manifest) to score.")
+    out: Path = Field(description="ScoreRecord JSONL (appended to; reruns skip ids already there).")
+    errors: Path | None = Field(default=None, description="Per-item errors (default: <out>.errors.jsonl).")
+    batch_size: int = Field(default=8, ge=1, description="Videos per model call.")
+    workers: int = Field(default=1, ge=1, description="Batches prepared and run concurrently.")
+
+    def errors_path(self) -> Path:
+        return self.errors or self.out.with_name(self.out.stem + ".errors.jsonl")
+
+
+class FilterConfig(Strict):
+    """Curation of generated videos by their scores: keep the good, drop the bad, set the rest aside."""
+
+    manifest: Path = Field(description="VideoSample JSONL manifest of the generated videos.")
+    scores: Path = Field(description="ScoreRecord JSONL from `cookbook-reward score`.")
+    out: Path = Field(description="Folder for kept.jsonl, rejected.jsonl, borderline.jsonl and unscored.jsonl.")
+    by: Literal["score", "expected_score"] = Field(
+        default="score", description="Which number decides: the parsed score or the expected score."
+    )
+    keep_min: float = Field(default=4.0, description="Videos scoring at least this are kept.")
+    drop_max: float = Field(default=2.0, description="Videos scoring at most this are rejected.")
+    best_of: str | None = Field(
+        default=None,
+        description="Metadata key grouping N generations of one prompt: keep only the best kept video per group.",
+    )
+
+    @model_validator(mode="after")
+    def _bands_do_not_overlap(self) -> Self:
+        if self.drop_max >= self.keep_min:
+            raise ValueError(f"drop_max ({self.drop_max}) must be below keep_min ({self.keep_min})")
+        return self
