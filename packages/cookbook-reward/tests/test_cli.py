@@ -1,6 +1,17 @@
+import json
 import subprocess
 import sys
 from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cookbook_data.jobs import RESOLVED_CONFIG
+from cookbook_data.records import read_records
+from cookbook_data.schemas import ItemError, ScoreRecord, VideoSample
+from cookbook_data.testing import VideoSet
+from cookbook_infer.testing.pytest_plugin import TinyCheckpoints
 
 
 def test_version_names_the_package_and_the_stack() -> None:
@@ -11,3 +22,111 @@ def test_version_names_the_package_and_the_stack() -> None:
     lines = result.stdout.splitlines()
     assert lines[0] == f"cookbook-reward {metadata.version('cookbook-reward')}"
     assert any(line.strip().startswith("pydantic 2.") for line in lines[1:])
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cookbook_reward", *args], capture_output=True, text=True, check=False)
+
+
+def write_manifest(path: Path, samples: list[VideoSample]) -> Path:
+    path.write_text("".join(s.model_dump_json() + "\n" for s in samples))
+    return path
+
+
+def straight(speed: float, brake_at: int | None = None) -> dict[str, list[float]]:
+    """64 waypoints at 10 Hz along x; from ``brake_at`` on, braking at 6 m/s² (beyond the -4.05 limit)."""
+    x, v = [0.0], speed
+    for i in range(1, 64):
+        if brake_at is not None and i >= brake_at:
+            v = max(v - 0.6, 0.0)
+        x.append(x[-1] + v * 0.1)
+    return {"x": x, "y": [0.0] * 64}
+
+
+def test_score_writes_records_and_errors_and_resumes(
+    tiny_checkpoints: TinyCheckpoints, synthetic_videos: VideoSet, tmp_path: Path
+) -> None:
+    samples = [VideoSample(id=n, path=str(synthetic_videos.good[n].path)) for n in ("h264_24fps", "mpeg4_8fps")]
+    samples.append(VideoSample(id="broken", path=str(synthetic_videos.broken["truncated"])))
+    manifest = write_manifest(tmp_path / "manifest.jsonl", samples)
+    out = tmp_path / "scores" / "scores.jsonl"
+    args = ["score", str(manifest), "--out", str(out), "--scorer", "yesno", "--nframes", "2"]
+    args += ["--model", str(tiny_checkpoints("reason2")), "--device", "cpu"]
+
+    first = cli(*args)
+    assert first.returncode == 0, first.stderr
+    records = list(read_records(out, ScoreRecord))
+    assert sorted(r.sample_id for r in records) == ["h264_24fps", "mpeg4_8fps"]
+    assert all(r.score_kind == "reward_model_yes_no" and 0 < (r.score or 0) < 1 for r in records)
+    [error] = read_records(out.with_name("scores.errors.jsonl"), ItemError)
+    assert (error.sample_id, error.stage) == ("broken", "reward")
+    resolved = json.loads((out.parent / RESOLVED_CONFIG).read_text())["config"]
+    assert resolved["scorer"] == "reward_model_yes_no"
+    assert resolved["prompt"].startswith("reason1_reward_yesno@")
+
+    second = cli(*args)
+    assert second.returncode == 0, second.stderr
+    assert len(list(read_records(out, ScoreRecord))) == 2  # nothing scored twice
+
+
+def test_score_refuses_a_model_free_setting_for_a_model_scorer(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path / "m.jsonl", [VideoSample(id="a", path="/a.mp4")])
+    result = cli("score", str(manifest), "--out", str(tmp_path / "s.jsonl"), "--scorer", "likert")
+    assert result.returncode == 1
+    assert "the likert scorer needs a model" in result.stderr
+
+
+def test_score_with_the_trajectory_scorer_needs_no_model(tmp_path: Path) -> None:
+    (tmp_path / "good.json").write_text(json.dumps(straight(10.0)))
+    np.save(tmp_path / "brake.npy", np.column_stack([straight(10.0, brake_at=20)["x"], [0.0] * 64]))
+    samples = [
+        VideoSample(id="good", path="/clips/good.mp4", metadata={"trajectory": "good.json"}),
+        VideoSample(id="brake", path="/clips/brake.mp4", metadata={"trajectory": "brake.npy"}),
+        VideoSample(id="inline", path="/clips/inline.mp4", metadata={"trajectory": straight(5.0)}),
+        VideoSample(id="none", path="/clips/none.mp4"),
+    ]
+    manifest = write_manifest(tmp_path / "m.jsonl", samples)
+    out = tmp_path / "s.jsonl"
+    result = cli("score", str(manifest), "--out", str(out), "--scorer", "trajectory")
+    assert result.returncode == 0, result.stderr
+    scores = {r.sample_id: r for r in read_records(out, ScoreRecord)}
+    assert scores["good"].score == 1.0
+    assert scores["inline"].score == 1.0
+    assert scores["brake"].score is not None and scores["brake"].score < 1.0
+    assert scores["brake"].rewards["lon_acceleration"] == 0.0
+    assert "lon_acceleration" in (scores["brake"].critique or "")
+    [error] = read_records(tmp_path / "s.errors.jsonl", ItemError)
+    assert error.sample_id == "none" and "metadata.trajectory" in error.message
+
+
+def test_verify_trajectory_reports_each_check_and_fails_on_a_violation(tmp_path: Path) -> None:
+    good, brake = tmp_path / "good.json", tmp_path / "brake.json"
+    good.write_text(json.dumps(straight(10.0)))
+    brake.write_text(json.dumps(straight(10.0, brake_at=20)))
+
+    ok = cli("verify-trajectory", str(good))
+    assert ok.returncode == 0, ok.stderr
+    assert "reward 1.000 (passed)" in ok.stdout
+
+    bad = cli("verify-trajectory", str(good), str(brake), "--json")
+    assert bad.returncode == 1
+    reports = [json.loads(line) for line in bad.stdout.splitlines()]
+    assert [r["passed"] for r in reports] == [True, False]
+    failing = [c["name"] for c in reports[1]["checks"] if not c["passed"]]
+    assert "lon_acceleration" in failing  # an abrupt 6 m/s² brake (its onset also jerks)
+    assert "lat_acceleration" not in failing
+
+
+def test_verify_trajectory_names_a_bad_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"x": [0, 1], "y": [0]}')
+    result = cli("verify-trajectory", str(bad))
+    assert result.returncode == 1
+    assert str(bad) in result.stderr
+
+
+@pytest.mark.parametrize("command", ["score", "serve", "verify-trajectory", "filter"])
+def test_every_command_explains_itself(command: str) -> None:
+    result = cli(command, "--help")
+    assert result.returncode == 0
+    assert "Usage" in result.stdout

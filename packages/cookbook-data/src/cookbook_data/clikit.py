@@ -66,11 +66,19 @@ def make_app(name: str, help: str) -> typer.Typer:
     return app
 
 
+def _assign(data: dict[str, Any], key: str, value: Any) -> None:
+    *parents, leaf = key.split(".")
+    table = data
+    for parent in parents:
+        table = table.setdefault(parent, {})
+    table[leaf] = value
+
+
 def resolve_config(model: type[C], config_file: Path | None, sets: list[str] | None, options: dict[str, Any]) -> C:
     """A config from defaults < TOML file < ``--set key=value`` < explicit options (those not None).
 
-    ``--set`` values are read as JSON when they parse (numbers, booleans, lists), else as text; dotted keys
-    reach into tables (``vision.fps=4``). Errors name the field.
+    ``--set`` values are read as JSON when they parse (numbers, booleans, lists), else as text; dotted keys, in
+    ``--set`` and in ``options``, reach into tables (``vision.fps=4``). Errors name the field.
     """
     data: dict[str, Any] = {}
     if config_file is not None:
@@ -86,12 +94,10 @@ def resolve_config(model: type[C], config_file: Path | None, sets: list[str] | N
             value = json.loads(raw)
         except json.JSONDecodeError:
             value = raw
-        *parents, leaf = key.split(".")
-        table = data
-        for parent in parents:
-            table = table.setdefault(parent, {})
-        table[leaf] = value
-    data.update({key: value for key, value in options.items() if value is not None})
+        _assign(data, key, value)
+    for key, value in options.items():
+        if value is not None:
+            _assign(data, key, value)
     try:
         return model.model_validate(data)
     except ValidationError as error:

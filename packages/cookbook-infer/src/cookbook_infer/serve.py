@@ -31,15 +31,12 @@ to one ``backend.generate`` call on one worker thread, and a failed batch is ret
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
-from urllib.request import url2pathname
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -71,6 +68,7 @@ from cookbook_infer._openai_schema import (
     Usage,
     VideoUrlPart,
 )
+from cookbook_infer.access import MediaRefused, bearer_token_matches, local_media
 from cookbook_infer.backends.base import Backend, Generation, SamplingSettings
 from cookbook_infer.batching import DynamicBatcher, QueueFull, ShuttingDown
 
@@ -153,35 +151,10 @@ def _location(loc: Sequence[int | str]) -> str:
 
 def _local_video(reference: str, roots: Sequence[Path], param: str) -> Path:
     """The file a video reference names, if it lies under one of ``roots`` (symbolic links resolved)."""
-
-    def refuse(status: int, reason: str) -> APIError:
-        return APIError(status, f"{param}: {reason}", param=param)
-
-    parsed = urlsplit(reference)
-    if parsed.scheme == "file":
-        if parsed.netloc not in ("", "localhost"):
-            raise refuse(400, f"{reference}: file URLs must name a local path (file:///...)")
-        path = Path(url2pathname(parsed.path))
-    elif parsed.scheme in ("http", "https"):
-        raise refuse(
-            400,
-            f"{reference}: this server reads local files only (file:// URLs under its media roots); "
-            "download the video next to the server and send its path",
-        )
-    elif parsed.scheme:
-        raise refuse(400, f"{reference}: unsupported URL scheme {parsed.scheme!r} (use file://)")
-    else:
-        path = Path(reference)
-    if not path.is_absolute():
-        raise refuse(400, f"{reference}: video paths must be absolute")
-    resolved = path.resolve()
-    if not roots:
-        raise refuse(403, f"{path}: this server reads no local files (no media roots are configured)")
-    if not any(resolved.is_relative_to(root) for root in roots):
-        raise refuse(403, f"{path}: outside the media folders this server may read")
-    if not resolved.is_file():
-        raise refuse(400, f"{path}: no such file")
-    return resolved
+    try:
+        return local_media(reference, roots)
+    except MediaRefused as refused:
+        raise APIError(refused.status, f"{param}: {refused}", param=param) from None
 
 
 def _vision(defaults: VisionSettings, *overlays: dict[str, Any]) -> VisionSettings:
@@ -311,8 +284,7 @@ def create_app(backend: Backend, settings: ServeSettings) -> FastAPI:
     async def authorize(request: Request) -> None:
         if api_key is None:
             return
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip().encode(), api_key.encode()):
+        if not bearer_token_matches(request.headers.get("authorization"), api_key):
             raise APIError(
                 401,
                 "invalid or missing API key (Authorization: Bearer ...)",

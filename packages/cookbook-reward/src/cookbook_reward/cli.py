@@ -2,12 +2,196 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
 from cookbook_data.clikit import make_app, run_app
+from cookbook_reward.rewards import TOKEN_ENV
 
 app = make_app(
     "cookbook-reward",
     "Reason-as-Reward scorers, GRPO rewards, a reward service, a trajectory verifier.",
 )
+
+
+ScorerOption = Annotated[
+    str | None,
+    typer.Option(help="likert, yesno, critic, adherence, rule, videophy2 or trajectory (default: likert)."),
+]
+ModelOption = Annotated[str | None, typer.Option(help="Judging model: hub id or checkpoint folder.")]
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", exists=True, dir_okay=False, help="TOML file of settings.")
+]
+SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a setting: key=value (repeatable).")]
+
+
+@app.command("score")
+def score_command(
+    manifest: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="VideoSample JSONL manifest.")],
+    out: Annotated[Path | None, typer.Option(help="ScoreRecord JSONL; a rerun skips ids already in it.")] = None,
+    scorer: ScorerOption = None,
+    model: ModelOption = None,
+    samples: Annotated[int | None, typer.Option(help="Answers drawn per video (needs temperature > 0).")] = None,
+    reasoning: Annotated[bool | None, typer.Option(help="Ask for <think> reasoning (kept as the critique).")] = None,
+    temperature: Annotated[float | None, typer.Option(help="Override the model preset; 0 for greedy.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Videos per model call (default 8).")] = None,
+    backend: Annotated[str | None, typer.Option(help="transformers (default) or vllm.")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, ... (default: cuda when available).")] = None,
+    fps: Annotated[float | None, typer.Option(help="Override the model's frames per second.")] = None,
+    nframes: Annotated[int | None, typer.Option(help="Sample exactly this many frames.")] = None,
+    config_file: ConfigOption = None,
+    sets: SetOption = None,
+) -> None:
+    """Score every video of a manifest: one ScoreRecord per video, resumable, failures to <out>.errors.jsonl.
+
+    likert and adherence record the parsed 1-5 score and the expected score from the answer token's
+    probabilities; yesno records P("No" anomalies); critic 1 (approve) or 0 (reject) with its reasoning; rule
+    0/1/2 for the rule in metadata.rule; videophy2 1 when physics and adherence are both >= 4; trajectory
+    checks the waypoints in metadata.trajectory against comfort limits (with --model, also asks for a verdict
+    on the video). Settings: model presets < --config TOML < --set key=value < the options here.
+    """
+    from cookbook_data.clikit import print_report, resolve_config
+    from cookbook_reward.config import ScoreConfig
+    from cookbook_reward.score import score_manifest
+
+    options = {
+        "manifest": manifest,
+        "out": out,
+        "scorer": scorer,
+        "model": model,
+        "samples": samples,
+        "reasoning": reasoning,
+        "temperature": temperature,
+        "batch_size": batch_size,
+        "backend": backend,
+        "device": device,
+        "fps": fps,
+        "nframes": nframes,
+    }
+    print_report(score_manifest(resolve_config(ScoreConfig, config_file, sets, options)))
+
+
+@app.command("serve")
+def serve_command(
+    scorer: ScorerOption = None,
+    model: ModelOption = None,
+    media_root: Annotated[
+        list[Path] | None, typer.Option(help="Folder whose videos requests may name (repeatable).")
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Interface to listen on (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port (default 8100).")] = None,
+    max_batch_size: Annotated[int | None, typer.Option(help="Most items per model call (default 8).")] = None,
+    max_wait_ms: Annotated[float | None, typer.Option(help="Longest wait to fill a batch (default 10).")] = None,
+    max_queue: Annotated[int | None, typer.Option(help="Most waiting items; beyond: 429 (default 64).")] = None,
+    token_file: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help=f"File holding the bearer token ({TOKEN_ENV}).")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, ... (default: cuda when available).")] = None,
+    config_file: ConfigOption = None,
+    sets: SetOption = None,
+) -> None:
+    """Serve a scorer over HTTP: POST /v1/score, POST /get_reward (OpenRLHF), GET /healthz, GET /metrics.
+
+    Requests name videos under a --media-root (absolute paths or file:// URLs) or upload them as base64;
+    concurrent requests are batched. With a token (--token-file, or the COOKBOOK_REWARD_TOKEN environment
+    variable), scoring needs "Authorization: Bearer <token>". The TOML file holds a [scorer] table
+    (ScorerConfig: model, scorer, samples, ...) and a [service] table (RewardServiceSettings); --set takes
+    scorer.* and service.* keys. Precedence: defaults < TOML < --set < options < environment.
+    """
+    import os
+
+    from cookbook_data.clikit import resolve_config
+    from cookbook_reward.config import ServeConfig
+    from cookbook_reward.scorers import build_scorer
+    from cookbook_reward.service import run_service
+
+    token = os.environ.get(TOKEN_ENV) or (token_file.read_text().strip() if token_file is not None else None)
+    options = {
+        "scorer.scorer": scorer,
+        "scorer.model": model,
+        "scorer.device": device,
+        "service.media_roots": media_root,
+        "service.host": host,
+        "service.port": port,
+        "service.max_batch_size": max_batch_size,
+        "service.max_wait_ms": max_wait_ms,
+        "service.max_queue": max_queue,
+        "service.token": token,
+    }
+    config = resolve_config(ServeConfig, config_file, sets, options)
+    run_service(build_scorer(config.scorer, Path.cwd()), config.service, model=config.scorer.model)
+
+
+@app.command("verify-trajectory")
+def verify_trajectory_command(
+    files: Annotated[
+        list[Path], typer.Argument(exists=True, dir_okay=False, help="Waypoint files: .json, .npy or .npz.")
+    ],
+    derivative: Annotated[str, typer.Option(help="savgol (smoothed, as NAVSIM) or finite_difference.")] = "savgol",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON report per file.")] = False,
+) -> None:
+    """Check driving trajectories against the nuPlan/NAVSIM comfort limits (acceleration, jerk, yaw rate, ...).
+
+    Prints per check the worst value, the limit, the margin (negative: exceeded) and pass/fail, then the
+    reward (the fraction of checks passed). Exits 1 when any trajectory fails a check.
+    """
+    from rich.table import Table
+
+    from cookbook_data.clikit import out_console
+    from cookbook_reward.trajectory import VerifierConfig, load_trajectory, verify_trajectory
+
+    config = VerifierConfig.model_validate({"derivative": derivative})
+    failed = False
+    for path in files:
+        report = verify_trajectory(load_trajectory(path), config)
+        failed |= not report.passed
+        if as_json:
+            typer.echo(json.dumps({"file": str(path), **report.model_dump(mode="json")}))
+            continue
+        table = Table("check", "worst value", "limit", "margin", "result", title=str(path))
+        for check in report.checks:
+            verdict = "pass" if check.passed else "FAIL"
+            table.add_row(check.name, f"{check.value:.3f}", f"{check.limit:.3f}", f"{check.margin:+.3f}", verdict)
+        out_console.print(table)
+        typer.echo(f"{path}: reward {report.reward:.3f} ({'passed' if report.passed else 'failed'})")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("filter")
+def filter_command(
+    manifest: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="VideoSample JSONL manifest.")],
+    scores: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="ScoreRecord JSONL of the manifest.")],
+    out: Annotated[Path, typer.Option(help="Folder for kept/surplus/borderline/rejected/unscored .jsonl.")],
+    keep_min: Annotated[float | None, typer.Option(help="Keep videos scoring at least this (default 4).")] = None,
+    drop_max: Annotated[float | None, typer.Option(help="Reject videos scoring at most this (default 2).")] = None,
+    by: Annotated[str | None, typer.Option(help="score (default) or expected_score.")] = None,
+    best_of: Annotated[
+        str | None, typer.Option(help="Metadata key grouping generations of one prompt: keep the best per group.")
+    ] = None,
+    config_file: ConfigOption = None,
+    sets: SetOption = None,
+) -> None:
+    """Curate generated videos by score: every video lands in exactly one output manifest (nothing is lost)."""
+    from cookbook_data.clikit import resolve_config
+    from cookbook_reward.config import FilterConfig
+    from cookbook_reward.filter import filter_manifest
+
+    options = {
+        "manifest": manifest,
+        "scores": scores,
+        "out": out,
+        "keep_min": keep_min,
+        "drop_max": drop_max,
+        "by": by,
+        "best_of": best_of,
+    }
+    report = filter_manifest(resolve_config(FilterConfig, config_file, sets, options))
+    for band, count in report.counts.items():
+        typer.echo(f"{band:>10}: {count:6d}  {report.files[band]}")
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from cookbook_data.schemas import Strict
 from cookbook_infer.run import PredictorConfig
@@ -90,3 +90,30 @@ class FilterConfig(Strict):
         if self.drop_max >= self.keep_min:
             raise ValueError(f"drop_max ({self.drop_max}) must be below keep_min ({self.keep_min})")
         return self
+
+
+_MiB = 1024 * 1024
+
+
+class RewardServiceSettings(Strict):
+    """Settings of the reward service (the scorer and its model are configured separately)."""
+
+    host: str = Field(default="127.0.0.1", description="Interface to listen on (0.0.0.0 for all).")
+    port: int = Field(default=8100, ge=0, le=65535, description="TCP port (0 picks a free one).")
+    max_batch_size: int = Field(default=8, gt=0, description="Most items scored in one model call.")
+    max_wait_ms: float = Field(default=10.0, ge=0, description="Longest wait for other items to join a batch.")
+    max_queue: int = Field(default=64, gt=0, description="Most items waiting; requests beyond it get 429.")
+    request_timeout_s: float = Field(default=300.0, gt=0, description="A request taking longer gets 504.")
+    media_roots: list[Path] = Field(default_factory=list, description="Folders whose videos requests may name.")
+    max_upload_bytes: int = Field(default=64 * _MiB, gt=0, description="Largest uploaded video (decoded bytes).")
+    max_request_bytes: int = Field(default=256 * _MiB, gt=0, description="Largest request body; larger gets 413.")
+    token: SecretStr | None = Field(default=None, description="Bearer token the scoring endpoints require.")
+    failure_reward: float = Field(default=0.0, description="/get_reward's reward for an item that failed.")
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(default="info")
+
+
+class ServeConfig(Strict):
+    """``cookbook-reward serve``: the scorer (and its model) and the service around it."""
+
+    scorer: ScorerConfig = Field(description="Which scorer answers, with which model.")
+    service: RewardServiceSettings = Field(default_factory=RewardServiceSettings, description="HTTP service settings.")

@@ -23,7 +23,14 @@ from cookbook_infer.parsing import answer_offset
 from cookbook_infer.run import Predictor
 from cookbook_infer.tasks import TASKS, InferenceTask, get_task
 from cookbook_reward.config import ScorerConfig
-from cookbook_reward.trajectory import VerifierConfig, combine_with_verdict, load_trajectory, verify_trajectory
+from cookbook_reward.trajectory import (
+    Trajectory,
+    VerifierConfig,
+    combine_with_verdict,
+    load_trajectory,
+    trajectory_from_data,
+    verify_trajectory,
+)
 
 LIKERT_CANDIDATES = ("1", "2", "3", "4", "5")
 RULE_CANDIDATES = ("0", "1", "2")
@@ -216,9 +223,9 @@ class JointScorer:
 
 @dataclass
 class TrajectoryScorer:
-    """The kinematic verifier on each sample's waypoint file (``metadata.trajectory``, relative paths from the
-    manifest's folder); with a ``verdict`` scorer, its score on the sample's video (the rendered clip) is
-    combined with the kinematic reward."""
+    """The kinematic verifier on each sample's waypoints (``metadata.trajectory``: a file, relative paths from
+    the manifest's folder, or the waypoints inline); with a ``verdict`` scorer, its score on the sample's video
+    (the rendered clip) is combined with the kinematic reward."""
 
     media_root: Path
     verifier: VerifierConfig
@@ -234,17 +241,18 @@ class TrajectoryScorer:
             "verdict_weight": self.verdict_weight,
         }
 
-    def _trajectory_path(self, sample: VideoSample) -> Path:
-        location = sample.metadata.get("trajectory")
-        if not isinstance(location, str) or not location:
-            raise ValueError(f"{sample.id}: metadata.trajectory must name the waypoint file, got {location!r}")
-        path = Path(location)
-        return path if path.is_absolute() else self.media_root / path
+    def _trajectory(self, sample: VideoSample) -> Trajectory:
+        """The waypoints in ``metadata.trajectory``: a file path, or the waypoints themselves (as JSON)."""
+        value = sample.metadata.get("trajectory")
+        if isinstance(value, dict | list):
+            return trajectory_from_data(value)
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"{sample.id}: metadata.trajectory must name the waypoint file, got {value!r}")
+        path = Path(value)
+        return load_trajectory(path if path.is_absolute() else self.media_root / path)
 
     def score(self, samples: Sequence[VideoSample]) -> list[ScoreRecord]:
-        reports = [
-            verify_trajectory(load_trajectory(self._trajectory_path(sample)), self.verifier) for sample in samples
-        ]
+        reports = [verify_trajectory(self._trajectory(sample), self.verifier) for sample in samples]
         verdicts = self.verdict.score(samples) if self.verdict is not None else [None] * len(samples)
         records = []
         for sample, report, verdict in zip(samples, reports, verdicts, strict=True):
@@ -336,3 +344,21 @@ def build_scorer(config: ScorerConfig, media_root: Path, backend: Backend | None
         return YesNoScorer(predictor(get_task("reward-yesno")))
     verdict = ask("critic") if config.model is not None else None
     return TrajectoryScorer(media_root, VerifierConfig(), verdict, config.vlm_weight)
+
+
+RULE_REWARDS = {0.0: 0.0, 1.0: 1.0, 2.0: 0.5}
+"""Reward of the rule task's answers: violated 0, followed 1, cannot be determined 0.5."""
+
+
+def reward_of(record: ScoreRecord) -> float | None:
+    """A score on the common 0-1 reward scale (higher is better), so scorers can be weighed and swapped:
+    Likert scores map 1..5 to 0..1 (the expected score when there is one, it is continuous), the rule task
+    as :data:`RULE_REWARDS`, and the others are already probabilities or 0/1 verdicts. None without a score."""
+    if record.score_kind in ("physics_likert", "instruction_likert"):
+        value = record.expected_score if record.expected_score is not None else record.score
+        return None if value is None else (value - 1) / 4
+    if record.score is None:
+        return None
+    if record.score_kind == "physics_rule":
+        return RULE_REWARDS[record.score]
+    return record.score

@@ -1,4 +1,4 @@
-"""Running the OpenAI-compatible server inside a test, on a free port of 127.0.0.1."""
+"""Running a server (the OpenAI-compatible one, or any ASGI app) inside a test, on a free port of 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -17,11 +17,17 @@ def serving(backend: Backend, **settings: Any) -> Iterator[str]:
 
     ``settings`` are :class:`~cookbook_infer.serve.ServeSettings` fields (the port is chosen freely).
     """
-    import uvicorn
-
     from cookbook_infer.serve import ServeSettings, create_app
 
-    app = create_app(backend, ServeSettings(port=0, **settings))
+    with serving_app(create_app(backend, ServeSettings(port=0, **settings))) as url:
+        yield url
+
+
+@contextmanager
+def serving_app(app: Any) -> Iterator[str]:
+    """Serve an ASGI ``app`` with uvicorn in a thread until the block ends; yields its base URL."""
+    import uvicorn
+
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

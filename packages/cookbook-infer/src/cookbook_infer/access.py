@@ -1,0 +1,57 @@
+"""What a server may read and who may ask it: media paths confined to configured folders, bearer tokens.
+
+Shared by the OpenAI-compatible server and the reward service, so both refuse the same things the same way.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
+
+
+class MediaRefused(Exception):
+    """A media reference the server will not read; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def local_media(reference: str, roots: Sequence[Path]) -> Path:
+    """The file a reference (an absolute path or a ``file://`` URL) names, if it lies under one of ``roots``
+    once symbolic links and ``..`` are resolved; otherwise :class:`MediaRefused` (400 for a malformed or
+    missing file, 403 for a file outside the roots). ``roots`` must be resolved paths."""
+    parsed = urlsplit(reference)
+    if parsed.scheme == "file":
+        if parsed.netloc not in ("", "localhost"):
+            raise MediaRefused(400, f"{reference}: file URLs must name a local path (file:///...)")
+        path = Path(url2pathname(parsed.path))
+    elif parsed.scheme in ("http", "https"):
+        raise MediaRefused(
+            400,
+            f"{reference}: this server reads local files only (file:// URLs under its media roots); "
+            "download the video next to the server and send its path",
+        )
+    elif parsed.scheme:
+        raise MediaRefused(400, f"{reference}: unsupported URL scheme {parsed.scheme!r} (use file://)")
+    else:
+        path = Path(reference)
+    if not path.is_absolute():
+        raise MediaRefused(400, f"{reference}: video paths must be absolute")
+    resolved = path.resolve()
+    if not roots:
+        raise MediaRefused(403, f"{path}: this server reads no local files (no media roots are configured)")
+    if not any(resolved.is_relative_to(root) for root in roots):
+        raise MediaRefused(403, f"{path}: outside the media folders this server may read")
+    if not resolved.is_file():
+        raise MediaRefused(400, f"{path}: no such file")
+    return resolved
+
+
+def bearer_token_matches(authorization: str | None, token: str) -> bool:
+    """Whether an ``Authorization`` header carries ``Bearer <token>``, compared in constant time."""
+    scheme, _, given = (authorization or "").partition(" ")
+    return scheme.lower() == "bearer" and secrets.compare_digest(given.strip().encode(), token.encode())

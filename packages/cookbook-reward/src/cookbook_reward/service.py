@@ -1,0 +1,323 @@
+"""`cookbook-reward serve`: a scorer behind HTTP, for RL trainers and curation pipelines.
+
+Endpoints:
+
+- ``POST /v1/score``: a :class:`~cookbook_reward.protocol.RewardRequest` (videos by path under the media roots or
+  uploaded as base64, with captions / rules / waypoints) answered by a :class:`~cookbook_reward.protocol.
+  RewardResponse`: per item the 0-1 reward, the scorer's score, per-component rewards and the critique, or the
+  item's error. One bad video fails its item, not the request.
+- ``POST /get_reward``: OpenRLHF's remote reward-model protocol (``query`` = video references).
+- ``GET /healthz`` (liveness, queue depth) and ``GET /metrics`` (Prometheus text); neither asks for the token.
+
+Concurrent requests' items are batched (:mod:`cookbook_infer.batching`): up to ``max_batch_size`` items per
+scorer call, waiting at most ``max_wait_ms`` for company. At most ``max_queue`` items wait; a request that
+would exceed it gets 429 with ``Retry-After`` at once, and 503 while the service shuts down. A request that
+takes longer than ``request_timeout_s`` gets 504. Bodies above ``max_request_bytes`` get 413, uploads above
+``max_upload_bytes`` fail their item. Malformed JSON or fields get 400 with the field named; the server never
+crashes on them. With a token configured, the scoring endpoints need ``Authorization: Bearer <token>``
+(compared in constant time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cookbook_data.schemas import ScoreRecord, VideoSample
+from cookbook_infer.access import MediaRefused, bearer_token_matches, local_media
+from cookbook_infer.batching import DynamicBatcher, QueueFull, ShuttingDown
+from cookbook_reward.config import RewardServiceSettings
+from cookbook_reward.protocol import (
+    ItemScore,
+    OpenRLHFRequest,
+    OpenRLHFResponse,
+    RewardItem,
+    RewardRequest,
+    RewardResponse,
+)
+from cookbook_reward.scorers import Scorer, reward_of
+
+logger = logging.getLogger(__name__)
+
+
+class _ServiceError(Exception):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.headers = headers or {}
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "status": status}}, status_code=status, headers=headers)
+
+
+class _BodyLimit:
+    """ASGI middleware answering 413 to a body larger than ``limit`` bytes, whether or not it says its length
+    up front, before the application reads it whole."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await _error(413, f"request body over {self.limit} bytes")(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _ServiceError(413, f"request body over {self.limit} bytes")
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _ServiceError as error:
+            await _error(error.status, str(error))(scope, receive, send)
+
+
+class _Metrics:
+    """Prometheus metrics of one app (own registry, so several apps in a process do not collide)."""
+
+    def __init__(self, queued: Callable[[], int]) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "cookbook_reward_requests", "HTTP requests", ["endpoint", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "cookbook_reward_request_seconds", "Request latency", ["endpoint"], registry=self.registry
+        )
+        self.items = Counter("cookbook_reward_items", "Items scored", ["outcome"], registry=self.registry)
+        self.batch_size = Histogram(
+            "cookbook_reward_batch_size",
+            "Items per model call",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=self.registry,
+        )
+        Gauge("cookbook_reward_queue_depth", "Items waiting for a batch", registry=self.registry).set_function(queued)
+
+    def render(self) -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class _Uploads:
+    """Uploaded videos, written to a private folder for the scorer to read and removed when scored."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._folder = tempfile.TemporaryDirectory(prefix="cookbook-reward-uploads-")
+
+    def save(self, encoded: str) -> Path:
+        if len(encoded) > 4 * (self.limit // 3 + 1):
+            raise ValueError(f"video_base64: the upload is over {self.limit} bytes")
+        try:
+            data = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("video_base64: not valid base64") from None
+        if len(data) > self.limit:
+            raise ValueError(f"video_base64: the upload is {len(data)} bytes, over the {self.limit} byte limit")
+        path = Path(self._folder.name) / f"{uuid.uuid4().hex}.mp4"
+        path.write_bytes(data)
+        return path
+
+    def close(self) -> None:
+        self._folder.cleanup()
+
+
+class _Scoring:
+    """Items in, ItemScores out: references checked, uploads saved and removed, items batched with those of
+    concurrent requests, and the request-level limits (queue, timeout) enforced."""
+
+    def __init__(self, scorer: Scorer, settings: RewardServiceSettings, metrics: _Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.roots = tuple(root.expanduser().resolve() for root in settings.media_roots)
+        self.uploads = _Uploads(settings.max_upload_bytes)
+        self.batcher: DynamicBatcher[VideoSample, ScoreRecord, None] = DynamicBatcher(
+            lambda _, samples: scorer.score(samples),
+            max_batch_size=settings.max_batch_size,
+            max_wait_s=settings.max_wait_ms / 1000,
+            max_queue=settings.max_queue,
+            on_batch=metrics.batch_size.observe,
+            thread_name="cookbook-reward-score",
+        )
+
+    def _sample(self, item: RewardItem, item_id: str) -> tuple[VideoSample, Path | None]:
+        """The item as a VideoSample, and its uploaded file (to remove afterwards)."""
+        uploaded = self.uploads.save(item.video_base64) if item.video_base64 is not None else None
+        try:
+            path = uploaded or local_media(item.video or "", self.roots)
+        except MediaRefused as refused:
+            raise ValueError(str(refused)) from None
+        metadata: dict[str, Any] = {}
+        if item.rule is not None:
+            metadata["rule"] = item.rule
+        if item.trajectory is not None:
+            metadata["trajectory"] = item.trajectory
+        return VideoSample(id=item_id, path=str(path), caption=item.caption, metadata=metadata), uploaded
+
+    async def _one(self, item: RewardItem, index: int) -> ItemScore:
+        item_id = item.id or str(index)
+        uploaded = None
+        try:
+            video, uploaded = self._sample(item, item_id)
+            record = await self.batcher.submit(video)
+        except (QueueFull, ShuttingDown):
+            raise
+        except Exception as error:
+            self.metrics.items.labels("error").inc()
+            return ItemScore(id=item_id, error=f"{type(error).__name__}: {error}")
+        finally:
+            if uploaded is not None:
+                uploaded.unlink(missing_ok=True)
+        self.metrics.items.labels("scored").inc()
+        return ItemScore(
+            id=item_id,
+            reward=reward_of(record),
+            score=record.score,
+            expected_score=record.expected_score,
+            rewards=record.rewards,
+            probabilities=record.probabilities,
+            critique=record.critique,
+        )
+
+    async def score(self, items: Sequence[RewardItem]) -> list[ItemScore]:
+        """Every item's outcome, in order; raises :class:`_ServiceError` for 429, 503 and 504."""
+        limit = self.settings.max_queue
+        if self.batcher.queued + len(items) > limit:
+            raise _ServiceError(429, f"busy: {self.batcher.queued} items waiting, limit {limit}", RETRY_LATER)
+        tasks = [asyncio.ensure_future(self._one(item, index)) for index, item in enumerate(items)]
+        try:
+            return list(await asyncio.wait_for(asyncio.gather(*tasks), self.settings.request_timeout_s))
+        except QueueFull as error:
+            raise _ServiceError(429, f"busy: {error}", RETRY_LATER) from None
+        except ShuttingDown as error:
+            raise _ServiceError(503, str(error)) from None
+        except TimeoutError:
+            raise _ServiceError(504, f"scoring took longer than {self.settings.request_timeout_s} s") from None
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    async def close(self) -> None:
+        await self.batcher.close()
+        self.uploads.close()
+
+
+RETRY_LATER = {"Retry-After": "1"}
+
+
+def create_app(scorer: Scorer, settings: RewardServiceSettings, *, model: str | None = None) -> FastAPI:
+    """The FastAPI application serving ``scorer`` (run it with any ASGI server)."""
+    token = settings.token.get_secret_value() if settings.token is not None else None
+    metrics = _Metrics(lambda: scoring.batcher.queued)
+    scoring = _Scoring(scorer, settings, metrics)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await scoring.close()
+
+    app = FastAPI(title="cookbook-reward", summary=f"Reason-as-Reward scoring ({scorer.kind})", lifespan=lifespan)
+    app.add_middleware(_BodyLimit, limit=settings.max_request_bytes)
+    app.state.batcher = scoring.batcher
+
+    @app.middleware("http")
+    async def count(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        endpoint = request.url.path if request.url.path in _ENDPOINTS else "other"
+        metrics.requests.labels(endpoint, str(response.status_code)).inc()
+        metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+        return response
+
+    @app.exception_handler(_ServiceError)
+    async def _service_error(request: Request, error: _ServiceError) -> JSONResponse:
+        return _error(error.status, str(error), error.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = [f"{'.'.join(str(p) for p in item['loc'][1:]) or 'body'}: {item['msg']}" for item in error.errors()]
+        return _error(400, "; ".join(problems) or "invalid request")
+
+    async def authorize(request: Request) -> None:
+        if token is not None and not bearer_token_matches(request.headers.get("authorization"), token):
+            raise _ServiceError(401, "invalid or missing token (Authorization: Bearer ...)")
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        """Liveness, the scorer, and the batcher's state."""
+        stats = scoring.batcher.stats
+        return {
+            "status": "ok",
+            "scorer": scorer.kind,
+            "model": model,
+            "queued": scoring.batcher.queued,
+            "batches": stats.batches,
+            "items": stats.items,
+            "largest_batch": stats.largest_batch,
+        }
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        """Prometheus metrics: requests by endpoint and status, latency, items, batch sizes, queue depth."""
+        return metrics.render()
+
+    @app.post("/v1/score", dependencies=[Depends(authorize)])
+    async def score(request: RewardRequest) -> RewardResponse:
+        """Score a batch of videos; each item succeeds or fails on its own."""
+        return RewardResponse(model=model, scorer=scorer.kind, results=await scoring.score(request.items))
+
+    @app.post("/get_reward", dependencies=[Depends(authorize)])
+    async def get_reward(request: OpenRLHFRequest) -> OpenRLHFResponse:
+        """OpenRLHF's remote reward protocol: one reward per query (a video reference)."""
+        items = [
+            RewardItem(
+                video=query,
+                caption=request.prompts[i] if request.prompts else None,
+                rule=request.labels[i] if request.labels else None,
+            )
+            for i, query in enumerate(request.query)
+        ]
+        results = await scoring.score(items)
+        rewards = [settings.failure_reward if r.reward is None else r.reward for r in results]
+        errors = [{"index": i, "error": r.error or "no score"} for i, r in enumerate(results) if r.reward is None]
+        return OpenRLHFResponse(rewards=rewards, scores=rewards, extra_logs={"errors": errors})
+
+    return app
+
+
+_ENDPOINTS = frozenset({"/v1/score", "/get_reward", "/healthz", "/metrics"})
+
+
+def run_service(scorer: Scorer, settings: RewardServiceSettings, *, model: str | None = None) -> None:
+    """Serve ``scorer`` on ``settings.host:settings.port`` until interrupted."""
+    import uvicorn
+
+    app = create_app(scorer, settings, model=model)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)

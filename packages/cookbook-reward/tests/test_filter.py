@@ -1,0 +1,66 @@
+"""Curation by score: every sample lands in exactly one output; best-of-N keeps one per group."""
+
+from pathlib import Path
+
+import pytest
+
+from cookbook_data.jobs import RESOLVED_CONFIG
+from cookbook_data.records import read_records
+from cookbook_data.schemas import ScoreRecord, VideoSample
+from cookbook_reward.config import FilterConfig
+from cookbook_reward.filter import filter_manifest
+
+SCORES = {"a1": 5.0, "a2": 4.0, "a3": 2.0, "b1": 4.0, "b2": 3.0, "c1": None}
+EXPECTED = {"a1": 4.6, "a2": 4.4, "a3": 1.2, "b1": 3.9, "b2": 3.1, "c1": None}
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> tuple[Path, Path]:
+    samples = [VideoSample(id=i, path=f"/v/{i}.mp4", metadata={"prompt": i[0]}) for i in [*SCORES, "unscored"]]
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text("".join(s.model_dump_json() + "\n" for s in samples))
+    records = [
+        ScoreRecord(sample_id=i, score=s, expected_score=EXPECTED[i], score_kind="physics_likert")
+        for i, s in SCORES.items()
+    ]
+    scores = tmp_path / "scores.jsonl"
+    scores.write_text("".join(r.model_dump_json() + "\n" for r in records))
+    return manifest, scores
+
+
+def ids(path: Path) -> list[str]:
+    return [s.id for s in read_records(path, VideoSample)]
+
+
+def test_bands_split_the_manifest_without_losing_a_sample(files: tuple[Path, Path], tmp_path: Path) -> None:
+    manifest, scores = files
+    report = filter_manifest(FilterConfig(manifest=manifest, scores=scores, out=tmp_path / "out"))
+    out = tmp_path / "out"
+    assert ids(out / "kept.jsonl") == ["a1", "a2", "b1"]
+    assert ids(out / "rejected.jsonl") == ["a3"]
+    assert ids(out / "borderline.jsonl") == ["b2"]
+    assert ids(out / "unscored.jsonl") == ["c1", "unscored"]
+    assert ids(out / "surplus.jsonl") == []
+    assert sum(report.counts.values()) == len(ids(manifest))
+    assert (out / RESOLVED_CONFIG).exists()
+
+
+def test_best_of_n_keeps_the_best_per_group(files: tuple[Path, Path], tmp_path: Path) -> None:
+    manifest, scores = files
+    out = tmp_path / "out"
+    config = FilterConfig(
+        manifest=manifest, scores=scores, out=out, best_of="prompt", by="expected_score", keep_min=3.5
+    )
+    filter_manifest(config)
+    assert ids(out / "kept.jsonl") == ["a1", "b1"]
+    assert ids(out / "surplus.jsonl") == ["a2"]
+    assert ids(out / "borderline.jsonl") == ["b2"]
+
+
+def test_overlapping_bands_and_duplicate_scores_are_refused(files: tuple[Path, Path], tmp_path: Path) -> None:
+    manifest, scores = files
+    with pytest.raises(ValueError, match="drop_max"):
+        FilterConfig(manifest=manifest, scores=scores, out=tmp_path, keep_min=3, drop_max=3)
+    scores.write_text(scores.read_text() * 2)
+    with pytest.raises(ValueError, match="more than one score for 'a1'"):
+        filter_manifest(FilterConfig(manifest=manifest, scores=scores, out=tmp_path / "out"))

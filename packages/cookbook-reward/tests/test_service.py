@@ -1,0 +1,226 @@
+"""The reward service, run for real on 127.0.0.1 with a tiny checkpoint's Yes/No scorer."""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from cookbook_data.schemas import ScoreKind, ScoreRecord, VideoSample
+from cookbook_data.testing import VideoSet
+from cookbook_infer.testing.pytest_plugin import TinyCheckpoints
+from cookbook_infer.testing.servers import serving_app
+from cookbook_reward.config import RewardServiceSettings, ScorerConfig
+from cookbook_reward.rewards import remote_reward
+from cookbook_reward.scorers import Scorer, build_scorer
+from cookbook_reward.service import create_app
+
+
+class Recording:
+    """Wraps a real scorer: records every batch, optionally sleeping first (to make requests queue up)."""
+
+    def __init__(self, scorer: Scorer, delay_s: float = 0.0) -> None:
+        self.scorer = scorer
+        self.kind: ScoreKind = scorer.kind
+        self.delay_s = delay_s
+        self.batches: list[list[str]] = []
+        self._lock = threading.Lock()
+
+    def score(self, samples: Sequence[VideoSample]) -> list[ScoreRecord]:
+        with self._lock:
+            self.batches.append([s.id for s in samples])
+        time.sleep(self.delay_s)
+        return self.scorer.score(samples)
+
+    def resolved(self) -> dict[str, Any]:
+        return self.scorer.resolved()
+
+
+@pytest.fixture(scope="module")
+def yesno(tiny_checkpoints: TinyCheckpoints) -> Scorer:
+    config = ScorerConfig(model=str(tiny_checkpoints("reason1")), scorer="yesno", nframes=2)
+    return build_scorer(config, Path("/"))
+
+
+@pytest.fixture
+def media(tmp_path: Path, synthetic_videos: VideoSet) -> Path:
+    root = tmp_path / "media"
+    root.mkdir()
+    for name in ("h264_24fps", "mpeg4_8fps"):
+        shutil.copy(synthetic_videos.good[name].path, root / f"{name}.mp4")
+    shutil.copy(synthetic_videos.broken["truncated"], root / "truncated.mp4")
+    return root
+
+
+def serve(scorer: Any, media: Path, **settings: Any) -> Any:
+    options = {"media_roots": [media], "max_wait_ms": 5.0, **settings}
+    return serving_app(create_app(scorer, RewardServiceSettings(**options), model="tiny"))
+
+
+@pytest.fixture
+def service(yesno: Scorer, media: Path) -> Iterator[str]:
+    with serve(yesno, media) as url:
+        yield url
+
+
+def item(path: Path, **extra: Any) -> dict[str, Any]:
+    return {"id": path.stem, "video": str(path), **extra}
+
+
+def test_scores_equal_the_scorers_own(service: str, yesno: Scorer, media: Path) -> None:
+    videos = [media / "h264_24fps.mp4", media / "mpeg4_8fps.mp4"]
+    response = httpx.post(f"{service}/v1/score", json={"items": [item(v) for v in videos]}, timeout=60)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["scorer"] == "reward_model_yes_no"
+    direct = yesno.score([VideoSample(id=v.stem, path=str(v)) for v in videos])
+    for result, record in zip(body["results"], direct, strict=True):
+        assert result["id"] == record.sample_id
+        assert result["score"] == pytest.approx(record.score, rel=1e-4)
+        assert result["reward"] == pytest.approx(record.score, rel=1e-4)  # P("No") is already a 0-1 reward
+        assert set(result["probabilities"]) == {"Yes", "No"}
+        assert result["error"] is None
+
+
+def test_one_bad_video_fails_its_item_not_the_request(service: str, media: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside.mp4"
+    shutil.copy(media / "h264_24fps.mp4", outside)
+    (media / "escape.mp4").symlink_to(outside)
+    items = [
+        item(media / "h264_24fps.mp4"),
+        item(media / "truncated.mp4"),
+        {"id": "traversal", "video": f"{media}/../outside.mp4"},
+        {"id": "symlink", "video": str(media / "escape.mp4")},
+        {"id": "remote", "video": "https://example.com/a.mp4"},
+        {"id": "missing", "video": str(media / "nope.mp4")},
+    ]
+    response = httpx.post(f"{service}/v1/score", json={"items": items}, timeout=60)
+    assert response.status_code == 200
+    results = {r["id"]: r for r in response.json()["results"]}
+    assert results["h264_24fps"]["error"] is None and results["h264_24fps"]["reward"] is not None
+    assert "VideoDecodeError" in results["truncated"]["error"]
+    assert "outside the media folders" in results["traversal"]["error"]
+    assert "outside the media folders" in results["symlink"]["error"]
+    assert "reads local files only" in results["remote"]["error"]
+    assert "no such file" in results["missing"]["error"]
+    assert all(results[name]["reward"] is None for name in ("truncated", "traversal", "symlink", "remote", "missing"))
+
+
+def test_uploaded_bytes_score_like_the_file_and_oversize_uploads_fail(yesno: Scorer, media: Path) -> None:
+    video = media / "h264_24fps.mp4"
+    data = video.read_bytes()
+    with serve(yesno, media, max_upload_bytes=len(data)) as url:
+        encoded = base64.b64encode(data).decode()
+        too_big = base64.b64encode(data + b"x").decode()
+        items = [item(video), {"id": "up", "video_base64": encoded}, {"id": "big", "video_base64": too_big}]
+        results = httpx.post(f"{url}/v1/score", json={"items": items}, timeout=60).json()["results"]
+    assert results[1]["score"] == pytest.approx(results[0]["score"], rel=1e-5)
+    assert "over the" in results[2]["error"] or "over " in results[2]["error"]
+    assert results[2]["reward"] is None
+
+
+def test_a_body_over_the_limit_is_refused_with_413(yesno: Scorer, media: Path) -> None:
+    with serve(yesno, media, max_request_bytes=1000) as url:
+        response = httpx.post(f"{url}/v1/score", json={"items": [{"video_base64": "A" * 2000}]})
+        assert response.status_code == 413
+        assert httpx.get(f"{url}/healthz").status_code == 200
+
+
+def test_bad_json_and_bad_fields_get_400_and_the_server_lives_on(service: str) -> None:
+    bad = [
+        httpx.post(f"{service}/v1/score", content=b"{not json", headers={"content-type": "application/json"}),
+        httpx.post(f"{service}/v1/score", json={"items": []}),
+        httpx.post(f"{service}/v1/score", json={"items": [{"video": "/a.mp4", "video_base64": "AA=="}]}),
+        httpx.post(f"{service}/v1/score", json={"items": [{"video": "/a.mp4", "colour": "red"}]}),
+        httpx.post(f"{service}/v1/score", json=[1, 2]),
+        httpx.post(f"{service}/get_reward", json={"query": ["/a.mp4"], "prompts": ["a", "b"]}),
+    ]
+    assert [r.status_code for r in bad] == [400] * len(bad)
+    assert "items" in bad[1].json()["error"]["message"]
+    assert "colour" in bad[3].json()["error"]["message"]
+    assert httpx.get(f"{service}/healthz").json()["status"] == "ok"
+
+
+def test_the_token_guards_scoring_but_not_health(yesno: Scorer, media: Path) -> None:
+    with serve(yesno, media, token="s3cret") as url:
+        body = {"items": [item(media / "h264_24fps.mp4")]}
+        assert httpx.post(f"{url}/v1/score", json=body, timeout=60).status_code == 401
+        wrong = {"Authorization": "Bearer s3cret-not"}
+        assert httpx.post(f"{url}/v1/score", json=body, headers=wrong, timeout=60).status_code == 401
+        right = {"Authorization": "Bearer s3cret"}
+        assert httpx.post(f"{url}/v1/score", json=body, headers=right, timeout=60).status_code == 200
+        assert httpx.post(f"{url}/get_reward", json={"query": ["x"]}).status_code == 401
+        assert httpx.get(f"{url}/healthz").status_code == 200
+        assert remote_reward(str(media / "h264_24fps.mp4"), base_url=url, token="s3cret")[0] > 0
+
+
+def test_concurrent_clients_are_batched(yesno: Scorer, media: Path) -> None:
+    recording = Recording(yesno)
+    videos = [media / "h264_24fps.mp4", media / "mpeg4_8fps.mp4"] * 6
+    with serve(recording, media, max_wait_ms=300.0, max_batch_size=8) as url:
+
+        def ask(video: Path) -> httpx.Response:
+            return httpx.post(f"{url}/v1/score", json={"items": [item(video)]}, timeout=120)
+
+        started = time.monotonic()
+        with ThreadPoolExecutor(max_workers=len(videos)) as pool:
+            responses = list(pool.map(ask, videos))
+        elapsed = time.monotonic() - started
+        health = httpx.get(f"{url}/healthz").json()
+        metrics = httpx.get(f"{url}/metrics").text
+    assert [r.status_code for r in responses] == [200] * len(videos)
+    assert all(r.json()["results"][0]["reward"] is not None for r in responses)
+    assert sum(len(batch) for batch in recording.batches) == len(videos)
+    assert max(len(batch) for batch in recording.batches) > 1
+    assert len(recording.batches) < len(videos)
+    assert health["largest_batch"] == max(len(batch) for batch in recording.batches)
+    assert elapsed < 60
+    assert 'cookbook_reward_requests_total{endpoint="/v1/score",status="200"} 12.0' in metrics
+    assert "cookbook_reward_batch_size_count" in metrics
+    assert "cookbook_reward_queue_depth 0.0" in metrics
+
+
+def test_a_full_queue_answers_429_at_once(yesno: Scorer, media: Path) -> None:
+    recording = Recording(yesno, delay_s=0.5)
+    with serve(recording, media, max_queue=2, max_batch_size=1, max_wait_ms=0.0) as url:
+
+        def ask(_: int) -> httpx.Response:
+            return httpx.post(f"{url}/v1/score", json={"items": [item(media / "h264_24fps.mp4")]}, timeout=120)
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            responses = list(pool.map(ask, range(8)))
+    codes = sorted(r.status_code for r in responses)
+    assert 429 in codes
+    assert set(codes) == {200, 429}
+    refused = next(r for r in responses if r.status_code == 429)
+    assert refused.headers["retry-after"] == "1"
+    assert "busy" in refused.json()["error"]["message"]
+
+
+def test_a_slow_request_times_out_with_504(yesno: Scorer, media: Path) -> None:
+    with serve(Recording(yesno, delay_s=1.0), media, request_timeout_s=0.2) as url:
+        response = httpx.post(f"{url}/v1/score", json={"items": [item(media / "h264_24fps.mp4")]}, timeout=60)
+    assert response.status_code == 504
+
+
+def test_openrlhf_get_reward(service: str, media: Path) -> None:
+    body = {"query": [str(media / "h264_24fps.mp4"), str(media / "truncated.mp4")], "prompts": ["a", "b"]}
+    response = httpx.post(f"{service}/get_reward", json=body, timeout=60)
+    assert response.status_code == 200
+    answer = response.json()
+    assert len(answer["rewards"]) == 2
+    assert 0 < answer["rewards"][0] < 1
+    assert answer["rewards"][1] == 0.0  # the failure reward
+    assert answer["scores"] == answer["rewards"]
+    assert answer["extra_logs"]["errors"][0]["index"] == 1
+    reward, metrics = remote_reward(str(media / "h264_24fps.mp4"), base_url=service)
+    assert reward == pytest.approx(answer["rewards"][0], rel=1e-5)
+    assert metrics
