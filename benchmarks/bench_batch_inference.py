@@ -9,12 +9,13 @@ that every output is identical, then writes the ratios to benchmarks/results/.
 from __future__ import annotations
 
 import json
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _machine import cpu_model
 
 from cookbook_data.prompts import load_prompt
 from cookbook_data.testing.videos import SyntheticVideo, write_video
@@ -29,13 +30,6 @@ RELOADED = 8
 MAX_NEW_TOKENS = 16
 """Videos timed in the reload-per-video loop (extrapolated to all videos)."""
 RESULTS = Path(__file__).parent / "results"
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def _generate_in_a_new_process(model: str, video: Path) -> str:

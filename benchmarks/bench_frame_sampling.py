@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import sys
 import tempfile
 import time
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _machine import cpu_model
 
 RESULTS = Path(__file__).parent / "results"
 WIDTH, HEIGHT = 1280, 720
@@ -115,16 +115,6 @@ def clip_paths(folder: Path) -> dict[str, Path]:
             render(clip, path)
         paths[clip.name] = path
     return paths
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _busy_share(window_s: float = 0.5) -> float | None:

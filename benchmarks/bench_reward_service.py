@@ -1,0 +1,153 @@
+"""Reward-service throughput and latency at 1, 8 and 32 concurrent clients, dynamic batching on against off.
+
+The same service, tiny Reason1 checkpoint, Yes/No scorer (one forward pass per video, the reward-model
+method) and videos in both runs; "off" is the service with ``max_batch_size = 1``, the reference measured in
+the same run. Each client sends one-video ``POST /v1/score`` requests back to back over HTTP on 127.0.0.1.
+The script checks that both services return the same scores, then writes the ratios to benchmarks/results/.
+Goal: at 32 clients, >= 3x the unbatched throughput with a p99 latency no worse than 2x the unbatched p99.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from _machine import cpu_model
+
+from cookbook_data.testing.videos import SyntheticVideo, write_video
+from cookbook_infer.testing import make_tiny_model
+from cookbook_infer.testing.servers import serving_app
+from cookbook_reward.config import RewardServiceSettings, ScorerConfig
+from cookbook_reward.scorers import Scorer, build_scorer
+from cookbook_reward.service import create_app
+
+CLIENTS = (1, 8, 32)
+REQUESTS = {1: 24, 8: 64, 32: 128}
+"""Requests sent at each concurrency (after a warm-up), enough for a p99."""
+VIDEOS = 16
+MAX_BATCH = 32
+MAX_WAIT_MS = 20.0
+RESULTS = Path(__file__).parent / "results"
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _load(url: str, videos: list[Path], clients: int, requests: int) -> dict[str, Any]:
+    """``requests`` one-video requests from ``clients`` threads; throughput and latency percentiles."""
+    latencies: list[float] = []
+    scores: dict[str, float] = {}
+    lock = threading.Lock()
+    counter = iter(range(requests))
+
+    def client() -> None:
+        with httpx.Client(timeout=300) as http:
+            while True:
+                with lock:
+                    index = next(counter, None)
+                if index is None:
+                    return
+                video = videos[index % len(videos)]
+                started = time.perf_counter()
+                response = http.post(f"{url}/v1/score", json={"items": [{"id": video.stem, "video": str(video)}]})
+                elapsed = time.perf_counter() - started
+                response.raise_for_status()
+                [result] = response.json()["results"]
+                if result["error"] is not None:
+                    raise RuntimeError(result["error"])
+                with lock:
+                    latencies.append(elapsed)
+                    scores[video.stem] = result["score"]
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    return {
+        "requests_per_s": requests / wall,
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p99_ms": 1000 * _percentile(latencies, 0.99),
+        "scores": scores,
+    }
+
+
+def _measure(scorer: Scorer, root: Path, videos: list[Path], batch: int) -> tuple[dict[int, Any], dict[str, Any]]:
+    settings = RewardServiceSettings(
+        media_roots=[root], max_batch_size=batch, max_wait_ms=MAX_WAIT_MS if batch > 1 else 0.0, max_queue=1024
+    )
+    with serving_app(create_app(scorer, settings)) as url:
+        _load(url, videos, 4, 8)  # warm-up
+        runs = {clients: _load(url, videos, clients, REQUESTS[clients]) for clients in CLIENTS}
+        health = httpx.get(f"{url}/healthz").json()
+    return runs, health
+
+
+def main() -> None:
+    import torch
+
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch)
+        videos = [
+            write_video(
+                SyntheticVideo(root / f"v{i}.mp4", fps=24, num_frames=48 + 2 * i, width=160, height=120, codec="h264")
+            )
+            for i in range(VIDEOS)
+        ]
+        model = str(make_tiny_model("reason1", root / "tiny"))
+        scorer = build_scorer(ScorerConfig(model=model, scorer="yesno", nframes=8, device="cpu"), root)
+        off, _ = _measure(scorer, root, videos, 1)
+        on, on_health = _measure(scorer, root, videos, MAX_BATCH)
+
+    for clients in CLIENTS:
+        reference, batched = off[clients]["scores"], on[clients]["scores"]
+        for name, score in reference.items():
+            if abs(batched[name] - score) > 1e-4:
+                raise AssertionError(f"{name}: batched score {batched[name]} differs from unbatched {score}")
+
+    rows = []
+    for clients in CLIENTS:
+        a, b = off[clients], on[clients]
+        rows.append(
+            {
+                "clients": clients,
+                "unbatched_requests_per_s": round(a["requests_per_s"], 2),
+                "batched_requests_per_s": round(b["requests_per_s"], 2),
+                "throughput_ratio": round(b["requests_per_s"] / a["requests_per_s"], 2),
+                "unbatched_p50_ms": round(a["p50_ms"], 1),
+                "batched_p50_ms": round(b["p50_ms"], 1),
+                "unbatched_p99_ms": round(a["p99_ms"], 1),
+                "batched_p99_ms": round(b["p99_ms"], 1),
+                "p99_ratio": round(b["p99_ms"] / a["p99_ms"], 2),
+            }
+        )
+    at_32 = rows[-1]
+    result = {
+        "benchmark": "reward_service",
+        "machine": f"CPU: {cpu_model()}, {torch.get_num_threads()} torch threads",
+        "model": "tiny Reason1 (Qwen2.5-VL architecture, random weights), Yes/No scorer, 8 frames per video",
+        "service": {"max_batch_size": MAX_BATCH, "max_wait_ms": MAX_WAIT_MS, "reference": "max_batch_size = 1"},
+        "requests": REQUESTS,
+        "largest_batch_seen": on_health["largest_batch"],
+        "scores_identical": True,
+        "rows": rows,
+        "goal": ">= 3x throughput at 32 clients, p99 <= 2x the unbatched p99",
+        "goal_met": at_32["throughput_ratio"] >= 3 and at_32["p99_ratio"] <= 2,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "reward_service.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
