@@ -224,3 +224,17 @@ def test_openrlhf_get_reward(service: str, media: Path) -> None:
     reward, metrics = remote_reward(str(media / "h264_24fps.mp4"), base_url=service)
     assert reward == pytest.approx(answer["rewards"][0], rel=1e-5)
     assert metrics
+
+
+def test_the_trajectory_scorer_is_served_too(media: Path) -> None:
+    scorer = build_scorer(ScorerConfig(scorer="trajectory"), Path("/"))
+    x = [1.0 * i for i in range(64)]  # 10 m/s at 10 Hz
+    with serve(scorer, media) as url:
+        items = [
+            item(media / "h264_24fps.mp4", trajectory={"x": x, "y": [0.0] * 64}),
+            {**item(media / "mpeg4_8fps.mp4"), "trajectory": [[0, 0], [1, 0]]},
+        ]
+        results = httpx.post(f"{url}/v1/score", json={"items": items}, timeout=60).json()["results"]
+    assert results[0]["reward"] == 1.0
+    assert results[0]["rewards"]["lon_acceleration"] == 1.0
+    assert "at least 4" in results[1]["error"] or "points" in results[1]["error"]
