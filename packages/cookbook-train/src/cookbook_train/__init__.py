@@ -1,4 +1,4 @@
-"""cookbook-train: SFT and GRPO post-training of Cosmos Reason models through cosmos-rl."""
+"""cookbook-train: SFT and GRPO post-training of Cosmos Reason models, through cosmos-rl or on one machine."""
 
 __all__ = ["__version__"]
 

@@ -72,6 +72,44 @@ def _presence_penalty(penalty: float, prompt_length: int) -> Any:
     return PresencePenalty()
 
 
+def model_inputs(
+    processor: Any,
+    model_type: str,
+    conversations: Sequence[Conversation],
+    prefixes: Sequence[str] | None = None,
+) -> Any:
+    """The processor's tensors (on the CPU) for a batch of conversations: each one's chat-template prompt, ending in
+    the assistant turn's opening followed by its prefix, and the frames its video parts' vision settings choose.
+
+    The processor is told not to resample or resize, so what the model sees is exactly what the settings say. This is
+    the one way a conversation becomes model input, for generation, scoring and training alike.
+    """
+    from cookbook_infer.vision import resize_frames
+
+    if model_type not in PATCH_FACTORS:
+        raise ValueError(f"architecture {model_type!r} is not supported (supported: {', '.join(PATCH_FACTORS)})")
+    patch_factor = PATCH_FACTORS[model_type]
+    texts = [
+        chat_prompt(processor, conversation, prefix)
+        for conversation, prefix in zip(conversations, prefixes or [""] * len(conversations), strict=True)
+    ]
+    sampled = [
+        sample_frames(part.video, VisionSettings.from_video_part(part, patch_factor))
+        for conversation in conversations
+        for part in conversation.video_parts()
+    ]
+    video_kwargs: dict[str, Any] = {}
+    if sampled:
+        video_kwargs["videos"] = [resize_frames(video) for video in sampled]
+        video_kwargs["do_resize"] = False
+        if model_type == "qwen3_vl":
+            video_kwargs["video_metadata"] = [video.video_metadata() for video in sampled]
+            video_kwargs["do_sample_frames"] = False
+        else:
+            video_kwargs["fps"] = [video.sample_fps for video in sampled]
+    return processor(text=texts, return_tensors="pt", padding=True, **video_kwargs)
+
+
 class TransformersBackend:
     """Batched generation with ``model.generate``; frames sampled by :mod:`cookbook_data.video`.
 
@@ -90,28 +128,7 @@ class TransformersBackend:
         self.patch_factor = PATCH_FACTORS[self.model_type]
 
     def _inputs(self, conversations: Sequence[Conversation], prefixes: Sequence[str] | None = None) -> Any:
-        from cookbook_infer.vision import resize_frames
-
-        processor = self.loaded.processor
-        texts = [
-            chat_prompt(processor, conversation, prefix)
-            for conversation, prefix in zip(conversations, prefixes or [""] * len(conversations), strict=True)
-        ]
-        sampled = [
-            sample_frames(part.video, VisionSettings.from_video_part(part, self.patch_factor))
-            for conversation in conversations
-            for part in conversation.video_parts()
-        ]
-        video_kwargs: dict[str, Any] = {}
-        if sampled:
-            video_kwargs["videos"] = [resize_frames(video) for video in sampled]
-            video_kwargs["do_resize"] = False
-            if self.model_type == "qwen3_vl":
-                video_kwargs["video_metadata"] = [video.video_metadata() for video in sampled]
-                video_kwargs["do_sample_frames"] = False
-            else:
-                video_kwargs["fps"] = [video.sample_fps for video in sampled]
-        inputs = processor(text=texts, return_tensors="pt", padding=True, **video_kwargs)
+        inputs = model_inputs(self.loaded.processor, self.model_type, conversations, prefixes)
         return inputs.to(self.loaded.model.device)
 
     def generate(self, conversations: Sequence[Conversation], sampling: SamplingSettings) -> list[Generation]:

@@ -1,0 +1,128 @@
+"""Reading the datasets ``cookbook-data build-sft`` / ``build-rl`` write, for both backends.
+
+A built dataset is a ``DatasetDict`` saved with ``save_to_disk`` (splits ``train`` and ``val``; columns ``id``,
+``conversations`` — the JSON string of the message list, vision settings inside each video part — and
+``reference``), with ``build_info.json`` beside it. :func:`check_dataset` verifies, before anything is launched,
+that the folder suits the recipe: the right kind of build, vision settings made for the model's patch size, and
+rows whose conversations parse and whose videos exist (cosmos-rl retries a failing sample 50 times and then
+stops the whole run, so bad rows are caught here instead).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cookbook_data.build import BUILD_INFO, BuildReport, read_build_info
+from cookbook_data.schemas import AssistantMessage, Conversation, TextPart
+from cookbook_train.config import MODEL_TYPES, TrainConfig
+
+PATCH_FACTORS = {"reason1": 28, "reason2": 32}
+"""Patch factor a dataset's vision settings must have for each architecture."""
+
+
+class DatasetError(ValueError):
+    """The dataset folder does not suit the recipe; the message names the folder and the problem."""
+
+
+def load_split(folder: Path, split: str) -> Any:
+    """One split of a saved ``DatasetDict`` (memory-mapped, cheap to open)."""
+    from datasets import load_from_disk
+
+    try:
+        splits = load_from_disk(str(folder))
+    except FileNotFoundError as error:
+        raise DatasetError(f"{folder}: not a saved dataset ({error})") from None
+    if split not in splits:
+        raise DatasetError(f"{folder}: no split {split!r} (splits: {', '.join(splits)})")
+    return splits[split]
+
+
+def parse_conversation(text: str) -> Conversation:
+    """A row's ``conversations`` JSON string as a validated conversation."""
+    return Conversation.from_messages_json(text)
+
+
+def _text(content: str | list[Any]) -> str:
+    if isinstance(content, str):
+        return content
+    return "".join(part.text for part in content if isinstance(part, TextPart))
+
+
+def split_target(conversation: Conversation) -> tuple[Conversation, str | None]:
+    """The prompt (every turn before a final assistant turn) and that turn's text (None when there is none)."""
+    *head, last = conversation.messages
+    if isinstance(last, AssistantMessage):
+        return Conversation(messages=head), _text(last.content)
+    return conversation, None
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    """What :func:`check_dataset` found."""
+
+    folder: Path
+    build: BuildReport
+    rows: dict[str, int]
+
+    def describe(self) -> str:
+        counts = ", ".join(f"{split} {count}" for split, count in self.rows.items())
+        return f"{self.folder} (build-{self.build.kind} {self.build.task}, prompt {self.build.prompt}; rows: {counts})"
+
+
+def check_dataset(config: TrainConfig, *, rows_to_check: int = 64) -> DatasetSummary:
+    """Check that ``config.dataset`` suits the recipe; raises :class:`DatasetError` naming the problem.
+
+    The first ``rows_to_check`` rows of each used split are parsed and their video files looked up.
+    """
+    folder = config.dataset
+    if not (folder / BUILD_INFO).is_file():
+        raise DatasetError(f"{folder}: no {BUILD_INFO}; pass a folder written by cookbook-data build-sft/build-rl")
+    build = read_build_info(folder)
+    if config.kind == "sft" and build.kind != "sft":
+        raise DatasetError(f"{folder}: a build-{build.kind} dataset; SFT needs one written by build-sft")
+    arch = config.resolved_arch()
+    if build.vision.patch_factor != PATCH_FACTORS[arch]:
+        raise DatasetError(
+            f"{folder}: built with patch factor {build.vision.patch_factor}, but {config.model} is {arch} "
+            f"({MODEL_TYPES[arch]}, patch factor {PATCH_FACTORS[arch]}); rebuild with --patch-factor "
+            f"{PATCH_FACTORS[arch]}"
+        )
+    splits = [config.train_split] + ([config.val_split] if config.validate_every is not None else [])
+    rows: dict[str, int] = {}
+    for split in splits:
+        data = load_split(folder, split)
+        rows[split] = len(data)
+        if not len(data):
+            raise DatasetError(f"{folder}: split {split!r} is empty")
+        for index in range(min(rows_to_check, len(data))):
+            row = data[index]
+            where = f"{folder} split {split!r} row {index} (id {row.get('id')!r})"
+            try:
+                conversation = parse_conversation(row["conversations"])
+            except (ValueError, KeyError) as error:
+                raise DatasetError(f"{where}: conversations do not parse: {error}") from None
+            prompt, target = split_target(conversation)
+            if config.kind == "sft" and target is None:
+                raise DatasetError(f"{where}: no final assistant turn to train on")
+            if config.kind == "grpo" and not str(row.get("reference") or "").strip():
+                raise DatasetError(f"{where}: no reference answer for the rewards")
+            for part in prompt.video_parts():
+                if "://" not in part.video and not Path(part.video).is_file():
+                    raise DatasetError(f"{where}: video {part.video} does not exist")
+    return DatasetSummary(folder=folder, build=build, rows=rows)
+
+
+def messages_of(row: dict[str, Any], *, keep_target: bool) -> list[dict[str, Any]]:
+    """A row's message list as plain dicts (the form cosmos-rl's data packers take), the final assistant turn
+    kept or dropped."""
+    conversation = parse_conversation(row["conversations"])
+    if not keep_target:
+        conversation = split_target(conversation)[0]
+    return conversation.to_messages()
+
+
+def reference_of(row: dict[str, Any]) -> str:
+    """A row's reference answer."""
+    return str(row["reference"])

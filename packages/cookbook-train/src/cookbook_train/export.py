@@ -1,0 +1,89 @@
+"""Export a trained model as a plain Hugging Face checkpoint that ``cookbook-infer`` loads like a hub id.
+
+The export is ``save_pretrained`` of the model and of its processor into one folder. LoRA adapters are merged
+into the base weights first, so the result needs neither peft nor the base checkpoint. A source is either a
+model in memory (the local backend's) or a folder: a full checkpoint (cosmos-rl's ``safetensors/step_N``
+exports, for instance) or a PEFT adapter folder (``adapter_config.json`` + ``adapter_model.safetensors``, what
+cosmos-rl exports with LoRA and what the local backend checkpoints), merged into ``base``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+FINAL = "final"
+"""Folder of the exported checkpoint in the run folder."""
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def save_hf(model: Any, processor: Any, out: Path) -> Path:
+    """``save_pretrained`` of ``model`` (LoRA merged into it) and ``processor`` into ``out``."""
+    from peft import PeftModel
+
+    if isinstance(model, PeftModel):
+        model = model.merge_and_unload()
+    out.mkdir(parents=True, exist_ok=True)
+    model.config.use_cache = True
+    model.save_pretrained(out, safe_serialization=True)
+    processor.save_pretrained(out)
+    return out
+
+
+def _has_processor(folder: Path) -> bool:
+    return any((folder / name).is_file() for name in ("processor_config.json", "preprocessor_config.json"))
+
+
+def _processor(name: str) -> Any:
+    from transformers import AutoProcessor
+
+    auto: Any = AutoProcessor
+    return auto.from_pretrained(name)
+
+
+def export_checkpoint(source: Path, out: Path, *, base: str | None = None) -> Path:
+    """Load ``source`` (a checkpoint folder, or an adapter folder merged into ``base``) and save it to ``out``.
+
+    The processor comes from ``source`` when it holds one (cosmos-rl exports do), else from ``base``.
+    """
+    from transformers import AutoModelForImageTextToText
+
+    from cookbook_infer.backends.transformers import load_pretrained
+
+    adapter = source / ADAPTER_CONFIG
+    model: Any
+    if adapter.is_file():
+        from peft import PeftModel
+
+        base = base or json.loads(adapter.read_text()).get("base_model_name_or_path")
+        if not base:
+            raise ValueError(f"{source}: a LoRA adapter without base_model_name_or_path; pass the base model")
+        loaded = load_pretrained(base)
+        model = PeftModel.from_pretrained(loaded.model, str(source))
+        processor = _processor(str(source)) if _has_processor(source) else loaded.processor
+    elif not (source / "config.json").is_file():
+        raise FileNotFoundError(f"{source}: neither a checkpoint (config.json) nor a LoRA adapter ({ADAPTER_CONFIG})")
+    elif _has_processor(source):
+        loaded = load_pretrained(str(source))
+        model, processor = loaded.model, loaded.processor
+    elif base is not None:
+        model = AutoModelForImageTextToText.from_pretrained(source, dtype="auto")
+        processor = _processor(base)
+    else:
+        raise ValueError(f"{source}: holds no processor files; pass the base model to take them from")
+    return save_hf(model, processor, out)
+
+
+_STEP = re.compile(r"^step_(\d+)$")
+
+
+def latest_cosmos_export(run_dir: Path) -> Path | None:
+    """The newest ``safetensors/step_N`` folder cosmos-rl exported under ``<run>/cosmos/<timestamp>/``."""
+    found: list[tuple[int, str, Path]] = []
+    for folder in (run_dir / "cosmos").glob("*/safetensors/step_*"):
+        match = _STEP.match(folder.name)
+        if match and folder.is_dir():
+            found.append((int(match.group(1)), folder.parent.parent.name, folder))
+    return max(found)[2] if found else None

@@ -1,0 +1,108 @@
+"""Loading a checkpoint for training: the inference loader, then train mode, LoRA and gradient checkpointing."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from cookbook_infer.backends.transformers import load_pretrained
+from cookbook_train.config import TrainConfig
+
+METRICS = "metrics.jsonl"
+"""One JSON object per logged step, in the run folder."""
+CHECKPOINTS = "checkpoints"
+"""Folder of the resumable checkpoints, in the run folder."""
+HF_SCHEDULES = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}
+"""transformers' name of each learning-rate schedule (all with linear warmup)."""
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; other names as given."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} asked for, but torch sees no CUDA device")
+    return name
+
+
+def resolve_dtype(name: str, device: str) -> Literal["float32", "bfloat16"]:
+    """``auto`` -> bfloat16 on a GPU that supports it, else float32 (CPU training in bfloat16 is slow and lossy)."""
+    import torch
+
+    if name == "auto":
+        return "bfloat16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() else "float32"
+    return "bfloat16" if name == "bfloat16" else "float32"
+
+
+@dataclass
+class TrainingModel:
+    """A model ready to train, its processor and where it runs."""
+
+    model: Any
+    processor: Any
+    model_type: str
+    device: str
+    dtype: Literal["float32", "bfloat16"]
+
+
+def load_for_training(config: TrainConfig) -> TrainingModel:
+    """The recipe's model in train mode on the chosen device, with LoRA adapters when the recipe asks for them."""
+    device = resolve_device(config.local.device)
+    dtype = resolve_dtype(config.local.dtype, device)
+    loaded = load_pretrained(config.model, device=device, dtype=dtype)
+    model = loaded.model
+    expected = config.model_type()
+    if model.config.model_type != expected:
+        raise ValueError(f"{config.model}: a {model.config.model_type} checkpoint, expected {expected}")
+    model.config.use_cache = False
+    if config.lora is not None:
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(
+            r=config.lora.rank,
+            lora_alpha=config.lora.alpha,
+            lora_dropout=config.lora.dropout,
+            target_modules=config.lora.target_modules,
+        )
+        model = get_peft_model(model, lora)
+    model.train()
+    return TrainingModel(model, loaded.processor, expected, device, dtype)
+
+
+def is_peft(model: Any) -> bool:
+    """Whether ``model`` carries peft adapters."""
+    from peft import PeftModel
+
+    return isinstance(model, PeftModel)
+
+
+@dataclass
+class LocalResult:
+    """What a local training run left behind."""
+
+    final: Path
+    """The exported Hugging Face checkpoint (LoRA merged)."""
+    steps: int
+    """Optimizer steps done, counting those of a resumed run."""
+    resumed_from: Path | None = None
+    """The checkpoint the run continued from."""
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    """The metric lines this run wrote (also appended to metrics.jsonl)."""
+
+
+class MetricsLog:
+    """Appends metric lines to ``metrics.jsonl`` and keeps them."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lines: list[dict[str, Any]] = []
+
+    def write(self, line: dict[str, Any]) -> None:
+        self.lines.append(line)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(line) + "\n")

@@ -1,0 +1,77 @@
+"""Datasets built by cookbook-data's own builders from the synthetic test videos, as users hand them over."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cookbook_data.build import BuildConfig, build_rl, build_sft
+from cookbook_data.schemas import VideoSample
+from cookbook_data.testing import VideoSet
+from cookbook_infer.testing import Arch
+
+LABELLED = {"h264_24fps": 1, "h264_portrait_15fps": 3, "mpeg4_8fps": 5}
+"""Videos and their physical-plausibility labels: three different answers to learn."""
+PATCH = {"reason1": 28, "reason2": 32}
+TOKENS = 16
+"""Visual tokens per frame pair: frames small enough for fast CPU tests, large enough to tell the videos apart."""
+PROMPT = """\
+system_prompt: "You are a helpful video analyzer."
+user_prompt: "Rate the physics from 1 to 5. Answer as <answer>N</answer>."
+"""
+THINKING_PROMPT = """\
+system_prompt: "You are a helpful video analyzer."
+user_prompt: "Rate the physics from 1 to 5. Answer as <think>why</think> then <answer>N</answer>."
+"""
+
+
+class Datasets:
+    """Builds, once per session, an SFT and an RL dataset for each architecture from a three-video manifest."""
+
+    labels = LABELLED
+
+    def __init__(self, root: Path, videos: VideoSet) -> None:
+        self.root = root
+        self.videos = videos
+        self.built: dict[tuple[str, str], Path] = {}
+
+    def manifest(self) -> Path:
+        path = self.root / "manifest.jsonl"
+        if not path.exists():
+            samples = [
+                VideoSample(id=name, path=str(self.videos.good[name].path), labels={"pc": label})
+                for name, label in LABELLED.items()
+            ]
+            path.write_text("".join(sample.model_dump_json() + "\n" for sample in samples))
+        return path
+
+    def prompt(self, thinking: bool) -> Path:
+        path = self.root / ("thinking.yaml" if thinking else "answer.yaml")
+        path.write_text(THINKING_PROMPT if thinking else PROMPT)
+        return path
+
+    def __call__(self, kind: str, arch: Arch) -> Path:
+        if (kind, arch) not in self.built:
+            patch = PATCH[arch]
+            config = BuildConfig(
+                manifest=self.manifest(),
+                out=self.root / f"{kind}-{arch}",
+                prompt=str(self.prompt(thinking=kind == "rl")),
+                val_fraction=0,
+                nframes=2,
+                min_pixels=TOKENS * patch * patch,
+                max_pixels=TOKENS * patch * patch,
+                total_pixels=None,
+                patch_factor=patch,  # type: ignore[arg-type]
+                shuffle=False,
+            )
+            (build_sft if kind == "sft" else build_rl)(config)
+            self.built[(kind, arch)] = config.out
+        return self.built[(kind, arch)]
+
+
+@pytest.fixture(scope="session")
+def datasets(tmp_path_factory: pytest.TempPathFactory, synthetic_videos: VideoSet) -> Datasets:
+    """``datasets("sft" | "rl", "reason1" | "reason2")`` -> folder of a built dataset."""
+    return Datasets(tmp_path_factory.mktemp("datasets"), synthetic_videos)

@@ -1,0 +1,146 @@
+"""Recipes are strict, and render into cosmos-rl configs that cosmos-rl's own classes accept as we mean them."""
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cookbook_data.clikit import resolve_config
+from cookbook_train.config import RUN_CONFIGS, GRPOConfig, SFTConfig, TrainConfig
+from cookbook_train.data import DatasetError, check_dataset
+from cookbook_train.render import PARALLELISM_KEYS, RenderError, render, to_toml, unknown_keys, validate_rendered
+from cookbook_train.rewards import reward_functions, total_reward
+
+RECIPES = sorted((Path(__file__).parents[3] / "configs" / "train").glob("*.toml"))
+
+
+def load_recipe(path: Path, sets: list[str] | None = None) -> TrainConfig:
+    kind = tomllib.loads(path.read_text())["kind"]
+    return resolve_config(RUN_CONFIGS[kind], path, sets, {})
+
+
+def recipe(name: str) -> Path:
+    return next(path for path in RECIPES if path.name == name)
+
+
+def test_recipes_are_shipped_for_every_published_training_job() -> None:
+    kinds = {path.name: tomllib.loads(path.read_text())["kind"] for path in RECIPES}
+    assert kinds == {
+        "reason1_videophy2_sft.toml": "sft",
+        "reason2_videophy2_sft.toml": "sft",
+        "reason1_videophy2_grpo.toml": "grpo",
+        "reason2_caption_sft.toml": "sft",
+        "reason2_vqa_sft_lora.toml": "sft",
+    }
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=[path.stem for path in RECIPES])
+def test_every_shipped_recipe_renders_a_config_cosmos_rl_accepts(path: Path) -> None:
+    config = load_recipe(path)
+    rendered = render(config)
+    cosmos = validate_rendered(rendered)
+    # What the TOML file says is what was validated, parallelism keys all explicit in both tables.
+    text = tomllib.loads(to_toml(rendered))
+    assert text == rendered
+    for table in ("policy", "rollout"):
+        assert set(PARALLELISM_KEYS) <= set(text[table]["parallelism"])
+    assert cosmos.policy.parallelism.tp_size == config.cosmos.policy.tp
+    assert cosmos.policy.parallelism.dp_shard_size == config.cosmos.policy.dp_shard
+    assert cosmos.rollout.parallelism.tp_size == config.cosmos.rollout.tp
+    assert cosmos.train.compile is False
+    assert cosmos.train.optm_lr == config.lr
+    assert cosmos.policy.model_name_or_path == config.model
+    assert cosmos.train.train_policy.type == config.kind
+    assert (cosmos.policy.lora is not None) == (config.lora is not None)
+    assert text["custom"]["cookbook"]["kind"] == config.kind
+
+
+def test_the_grpo_recipe_is_the_published_one() -> None:
+    config = load_recipe(recipe("reason1_videophy2_grpo.toml"))
+    assert isinstance(config, GRPOConfig)
+    cosmos = validate_rendered(render(config))
+    policy = cosmos.train.train_policy
+    assert cosmos.rollout.n_generation == 8
+    assert policy.kl_beta == 0.05
+    assert cosmos.train.optm_lr == 2e-6
+    assert policy.temperature == cosmos.rollout.sampling_config.temperature
+    assert [term.name for term in config.rewards] == ["format", "score_accuracy"]
+    functions = reward_functions(config)
+    perfect = "<think>\nsmooth fall\n</think>\n\n<answer>\n4\n</answer>"
+    assert total_reward(functions, perfect, "4") == (2.0, {"format": 1.0, "score_accuracy": 1.0})
+    assert total_reward(functions, "<answer>\n3\n</answer>", "4")[0] == 0.5
+
+
+def test_an_unknown_key_in_a_recipe_is_rejected_by_name(tmp_path: Path) -> None:
+    text = recipe("reason1_videophy2_sft.toml").read_text()
+    typo = tmp_path / "typo.toml"
+    typo.write_text(text.replace("epochs = 2", "epocs = 2"))
+    with pytest.raises(ValueError, match="epocs: Extra inputs are not permitted"):
+        load_recipe(typo)
+    nested = tmp_path / "nested.toml"
+    nested.write_text(text + "tpp = 4\n")  # lands in the last table, [cosmos.policy]
+    with pytest.raises(ValueError, match=r"cosmos\.policy\.tpp: Extra inputs"):
+        load_recipe(nested)
+    with pytest.raises(ValueError, match="kind: Input should be 'sft'"):
+        resolve_config(SFTConfig, recipe("reason1_videophy2_grpo.toml"), None, {})
+
+
+def test_set_overrides_and_cross_field_checks() -> None:
+    path = recipe("reason1_videophy2_grpo.toml")
+    config = load_recipe(path, ["num_generations=4", "cosmos.rollout.tp=2"])
+    assert isinstance(config, GRPOConfig)
+    assert config.num_generations == 4 and config.cosmos.rollout.tp == 2
+    with pytest.raises(ValueError, match="multiple of num_generations"):
+        load_recipe(path, ["num_generations=6"])
+    with pytest.raises(ValueError, match="multiple of mini_batch"):
+        load_recipe(path, ["mini_batch=7"])
+
+
+def rendered_with(path: Path, extra: dict[str, Any], sets: list[str] | None = None) -> dict[str, Any]:
+    config = load_recipe(path, sets)
+    config = config.model_copy(update={"cosmos": config.cosmos.model_copy(update={"extra": extra})})
+    return render(config)
+
+
+def test_keys_cosmos_rl_would_silently_ignore_are_refused() -> None:
+    sft = recipe("reason1_videophy2_sft.toml")
+    extra = rendered_with(sft, {"train.optm_warmup_start_factor": 0.1, "rollout.enforce_eager": False})
+    validate_rendered(extra)  # real keys pass
+    for key in ("train.optm_lrr", "policy.parallelism.tpsize", "train.train_policy.kl_beta", "logging.loger"):
+        with pytest.raises(RenderError, match=key.replace(".", r"\.")):
+            validate_rendered(rendered_with(sft, {key: 1}))
+
+
+def test_unknown_keys_follows_cosmos_rl_models_and_their_unions() -> None:
+    from cosmos_rl.policy.config import Config
+
+    data = {
+        "train": {"train_policy": {"type": "grpo", "kl_beta": 0.1, "kl_betta": 0.1}, "ckpt": {"save_frq": 1}},
+        "custom": {"anything": {"goes": 1}},
+        "polcy": {},
+    }
+    assert sorted(unknown_keys(data, Config)) == ["polcy", "train.ckpt.save_frq", "train.train_policy.kl_betta"]
+
+
+def test_invariants_hold_whatever_extra_says() -> None:
+    grpo = recipe("reason1_videophy2_grpo.toml")
+    with pytest.raises(RenderError, match="temperature"):
+        validate_rendered(rendered_with(grpo, {"rollout.sampling_config.temperature": 0.5}))
+    with pytest.raises(RenderError, match=r"train\.compile must be false"):
+        validate_rendered(rendered_with(grpo, {"train.compile": True}))
+    # cosmos-rl's own validators run too: GRPO with LoRA needs tensor parallelism 1.
+    with pytest.raises(RenderError, match="tp_size == 1"):
+        validate_rendered(rendered_with(grpo, {}, ["lora.rank=8", "cosmos.policy.tp=2"]))
+
+
+def test_datasets_are_checked_against_the_recipe(datasets: Any, tmp_path: Path) -> None:
+    base = {"output_dir": tmp_path, "lr": 1e-5, "arch": "reason1", "model": "some/model"}
+    summary = check_dataset(SFTConfig(dataset=datasets("sft", "reason1"), **base))
+    assert summary.rows == {"train": 3} and summary.build.kind == "sft"
+    with pytest.raises(DatasetError, match="SFT needs one written by build-sft"):
+        check_dataset(SFTConfig(dataset=datasets("rl", "reason1"), **base))
+    with pytest.raises(DatasetError, match="patch factor 32"):
+        check_dataset(SFTConfig(dataset=datasets("sft", "reason1"), **{**base, "arch": "reason2"}))
+    with pytest.raises(DatasetError, match="split 'val' is empty"):
+        check_dataset(SFTConfig(dataset=datasets("sft", "reason1"), validate_every=10, **base))

@@ -1,0 +1,54 @@
+"""Local SFT (TRL's SFTTrainer with our video collator) learns what the built dataset teaches."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+from cookbook_data.jobs import RESOLVED_CONFIG
+from cookbook_infer.backends.base import SamplingSettings
+from cookbook_infer.backends.transformers import TransformersBackend
+from cookbook_infer.parsing import parse_reasoning
+from cookbook_infer.testing.pytest_plugin import TinyCheckpoints
+from cookbook_train.config import SFTConfig
+from cookbook_train.data import load_split, parse_conversation, split_target
+from cookbook_train.launch import launch, plan_run
+from cookbook_train.local._model import METRICS
+
+
+def test_sft_overfits_a_few_labelled_videos_and_the_export_answers_like_the_labels(
+    tiny_checkpoints: TinyCheckpoints, datasets: Any, tmp_path: Path
+) -> None:
+    dataset = datasets("sft", "reason1")
+    config = SFTConfig(
+        backend="local",
+        model=str(tiny_checkpoints("reason1")),
+        dataset=dataset,
+        output_dir=tmp_path / "run",
+        lr=5e-3,
+        lr_schedule="cosine",
+        weight_decay=0.0,
+        max_steps=60,
+        batch_size=3,
+        mini_batch=3,
+        gradient_checkpointing=False,
+        save_every=1000,
+        local={"device": "cpu"},
+    )
+    plan = plan_run(config)
+    assert plan.command is None and not plan.problems()
+    final = launch(plan)
+    assert final == tmp_path / "run" / "final"
+    assert json.loads((tmp_path / "run" / RESOLVED_CONFIG).read_text())["config"]["max_steps"] == 60
+
+    losses = [line["loss"] for line in map(json.loads, (tmp_path / "run" / METRICS).open()) if "loss" in line]
+    assert len(losses) == 60
+    assert losses[0] > 5 and max(losses[-5:]) < 0.4
+
+    # The export is a plain checkpoint: the inference backend loads it like a hub id and, greedy, gives each
+    # video the answer it was labelled with — which it can only do by looking at the video.
+    backend = TransformersBackend(str(final))
+    rows = load_split(dataset, "train")
+    prompts = [split_target(parse_conversation(row["conversations"]))[0] for row in rows]
+    generations = backend.generate(prompts, SamplingSettings(temperature=0, max_new_tokens=12))
+    answers = {row["id"]: parse_reasoning(g.text).answer for row, g in zip(rows, generations, strict=True)}
+    assert answers == {name: str(label) for name, label in datasets.labels.items()}

@@ -1,0 +1,93 @@
+"""LoRA on the local backend: adapters train, runs resume, and the export merges them into plain weights."""
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+
+from cookbook_infer.testing.pytest_plugin import TinyCheckpoints
+from cookbook_train.config import GRPOConfig, SFTConfig
+from cookbook_train.export import export_checkpoint
+from cookbook_train.local.grpo import train_grpo_local
+from cookbook_train.local.sft import train_sft_local
+
+TARGETS = ("q_proj", "v_proj")
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    from transformers import AutoModelForImageTextToText
+
+    model = AutoModelForImageTextToText.from_pretrained(folder, dtype=torch.float32)
+    return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+
+
+def test_lora_sft_resumes_and_exports_merged_weights(
+    tiny_checkpoints: TinyCheckpoints, datasets: Any, tmp_path: Path
+) -> None:
+    base = tiny_checkpoints("reason2")
+    settings = {
+        "backend": "local",
+        "model": str(base),
+        "dataset": datasets("sft", "reason2"),
+        "output_dir": tmp_path / "run",
+        "lr": 1e-2,
+        "lr_schedule": "constant",
+        "batch_size": 3,
+        "mini_batch": 3,
+        "save_every": 1,
+        "gradient_checkpointing": False,
+        "lora": {"rank": 4, "alpha": 8, "target_modules": list(TARGETS)},
+        "local": {"device": "cpu"},
+    }
+    first = train_sft_local(SFTConfig(max_steps=2, **settings))
+    assert first.steps == 2 and first.resumed_from is None
+    # Checkpoints hold the adapters only, as peft saves them.
+    adapter = load_file(tmp_path / "run" / "checkpoints" / "checkpoint-2" / "adapter_model.safetensors")
+    assert adapter and all("lora_" in name for name in adapter)
+
+    second = train_sft_local(SFTConfig(max_steps=3, **settings))
+    assert second.resumed_from == tmp_path / "run" / "checkpoints" / "checkpoint-2"
+    assert second.steps == 3 and [line["step"] for line in second.metrics if "loss" in line] == [3]
+
+    before, after = weights(base), weights(second.final)
+    assert before.keys() == after.keys()  # plain weights: no adapter tensors, loadable without peft
+    changed = {name for name in before if not torch.equal(before[name], after[name])}
+    language = {name for name in before if ".language_model." in name and name.endswith(".weight")}
+    adapted = {name for name in language if any(f".{target}." in name for target in TARGETS)}
+    assert adapted and changed == adapted  # every adapted projection moved, nothing else did
+
+    # The same adapters, exported from the checkpoint folder (as for a cosmos-rl LoRA export), merge identically.
+    again = export_checkpoint(tmp_path / "run" / "checkpoints" / "checkpoint-3", tmp_path / "exported", base=str(base))
+    merged = weights(again)
+    assert all(torch.equal(tensor, merged[name]) for name, tensor in after.items())
+
+
+def test_lora_grpo_with_a_kl_penalty_to_the_adapter_free_model(
+    tiny_checkpoints: TinyCheckpoints, datasets: Any, tmp_path: Path
+) -> None:
+    config = GRPOConfig(
+        backend="local",
+        model=str(tiny_checkpoints("reason1")),
+        dataset=datasets("rl", "reason1"),
+        output_dir=tmp_path / "run",
+        rewards=[{"name": "format"}, {"name": "score_accuracy"}],
+        lr=1e-2,
+        max_steps=2,
+        batch_size=4,
+        mini_batch=2,
+        num_generations=4,
+        max_response_length=6,
+        kl_beta=0.05,
+        gradient_checkpointing=False,
+        lora={"rank": 4, "target_modules": ["q_proj"]},
+        local={"device": "cpu"},
+    )
+    result = train_grpo_local(config)
+    assert [line["step"] for line in result.metrics] == [1, 2]
+    for line in result.metrics:
+        assert {"reward/format", "reward/score_accuracy", "kl", "loss"} <= set(line)
+        assert line["kl"] >= 0
+    assert result.metrics[0]["kl"] < 1e-6  # before the first update the policy is the reference
+    exported = weights(result.final)
+    assert not any("lora" in name for name in exported)
