@@ -17,9 +17,11 @@ import nox
 nox.options.default_venv_backend = "uv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_external_run = True
-nox.options.sessions = ["lint", "typecheck", "tests", "boundaries", "integration"]
+nox.options.sessions = ["lint", "typecheck", "tests", "boundaries", "integration", "containers"]
 
 PACKAGES = ["cookbook-data", "cookbook-infer", "cookbook-reward", "cookbook-train", "cookbook-eval"]
+RAY_EXTRA = {"cookbook-data", "cookbook-infer", "cookbook-reward"}
+"""Packages whose tests also run their jobs on a local Ray cluster (the `ray` extra)."""
 
 
 def sync(session: nox.Session, *args: str) -> None:
@@ -55,7 +57,8 @@ def typecheck(session: nox.Session, package: str) -> None:
 @nox.parametrize("package", PACKAGES)
 def tests(session: nox.Session, package: str) -> None:
     """One package's unit tests, in an environment holding only that package's dependencies."""
-    sync(session, "--package", package, "--group", "test")
+    extras = ["--extra", "ray"] if package in RAY_EXTRA else []
+    sync(session, "--package", package, "--group", "test", *extras)
     session.run("pytest", f"packages/{package}/tests", *session.posargs)
 
 

@@ -1,13 +1,21 @@
-"""The reward service, run for real on 127.0.0.1 with a tiny checkpoint's Yes/No scorer."""
+"""The reward service, run for real on 127.0.0.1 with a tiny checkpoint's Yes/No scorer.
+
+The tests taking the ``service`` fixture run twice: against the single-process server, and against the same
+application deployed as two Ray Serve replicas that each load their own scorer (marked ``ray``). Those
+deployments share one set of settings (a token, upload and body limits); the tests that need a scorer
+wrapped in this process (batching, queue and timeout limits) or another scorer run on the single process only.
+"""
 
 from __future__ import annotations
 
 import base64
 import shutil
+import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +26,7 @@ from cookbook_data.schemas import ScoreKind, ScoreRecord, VideoSample
 from cookbook_data.testing import VideoSet
 from cookbook_infer.testing.pytest_plugin import TinyCheckpoints
 from cookbook_infer.testing.servers import serving_app
-from cookbook_reward.config import RewardServiceSettings, ScorerConfig
+from cookbook_reward.config import ReplicaSettings, RewardServiceSettings, ScorerConfig, ServeConfig
 from cookbook_reward.rewards import remote_reward
 from cookbook_reward.scorers import Scorer, build_scorer
 from cookbook_reward.service import create_app
@@ -45,15 +53,18 @@ class Recording:
 
 
 @pytest.fixture(scope="module")
-def yesno(tiny_checkpoints: TinyCheckpoints) -> Scorer:
-    config = ScorerConfig(model=str(tiny_checkpoints("reason1")), scorer="yesno", nframes=2)
-    return build_scorer(config, Path("/"))
+def yesno_config(tiny_checkpoints: TinyCheckpoints) -> ScorerConfig:
+    return ScorerConfig(model=str(tiny_checkpoints("reason1")), scorer="yesno", nframes=2)
 
 
-@pytest.fixture
-def media(tmp_path: Path, synthetic_videos: VideoSet) -> Path:
-    root = tmp_path / "media"
-    root.mkdir()
+@pytest.fixture(scope="module")
+def yesno(yesno_config: ScorerConfig) -> Scorer:
+    return build_scorer(yesno_config, Path("/"))
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory, synthetic_videos: VideoSet) -> Path:
+    root = tmp_path_factory.mktemp("media")
     for name in ("h264_24fps", "mpeg4_8fps"):
         shutil.copy(synthetic_videos.good[name].path, root / f"{name}.mp4")
     shutil.copy(synthetic_videos.broken["truncated"], root / "truncated.mp4")
@@ -65,19 +76,63 @@ def serve(scorer: Any, media: Path, **settings: Any) -> Any:
     return serving_app(create_app(scorer, RewardServiceSettings(**options), model="tiny"))
 
 
-@pytest.fixture
-def service(yesno: Scorer, media: Path) -> Iterator[str]:
-    with serve(yesno, media) as url:
-        yield url
+TOKEN = "s3cret"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@dataclass(frozen=True)
+class Served:
+    """A running reward service: where it answers, and how it runs."""
+
+    url: str
+    kind: str
+    upload_limit: int
+    body_limit: int
+
+
+def shared_settings(media: Path) -> dict[str, Any]:
+    """The settings every ``service`` runs with: uploads up to one test video, bodies up to a few."""
+    upload = (media / "h264_24fps.mp4").stat().st_size
+    return {"token": TOKEN, "max_upload_bytes": upload, "max_request_bytes": 4 * upload + 65536}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module", params=["process", pytest.param("ray-serve", marks=pytest.mark.ray)])
+def service(request: pytest.FixtureRequest, yesno: Scorer, yesno_config: ScorerConfig, media: Path) -> Iterator[Served]:
+    settings = shared_settings(media)
+    limits = {"upload_limit": settings["max_upload_bytes"], "body_limit": settings["max_request_bytes"]}
+    if request.param == "process":
+        with serve(yesno, media, **settings) as url:
+            yield Served(url, request.param, **limits)
+        return
+    request.getfixturevalue("ray_cluster")
+    from cookbook_reward.serve_ray import serving_replicas
+
+    service_settings = RewardServiceSettings(media_roots=[media], max_wait_ms=5.0, port=free_port(), **settings)
+    replicas = ReplicaSettings(replicas=2, cpus_per_replica=0.5)
+    config = ServeConfig(scorer=yesno_config, service=service_settings, ray=replicas)
+    with serving_replicas(config, Path("/")) as url:
+        import ray.serve
+
+        deployment = ray.serve.status().applications["cookbook-reward"].deployments["RewardService"]
+        assert deployment.replica_states == {"RUNNING": 2}
+        yield Served(url, request.param, **limits)
 
 
 def item(path: Path, **extra: Any) -> dict[str, Any]:
     return {"id": path.stem, "video": str(path), **extra}
 
 
-def test_scores_equal_the_scorers_own(service: str, yesno: Scorer, media: Path) -> None:
+def test_scores_equal_the_scorers_own(service: Served, yesno: Scorer, media: Path) -> None:
     videos = [media / "h264_24fps.mp4", media / "mpeg4_8fps.mp4"]
-    response = httpx.post(f"{service}/v1/score", json={"items": [item(v) for v in videos]}, timeout=60)
+    response = httpx.post(
+        f"{service.url}/v1/score", json={"items": [item(v) for v in videos]}, headers=AUTH, timeout=60
+    )
     assert response.status_code == 200
     body = response.json()
     assert body["scorer"] == "reward_model_yes_no"
@@ -90,19 +145,20 @@ def test_scores_equal_the_scorers_own(service: str, yesno: Scorer, media: Path) 
         assert result["error"] is None
 
 
-def test_one_bad_video_fails_its_item_not_the_request(service: str, media: Path, tmp_path: Path) -> None:
+def test_one_bad_video_fails_its_item_not_the_request(service: Served, media: Path, tmp_path: Path) -> None:
     outside = tmp_path / "outside.mp4"
     shutil.copy(media / "h264_24fps.mp4", outside)
-    (media / "escape.mp4").symlink_to(outside)
+    escape = media / f"escape-{service.kind}.mp4"
+    escape.symlink_to(outside)
     items = [
         item(media / "h264_24fps.mp4"),
         item(media / "truncated.mp4"),
         {"id": "traversal", "video": f"{media}/../outside.mp4"},
-        {"id": "symlink", "video": str(media / "escape.mp4")},
+        {"id": "symlink", "video": str(escape)},
         {"id": "remote", "video": "https://example.com/a.mp4"},
         {"id": "missing", "video": str(media / "nope.mp4")},
     ]
-    response = httpx.post(f"{service}/v1/score", json={"items": items}, timeout=60)
+    response = httpx.post(f"{service.url}/v1/score", json={"items": items}, headers=AUTH, timeout=60)
     assert response.status_code == 200
     results = {r["id"]: r for r in response.json()["results"]}
     assert results["h264_24fps"]["error"] is None and results["h264_24fps"]["reward"] is not None
@@ -114,52 +170,53 @@ def test_one_bad_video_fails_its_item_not_the_request(service: str, media: Path,
     assert all(results[name]["reward"] is None for name in ("truncated", "traversal", "symlink", "remote", "missing"))
 
 
-def test_uploaded_bytes_score_like_the_file_and_oversize_uploads_fail(yesno: Scorer, media: Path) -> None:
+def test_uploaded_bytes_score_like_the_file_and_oversize_uploads_fail(service: Served, media: Path) -> None:
     video = media / "h264_24fps.mp4"
     data = video.read_bytes()
-    with serve(yesno, media, max_upload_bytes=len(data)) as url:
-        encoded = base64.b64encode(data).decode()
-        too_big = base64.b64encode(data + b"x").decode()
-        items = [item(video), {"id": "up", "video_base64": encoded}, {"id": "big", "video_base64": too_big}]
-        results = httpx.post(f"{url}/v1/score", json={"items": items}, timeout=60).json()["results"]
+    assert len(data) == service.upload_limit
+    encoded = base64.b64encode(data).decode()
+    too_big = base64.b64encode(data + b"x").decode()
+    items = [item(video), {"id": "up", "video_base64": encoded}, {"id": "big", "video_base64": too_big}]
+    response = httpx.post(f"{service.url}/v1/score", json={"items": items}, headers=AUTH, timeout=60)
+    results = response.json()["results"]
     assert results[1]["score"] == pytest.approx(results[0]["score"], rel=1e-5)
     assert "over the" in results[2]["error"] or "over " in results[2]["error"]
     assert results[2]["reward"] is None
 
 
-def test_a_body_over_the_limit_is_refused_with_413(yesno: Scorer, media: Path) -> None:
-    with serve(yesno, media, max_request_bytes=1000) as url:
-        response = httpx.post(f"{url}/v1/score", json={"items": [{"video_base64": "A" * 2000}]})
-        assert response.status_code == 413
-        assert httpx.get(f"{url}/healthz").status_code == 200
+def test_a_body_over_the_limit_is_refused_with_413(service: Served) -> None:
+    body = {"items": [{"video_base64": "A" * service.body_limit}]}
+    response = httpx.post(f"{service.url}/v1/score", json=body, headers=AUTH, timeout=60)
+    assert response.status_code == 413
+    assert httpx.get(f"{service.url}/healthz").status_code == 200
 
 
-def test_bad_json_and_bad_fields_get_400_and_the_server_lives_on(service: str) -> None:
+def test_bad_json_and_bad_fields_get_400_and_the_server_lives_on(service: Served) -> None:
+    url, json_body = service.url, {"content-type": "application/json", **AUTH}
     bad = [
-        httpx.post(f"{service}/v1/score", content=b"{not json", headers={"content-type": "application/json"}),
-        httpx.post(f"{service}/v1/score", json={"items": []}),
-        httpx.post(f"{service}/v1/score", json={"items": [{"video": "/a.mp4", "video_base64": "AA=="}]}),
-        httpx.post(f"{service}/v1/score", json={"items": [{"video": "/a.mp4", "colour": "red"}]}),
-        httpx.post(f"{service}/v1/score", json=[1, 2]),
-        httpx.post(f"{service}/get_reward", json={"query": ["/a.mp4"], "prompts": ["a", "b"]}),
+        httpx.post(f"{url}/v1/score", content=b"{not json", headers=json_body),
+        httpx.post(f"{url}/v1/score", json={"items": []}, headers=AUTH),
+        httpx.post(f"{url}/v1/score", json={"items": [{"video": "/a.mp4", "video_base64": "AA=="}]}, headers=AUTH),
+        httpx.post(f"{url}/v1/score", json={"items": [{"video": "/a.mp4", "colour": "red"}]}, headers=AUTH),
+        httpx.post(f"{url}/v1/score", json=[1, 2], headers=AUTH),
+        httpx.post(f"{url}/get_reward", json={"query": ["/a.mp4"], "prompts": ["a", "b"]}, headers=AUTH),
     ]
     assert [r.status_code for r in bad] == [400] * len(bad)
     assert "items" in bad[1].json()["error"]["message"]
     assert "colour" in bad[3].json()["error"]["message"]
-    assert httpx.get(f"{service}/healthz").json()["status"] == "ok"
+    assert httpx.get(f"{url}/healthz").json()["status"] == "ok"
 
 
-def test_the_token_guards_scoring_but_not_health(yesno: Scorer, media: Path) -> None:
-    with serve(yesno, media, token="s3cret") as url:
-        body = {"items": [item(media / "h264_24fps.mp4")]}
-        assert httpx.post(f"{url}/v1/score", json=body, timeout=60).status_code == 401
-        wrong = {"Authorization": "Bearer s3cret-not"}
-        assert httpx.post(f"{url}/v1/score", json=body, headers=wrong, timeout=60).status_code == 401
-        right = {"Authorization": "Bearer s3cret"}
-        assert httpx.post(f"{url}/v1/score", json=body, headers=right, timeout=60).status_code == 200
-        assert httpx.post(f"{url}/get_reward", json={"query": ["x"]}).status_code == 401
-        assert httpx.get(f"{url}/healthz").status_code == 200
-        assert remote_reward(str(media / "h264_24fps.mp4"), base_url=url, token="s3cret")[0] > 0
+def test_the_token_guards_scoring_but_not_health(service: Served, media: Path) -> None:
+    url, body = service.url, {"items": [item(media / "h264_24fps.mp4")]}
+    assert httpx.post(f"{url}/v1/score", json=body, timeout=60).status_code == 401
+    wrong = {"Authorization": "Bearer s3cret-not"}
+    assert httpx.post(f"{url}/v1/score", json=body, headers=wrong, timeout=60).status_code == 401
+    assert httpx.post(f"{url}/v1/score", json=body, headers=AUTH, timeout=60).status_code == 200
+    assert httpx.post(f"{url}/get_reward", json={"query": ["x"]}).status_code == 401
+    assert httpx.get(f"{url}/healthz").status_code == 200
+    assert "cookbook_reward_requests_total" in httpx.get(f"{url}/metrics").text
+    assert remote_reward(str(media / "h264_24fps.mp4"), base_url=url, token=TOKEN)[0] > 0
 
 
 def test_concurrent_clients_are_batched(yesno: Scorer, media: Path) -> None:
@@ -211,9 +268,9 @@ def test_a_slow_request_times_out_with_504(yesno: Scorer, media: Path) -> None:
     assert response.status_code == 504
 
 
-def test_openrlhf_get_reward(service: str, media: Path) -> None:
+def test_openrlhf_get_reward(service: Served, media: Path) -> None:
     body = {"query": [str(media / "h264_24fps.mp4"), str(media / "truncated.mp4")], "prompts": ["a", "b"]}
-    response = httpx.post(f"{service}/get_reward", json=body, timeout=60)
+    response = httpx.post(f"{service.url}/get_reward", json=body, headers=AUTH, timeout=60)
     assert response.status_code == 200
     answer = response.json()
     assert len(answer["rewards"]) == 2
@@ -221,7 +278,7 @@ def test_openrlhf_get_reward(service: str, media: Path) -> None:
     assert answer["rewards"][1] == 0.0  # the failure reward
     assert answer["scores"] == answer["rewards"]
     assert answer["extra_logs"]["errors"][0]["index"] == 1
-    reward, metrics = remote_reward(str(media / "h264_24fps.mp4"), base_url=service)
+    reward, metrics = remote_reward(str(media / "h264_24fps.mp4"), base_url=service.url, token=TOKEN)
     assert reward == pytest.approx(answer["rewards"][0], rel=1e-5)
     assert metrics
 

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 import typer
 
 from cookbook_data.clikit import make_app, out_console, print_report, resolve_config, run_app
+from cookbook_data.engines import EngineName, engine_options
 from cookbook_data.schemas import RECORD_TYPES
 
 app = make_app(
@@ -163,17 +164,25 @@ def validate_command(
     max_side: Annotated[int, typer.Option(help="Largest accepted width or height.")] = 3840,
     allow_rotated: Annotated[bool, typer.Option(help="Accept videos flagged as rotated.")] = False,
     allow_vfr: Annotated[bool, typer.Option(help="Accept variable-frame-rate videos.")] = False,
-    workers: Annotated[int, typer.Option(min=1, help="Rows checked in parallel.")] = 2,
+    workers: Annotated[int, typer.Option(min=1, help="Rows checked in parallel (local engine).")] = 2,
     strict: Annotated[bool, typer.Option(help="Exit with code 1 when this run quarantines any row.")] = False,
+    engine: Annotated[
+        EngineName | None, typer.Option(help="local (default) or ray: check rows on a Ray cluster.")
+    ] = None,
+    address: Annotated[str | None, typer.Option(help="Ray cluster: auto, ray://HOST:10001 or HOST:PORT.")] = None,
 ) -> None:
     """Check every row (schema, file, decoding, duration, resolution, rotation, frame rate).
 
     Good rows go to the valid manifest with their probed facts; bad rows go to the quarantine file with a
-    reason code, a message naming the file, the line and the original row. Reruns resume.
+    reason code, a message naming the file, the line and the original row. Reruns resume. With --engine ray
+    the rows are checked by a pool of Ray actors (one per CPU of the cluster), the files written here.
     """
+    from cookbook_data.engines import LocalEngineConfig, RayEngineConfig
     from cookbook_data.validate import ValidateConfig, validate_manifest
 
+    on_ray = engine_options(engine, address)["engine.kind"] == "ray"
     config = ValidateConfig(
+        engine=RayEngineConfig(address=address) if on_ray else LocalEngineConfig(),
         manifest=manifest,
         out=out,
         quarantine=quarantine,

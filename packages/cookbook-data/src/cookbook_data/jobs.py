@@ -9,9 +9,12 @@ through :func:`run_job`, so each gets the same guarantees without writing them a
   errors file and the job goes on; when a whole batch raises, its items are retried one by one so only the
   culprit fails; an id seen twice in the input is reported, not dropped quietly;
 - **progress** on a terminal, **parallel** batches on worker threads (decoding and I/O release the GIL),
-  **throughput** in the returned report, and the resolved config written next to the output.
+  **throughput** in the returned report, and the resolved config written next to the output;
+- **an engine to choose** (:mod:`cookbook_data.engines`): the batches run in this process, or on a Ray
+  cluster with the model in a pool of actors; this process reads, resumes and writes the same files either way.
 
-Stage code only writes ``process(batch) -> records`` and raises when an item is bad.
+Stage code only writes ``process(batch) -> records`` (or a ``factory`` that builds it where the batches run,
+e.g. loading a model) and raises when an item is bad.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, JsonValue
 
+from cookbook_data.engines import LocalEngineConfig, RayEngineConfig, require_ray
 from cookbook_data.records import JsonlWriter, done_ids
 from cookbook_data.schemas import ItemError
 
@@ -62,25 +66,58 @@ class JobReport:
         )
 
 
-@dataclass
+Process = Callable[[list[T]], Sequence[R]]
+"""A job's batch function: one record per item, in order; raises when an item is bad."""
+
+
+@dataclass(kw_only=True)
 class Job(Generic[T, R]):
-    """A batch job: what to run on which items, and where its records and errors go."""
+    """A batch job: what to run on which items, and where its records and errors go.
+
+    Give the batch function as ``process``, or as a ``factory`` that builds it where the batches run.
+    """
 
     stage: str
     """Name written into every ItemError, e.g. 'validate' or 'infer'."""
-    process: Callable[[list[T]], Sequence[R]]
-    """Turns a batch of items into one record per item, in order; raises when an item is bad."""
     item_id: Callable[[T], str]
     out: Path
     record_type: type[R]
     errors: Path
+    process: Process[T, R] | None = None
+    """Turns a batch of items into one record per item, in order; raises when an item is bad."""
+    factory: Callable[[], Process[T, R]] | None = None
+    """Builds ``process`` where the batches run: once in this process on the local engine (when the first batch
+    is due, so a run with nothing left to do builds nothing), once in each actor on the Ray engine, never on
+    the Ray driver. For what is costly to build or must not be built here (a model). It is pickled for the
+    Ray engine: a module-level function, a ``functools.partial`` of one, or an instance of a module-level
+    class whose fields pickle (a config, not a loaded model)."""
+    prepare: Callable[[T], T] | None = None
+    """Optional per-item CPU step before ``process`` (decoding, frame sampling): returns the item made ready
+    for ``process``. Runs on the worker threads here, and as Ray tasks on the cluster's CPUs, apart from the
+    actors holding the model. Raising fails only that item."""
+    gpu: bool = False
+    """The batch function runs a model that wants a GPU: on a Ray cluster with GPUs, each actor then reserves
+    ``gpus_per_actor`` of them (1 unless set). CPU work (validation, ingestion) leaves the GPUs alone."""
     id_field: str = "sample_id"
     """Field of the output records holding the item id (used to resume)."""
     batch_size: int = 1
     workers: int = 1
+    """Batches run at the same time on the local engine (threads). The Ray engine sizes its own pool."""
     retry_failed: bool = True
     """On a rerun, process again the items that failed before (True: transient failures such as a full
     GPU); False treats a recorded failure as final (validation: a broken file stays broken)."""
+
+    def __post_init__(self) -> None:
+        if (self.process is None) == (self.factory is None):
+            given = "both" if self.process is not None else "neither"
+            raise ValueError(f"{self.stage}: a job takes `process` or `factory`, got {given}")
+
+    def processor(self) -> Process[T, R]:
+        """The batch function: ``process``, or a new one from ``factory``."""
+        if self.process is not None:
+            return self.process
+        assert self.factory is not None
+        return self.factory()
 
 
 def write_resolved_config(folder: Path, config: BaseModel | dict[str, Any]) -> Path:
@@ -129,27 +166,63 @@ def _error(stage: str, item_id: str, error: BaseException) -> ItemError:
     return ItemError(sample_id=item_id, stage=stage, error_type=type(error).__name__, message=str(error) or repr(error))
 
 
-def _process(job: Job[T, Any], batch: list[T]) -> list[Any]:
-    records = list(job.process(batch))
+def _process(stage: str, process: Process[T, R], batch: list[T]) -> list[R]:
+    records = list(process(batch))
     if len(records) != len(batch):
-        raise RuntimeError(f"{job.stage}: {len(records)} records for a batch of {len(batch)} items")
+        raise RuntimeError(f"{stage}: {len(records)} records for a batch of {len(batch)} items")
     return records
 
 
-def _run_batch(job: Job[T, R], batch: list[T]) -> list[R | ItemError]:
+def _process_batch(stage: str, process: Process[T, R], ids: list[str], batch: list[T]) -> list[R | ItemError]:
     """Records for a batch; if the batch raises, each item is retried alone so only bad items fail."""
     try:
-        return list(_process(job, batch))
+        return list(_process(stage, process, batch))
     except Exception as batch_error:
         if len(batch) == 1:
-            return [_error(job.stage, job.item_id(batch[0]), batch_error)]
+            return [_error(stage, ids[0], batch_error)]
     outcomes: list[R | ItemError] = []
-    for item in batch:
+    for key, item in zip(ids, batch, strict=True):
         try:
-            outcomes.extend(_process(job, [item]))
+            outcomes.extend(_process(stage, process, [item]))
         except Exception as error:
-            outcomes.append(_error(job.stage, job.item_id(item), error))
+            outcomes.append(_error(stage, key, error))
     return outcomes
+
+
+def _prepare_item(stage: str, prepare: Callable[[T], T], key: str, item: T) -> T | ItemError:
+    """The item made ready, or the ItemError saying why it could not be."""
+    try:
+        return prepare(item)
+    except Exception as error:
+        return _error(stage, key, error)
+
+
+def _run_batch(
+    stage: str,
+    process: Process[T, R],
+    ids: list[str],
+    batch: list[T | ItemError],
+) -> list[R | ItemError]:
+    """Outcomes of a batch whose items are ready, or already failed (an ItemError from ``prepare``), in order."""
+    ready = [(i, item) for i, item in enumerate(batch) if not isinstance(item, ItemError)]
+    outcomes: list[R | ItemError | None] = [item if isinstance(item, ItemError) else None for item in batch]
+    if ready:
+        done = _process_batch(stage, process, [ids[i] for i, _ in ready], [item for _, item in ready])
+        for (i, _), outcome in zip(ready, done, strict=True):
+            outcomes[i] = outcome
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+def _run_local_batch(job: Job[T, R], process: Process[T, R], batch: list[tuple[str, T]]) -> list[R | ItemError]:
+    ids = [key for key, _ in batch]
+    items: list[T | ItemError] = []
+    for key, item in batch:
+        if job.prepare is None:
+            items.append(item)
+            continue
+        prepared = _prepare_item(job.stage, job.prepare, key, item)
+        items.append(prepared)
+    return _run_batch(job.stage, process, ids, items)
 
 
 class _Outputs(Generic[R]):
@@ -178,8 +251,11 @@ class _Outputs(Generic[R]):
         self.errors.close()
 
 
-def _pending(job: Job[T, R], items: Iterable[T], report: JobReport, duplicates: list[ItemError]) -> Iterator[T]:
-    """Items still to do: ids already written are counted as skipped, repeated ids become errors."""
+def _pending(
+    job: Job[T, R], items: Iterable[T], report: JobReport, duplicates: list[ItemError]
+) -> Iterator[tuple[str, T]]:
+    """(id, item) of the items still to do: ids already written are counted as skipped, repeated ids become
+    errors."""
     already = done_ids(job.out, key=job.id_field)
     if not job.retry_failed:
         already |= done_ids(job.errors)
@@ -195,7 +271,23 @@ def _pending(job: Job[T, R], items: Iterable[T], report: JobReport, duplicates: 
         if key in already:
             report.skipped += 1
             continue
-        yield item
+        yield key, item
+
+
+def _run_local(job: Job[T, R], pending: Iterable[tuple[str, T]], write: Callable[[Iterable[Any]], None]) -> None:
+    """Batches on ``job.workers`` threads of this process; outcomes written in input order."""
+    process: Process[T, R] | None = None
+    with ThreadPoolExecutor(max_workers=max(1, job.workers)) as pool:
+        # At most 2 batches per worker wait in flight.
+        running: deque[Future[list[R | ItemError]]] = deque()
+        for batch in _batches(pending, job.batch_size):
+            if process is None:
+                process = job.processor()  # built when there is work, here (a failure ends the job)
+            running.append(pool.submit(_run_local_batch, job, process, batch))
+            if len(running) >= 2 * max(1, job.workers):
+                write(running.popleft().result())
+        while running:
+            write(running.popleft().result())
 
 
 def run_job(
@@ -205,15 +297,20 @@ def run_job(
     config: BaseModel | dict[str, Any] | None = None,
     progress: bool | None = None,
     total: int | None = None,
+    engine: LocalEngineConfig | RayEngineConfig | None = None,
 ) -> JobReport:
     """Run ``job`` over ``items``, appending to its output and errors files. Returns the report.
 
     ``progress=None`` shows a progress bar only when stderr is a terminal. ``total`` sizes the bar when
-    ``items`` has no length.
+    ``items`` has no length. ``engine`` says where the batches run (default: this process); records and errors
+    are written here, by the same writers, whichever it is. The local engine writes them in input order, the
+    Ray engine in the order batches finish.
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    if isinstance(engine, RayEngineConfig):
+        require_ray()
     if config is not None:
         write_resolved_config(job.out.parent, config)
     if total is None and isinstance(items, Sequence):
@@ -223,21 +320,19 @@ def run_job(
     console = Console(stderr=True)
     columns = (TextColumn(f"[bold]{job.stage}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     started = time.perf_counter()
-    with (
-        Progress(*columns, console=console, disable=not (console.is_terminal if progress is None else progress)) as bar,
-        ThreadPoolExecutor(max_workers=max(1, job.workers)) as pool,
-    ):
+    with Progress(
+        *columns, console=console, disable=not (console.is_terminal if progress is None else progress)
+    ) as bar:
         task = bar.add_task(job.stage, total=total)
         outputs = _Outputs(job, report, lambda count: bar.advance(task, count))
         try:
-            # Results are written in input order; at most 2 batches per worker wait in flight.
-            running: deque[Future[list[R | ItemError]]] = deque()
-            for batch in _batches(_pending(job, items, report, duplicates), job.batch_size):
-                running.append(pool.submit(_run_batch, job, batch))
-                if len(running) >= 2 * max(1, job.workers):
-                    outputs.write(running.popleft().result())
-            while running:
-                outputs.write(running.popleft().result())
+            pending = _pending(job, items, report, duplicates)
+            if isinstance(engine, RayEngineConfig):
+                from cookbook_data._ray_engine import run_on_ray
+
+                run_on_ray(job, list(pending), engine, outputs.write)
+            else:
+                _run_local(job, pending, outputs.write)
             outputs.write(duplicates)
             bar.advance(task, report.skipped)
         finally:

@@ -11,11 +11,13 @@ without a trace.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 from pydantic import Field, JsonValue, ValidationError
 
+from cookbook_data.engines import EngineConfig, LocalEngineConfig
 from cookbook_data.jobs import ItemFailure, Job, JobReport, run_job
 from cookbook_data.schemas import Strict, VideoSample, describe_validation_error
 from cookbook_data.video import VideoDecodeError, VisionSettings, probe, sample_frames
@@ -55,7 +57,10 @@ class ValidateConfig(Strict):
     allow_variable_frame_rate: bool = Field(
         default=False, description="Accept variable-frame-rate videos (timestamps from the average fps are off)."
     )
-    workers: int = Field(default=2, ge=1, description="Rows checked in parallel.")
+    workers: int = Field(default=2, ge=1, description="Rows checked in parallel (local engine).")
+    engine: EngineConfig = Field(
+        default_factory=LocalEngineConfig, description="Where the rows are checked: local, or a Ray cluster."
+    )
 
     def valid_path(self) -> Path:
         return self.out or self.manifest.with_name(self.manifest.stem + ".valid.jsonl")
@@ -139,6 +144,16 @@ def check_row(config: ValidateConfig, row: Row) -> VideoSample:
     return sample.model_copy(update={"path": str(path), "metadata": {**sample.metadata, "video": facts}})
 
 
+def check_rows(config: ValidateConfig, rows: list[Row]) -> list[VideoSample]:
+    """:func:`check_row` over a batch of rows."""
+    return [check_row(config, row) for row in rows]
+
+
+def row_checker(config: ValidateConfig) -> Callable[[list[Row]], list[VideoSample]]:
+    """The validate job's batch function (what its factory builds where the rows are checked)."""
+    return partial(check_rows, config)
+
+
 def validate_manifest(config: ValidateConfig, *, progress: bool | None = None) -> JobReport:
     """Check every row of ``config.manifest``; valid rows and quarantined rows go to their files.
 
@@ -146,8 +161,8 @@ def validate_manifest(config: ValidateConfig, *, progress: bool | None = None) -
     """
     job: Job[Row, VideoSample] = Job(
         stage="validate",
-        process=lambda rows: [check_row(config, row) for row in rows],
-        item_id=lambda row: _row_id(config.manifest, row),
+        factory=partial(row_checker, config),
+        item_id=partial(_row_id, config.manifest),
         out=config.valid_path(),
         record_type=VideoSample,
         errors=config.quarantine_path(),
@@ -156,4 +171,4 @@ def validate_manifest(config: ValidateConfig, *, progress: bool | None = None) -
         retry_failed=False,
     )
     total = sum(1 for _ in _rows(config.manifest))
-    return run_job(job, _rows(config.manifest), config=config, progress=progress, total=total)
+    return run_job(job, _rows(config.manifest), config=config, progress=progress, total=total, engine=config.engine)

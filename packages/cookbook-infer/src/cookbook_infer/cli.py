@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 import typer
 
 from cookbook_data.clikit import make_app, run_app
+from cookbook_data.engines import EngineName, engine_options
 from cookbook_infer.tasks import TASKS
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
@@ -114,6 +115,8 @@ def run_command(
     seed: Annotated[int | None, typer.Option(help="Sampling seed (default 0).")] = None,
     fps: Annotated[float | None, typer.Option(help="Override the model's frames per second.")] = None,
     nframes: Annotated[int | None, typer.Option(help="Sample exactly this many frames.")] = None,
+    engine: Annotated[EngineName | None, typer.Option(help="local (default) or ray: run on a Ray cluster.")] = None,
+    address: Annotated[str | None, typer.Option(help="Ray cluster: auto, ray://HOST:10001 or HOST:PORT.")] = None,
     config_file: Annotated[
         Path | None, typer.Option("--config", exists=True, dir_okay=False, help="TOML file of run settings.")
     ] = None,
@@ -122,7 +125,9 @@ def run_command(
     """Answer a task for every sample of a manifest: batched, resumable, one Prediction per sample.
 
     Unparseable answers are kept (answer = null, raw text kept); failing samples go to <out>.errors.jsonl and
-    the run goes on. Settings: model presets < --config TOML < --set key=value < the options here.
+    the run goes on. With --engine ray the model runs in a pool of Ray actors (one per GPU; sizes in
+    --set engine.actors=N, engine.gpus_per_actor=...), and this process writes the records. Settings: model
+    presets < --config TOML < --set key=value < the options here.
     """
     from cookbook_data.clikit import print_report, resolve_config
     from cookbook_infer.run import RunConfig, run_inference
@@ -143,6 +148,7 @@ def run_command(
         "seed": seed,
         "fps": fps,
         "nframes": nframes,
+        **engine_options(engine, address),
     }
     config = resolve_config(RunConfig, config_file, sets, options)
     print_report(run_inference(config))

@@ -10,13 +10,14 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from cookbook_data.engines import EngineConfig, LocalEngineConfig
 from cookbook_data.jobs import Job, JobReport, run_job
 from cookbook_data.prompts import PromptTemplate
 from cookbook_data.records import read_records
 from cookbook_data.schemas import Conversation, Prediction, Strict, VideoSample
 from cookbook_data.tasks import resolve_path
 from cookbook_data.video import VisionSettings
-from cookbook_infer.backends.base import Backend, SamplingSettings
+from cookbook_infer.backends.base import Backend, CandidateProbabilities, Generation, SamplingSettings
 from cookbook_infer.registry import Arch, ModelSpec, resolve_model
 from cookbook_infer.tasks import InferenceTask, get_task
 
@@ -74,7 +75,10 @@ class RunConfig(PredictorConfig):
     out: Path = Field(description="Predictions JSONL (appended to; reruns skip ids already there).")
     errors: Path | None = Field(default=None, description="Per-item errors (default: <out>.errors.jsonl).")
     batch_size: int = Field(default=8, ge=1, description="Samples per generate call.")
-    workers: int = Field(default=1, ge=1, description="Batches prepared and run concurrently.")
+    workers: int = Field(default=1, ge=1, description="Batches prepared and run concurrently (local engine).")
+    engine: EngineConfig = Field(
+        default_factory=LocalEngineConfig, description="Where the batches run: local, or a Ray cluster."
+    )
 
     def errors_path(self) -> Path:
         return self.errors or self.out.with_name(self.out.stem + ".errors.jsonl")
@@ -178,19 +182,64 @@ class Predictor:
         return predictions
 
 
+@dataclass
+class Unloaded:
+    """A backend that is not loaded here: it lets a process describe a predictor (its prompt, sampling and
+    frame settings) while the model is loaded elsewhere, e.g. by a job's workers. Using it is an error."""
+
+    model_id: str
+
+    def _refuse(self) -> RuntimeError:
+        return RuntimeError(f"{self.model_id}: the model is not loaded in this process (it runs on the job's workers)")
+
+    def generate(self, conversations: Sequence[Conversation], sampling: SamplingSettings) -> list[Generation]:
+        raise self._refuse()
+
+    def next_token_probabilities(
+        self,
+        conversations: Sequence[Conversation],
+        candidates: Sequence[str],
+        prefixes: Sequence[str] | None = None,
+    ) -> list[CandidateProbabilities]:
+        raise self._refuse()
+
+
+@dataclass(frozen=True)
+class PredictorFactory:
+    """Builds the predictor of a run where its batches run (loading the model there): the ``factory`` of the
+    inference job. ``backend``, when given, is used instead of loading one (it then travels with the factory)."""
+
+    config: PredictorConfig
+    media_root: Path
+    backend: Backend | None = None
+
+    def __call__(self) -> Predictor:
+        return Predictor.from_config(self.config, self.media_root, self.backend)
+
+
 def run_inference(config: RunConfig, *, backend: Backend | None = None, progress: bool | None = None) -> JobReport:
-    """Answer ``config.task`` for every sample not yet in ``config.out``; failures go to the errors file."""
+    """Answer ``config.task`` for every sample not yet in ``config.out``; failures go to the errors file.
+
+    The model is loaded where the batches run (``config.engine``), once there; ``backend`` replaces it.
+    """
     samples = list(read_records(config.manifest, VideoSample))
-    predictor = Predictor.from_config(config, config.manifest.parent, backend)
+    media_root = config.manifest.parent
+    described = Predictor.from_config(config, media_root, backend or Unloaded(config.model))
     job: Job[VideoSample, Prediction] = Job(
         stage="infer",
-        process=predictor,
-        item_id=lambda sample: sample.id,
+        factory=PredictorFactory(config, media_root, backend),
+        item_id=sample_id,
         out=config.out,
         record_type=Prediction,
         errors=config.errors_path(),
         batch_size=config.batch_size,
         workers=config.workers,
+        gpu=config.backend != "openai",
     )
-    resolved = {"run": config.model_dump(mode="json"), **predictor.resolved()}
-    return run_job(job, samples, config=resolved, progress=progress)
+    resolved = {"run": config.model_dump(mode="json"), **described.resolved()}
+    return run_job(job, samples, config=resolved, progress=progress, engine=config.engine)
+
+
+def sample_id(sample: VideoSample) -> str:
+    """The id of a sample (the item id of the jobs over manifests)."""
+    return sample.id

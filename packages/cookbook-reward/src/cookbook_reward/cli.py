@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from cookbook_data.clikit import make_app, run_app
+from cookbook_data.engines import EngineName, engine_options
 from cookbook_reward.rewards import TOKEN_ENV
 
 app = make_app(
@@ -42,6 +43,8 @@ def score_command(
     device: Annotated[str | None, typer.Option(help="cpu, cuda, ... (default: cuda when available).")] = None,
     fps: Annotated[float | None, typer.Option(help="Override the model's frames per second.")] = None,
     nframes: Annotated[int | None, typer.Option(help="Sample exactly this many frames.")] = None,
+    engine: Annotated[EngineName | None, typer.Option(help="local (default) or ray: run on a Ray cluster.")] = None,
+    address: Annotated[str | None, typer.Option(help="Ray cluster: auto, ray://HOST:10001 or HOST:PORT.")] = None,
     config_file: ConfigOption = None,
     sets: SetOption = None,
 ) -> None:
@@ -51,7 +54,8 @@ def score_command(
     probabilities; yesno records P("No" anomalies); critic 1 (approve) or 0 (reject) with its reasoning; rule
     0/1/2 for the rule in metadata.rule; videophy2 1 when physics and adherence are both >= 4; trajectory
     checks the waypoints in metadata.trajectory against comfort limits (with --model, also asks for a verdict
-    on the video). Settings: model presets < --config TOML < --set key=value < the options here.
+    on the video). With --engine ray the scorer's model runs in a pool of Ray actors (one per GPU; sizes in
+    --set engine.actors=N, ...). Settings: model presets < --config TOML < --set key=value < the options here.
     """
     from cookbook_data.clikit import print_report, resolve_config
     from cookbook_reward.config import ScoreConfig
@@ -70,6 +74,7 @@ def score_command(
         "device": device,
         "fps": fps,
         "nframes": nframes,
+        **engine_options(engine, address),
     }
     print_report(score_manifest(resolve_config(ScoreConfig, config_file, sets, options)))
 
@@ -90,6 +95,10 @@ def serve_command(
         Path | None, typer.Option(exists=True, dir_okay=False, help=f"File holding the bearer token ({TOKEN_ENV}).")
     ] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, ... (default: cuda when available).")] = None,
+    replicas: Annotated[int | None, typer.Option(min=1, help="Serve N replicas on a Ray cluster (Ray Serve).")] = None,
+    min_replicas: Annotated[int | None, typer.Option(min=0, help="Autoscale on Ray Serve: fewest replicas.")] = None,
+    max_replicas: Annotated[int | None, typer.Option(min=1, help="Autoscale on Ray Serve: most replicas.")] = None,
+    address: Annotated[str | None, typer.Option(help="Ray cluster: auto, ray://HOST:10001 or HOST:PORT.")] = None,
     config_file: ConfigOption = None,
     sets: SetOption = None,
 ) -> None:
@@ -97,9 +106,11 @@ def serve_command(
 
     Requests name videos under a --media-root (absolute paths or file:// URLs) or upload them as base64;
     concurrent requests are batched. With a token (--token-file, or the COOKBOOK_REWARD_TOKEN environment
-    variable), scoring needs "Authorization: Bearer <token>". The TOML file holds a [scorer] table
-    (ScorerConfig: model, scorer, samples, ...) and a [service] table (RewardServiceSettings); --set takes
-    scorer.* and service.* keys. Precedence: defaults < TOML < --set < options < environment.
+    variable), scoring needs "Authorization: Bearer <token>". With --replicas (or --min-replicas and
+    --max-replicas, or --address) the same service runs as Ray Serve replicas, each loading its own scorer,
+    one GPU each when the cluster has GPUs. The TOML file holds a [scorer] table (ScorerConfig: model, scorer,
+    samples, ...), a [service] table (RewardServiceSettings) and a [ray] table (ReplicaSettings); --set takes
+    scorer.*, service.* and ray.* keys. Precedence: defaults < TOML < --set < options < environment.
     """
     import os
 
@@ -120,9 +131,30 @@ def serve_command(
         "service.max_wait_ms": max_wait_ms,
         "service.max_queue": max_queue,
         "service.token": token,
+        "ray.replicas": replicas,
+        "ray.min_replicas": min_replicas,
+        "ray.max_replicas": max_replicas,
+        "ray.address": address,
     }
     config = resolve_config(ServeConfig, config_file, sets, options)
-    run_service(build_scorer(config.scorer, Path.cwd()), config.service, model=config.scorer.model)
+    if config.ray is None:
+        run_service(build_scorer(config.scorer, Path.cwd()), config.service, model=config.scorer.model)
+        return
+
+    import time
+
+    from cookbook_data.engines import require_ray
+
+    require_ray()
+    from cookbook_reward.serve_ray import serving_replicas
+
+    with serving_replicas(config, Path.cwd()) as url:
+        typer.echo(f"reward service on Ray Serve at {url} (Ctrl-C stops it and removes the deployment)")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
 
 
 @app.command("verify-trajectory")

@@ -7,6 +7,7 @@ from typing import Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
 
+from cookbook_data.engines import EngineConfig, LocalEngineConfig
 from cookbook_data.schemas import Strict
 from cookbook_infer.run import PredictorConfig
 
@@ -63,7 +64,10 @@ class ScoreConfig(ScorerConfig):
     out: Path = Field(description="ScoreRecord JSONL (appended to; reruns skip ids already there).")
     errors: Path | None = Field(default=None, description="Per-item errors (default: <out>.errors.jsonl).")
     batch_size: int = Field(default=8, ge=1, description="Videos per model call.")
-    workers: int = Field(default=1, ge=1, description="Batches prepared and run concurrently.")
+    workers: int = Field(default=1, ge=1, description="Batches prepared and run concurrently (local engine).")
+    engine: EngineConfig = Field(
+        default_factory=LocalEngineConfig, description="Where the batches run: local, or a Ray cluster."
+    )
 
     def errors_path(self) -> Path:
         return self.errors or self.out.with_name(self.out.stem + ".errors.jsonl")
@@ -112,8 +116,36 @@ class RewardServiceSettings(Strict):
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(default="info")
 
 
+class ReplicaSettings(Strict):
+    """The reward service as replicas on a Ray cluster (Ray Serve); each replica loads its own scorer."""
+
+    replicas: int | None = Field(default=None, ge=1, description="A fixed number of replicas.")
+    min_replicas: int | None = Field(default=None, ge=0, description="Autoscaling: fewest replicas kept.")
+    max_replicas: int | None = Field(default=None, ge=1, description="Autoscaling: most replicas started.")
+    address: str | None = Field(
+        default=None,
+        description="Cluster to join: auto, ray://HOST:10001 or HOST:PORT (unset: $RAY_ADDRESS, else a new one).",
+    )
+    gpus_per_replica: float | None = Field(
+        default=None, ge=0, description="GPUs each replica reserves. Default: 1 when the cluster has GPUs, else 0."
+    )
+    cpus_per_replica: float = Field(default=1.0, ge=0, description="CPUs each replica reserves.")
+
+    @model_validator(mode="after")
+    def _one_way_to_scale(self) -> Self:
+        autoscaling = self.min_replicas is not None or self.max_replicas is not None
+        if self.replicas is not None and autoscaling:
+            raise ValueError("replicas: give a fixed number, or min_replicas/max_replicas to autoscale, not both")
+        if self.min_replicas is not None and self.max_replicas is not None and self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas ({self.min_replicas}) is above max_replicas ({self.max_replicas})")
+        return self
+
+
 class ServeConfig(Strict):
     """``cookbook-reward serve``: the scorer (and its model) and the service around it."""
 
     scorer: ScorerConfig = Field(description="Which scorer answers, with which model.")
     service: RewardServiceSettings = Field(default_factory=RewardServiceSettings, description="HTTP service settings.")
+    ray: ReplicaSettings | None = Field(
+        default=None, description="Serve replicas on a Ray cluster (Ray Serve) instead of this one process."
+    )

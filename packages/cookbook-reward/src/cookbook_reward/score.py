@@ -2,27 +2,60 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
 from cookbook_data.jobs import Job, JobReport, run_job
 from cookbook_data.records import read_records
 from cookbook_data.schemas import ScoreRecord, VideoSample
 from cookbook_infer.backends.base import Backend
-from cookbook_reward.config import ScoreConfig
-from cookbook_reward.scorers import build_scorer
+from cookbook_infer.run import Unloaded, sample_id
+from cookbook_reward.config import ScoreConfig, ScorerConfig
+from cookbook_reward.scorers import Scorer, build_scorer
+
+
+@dataclass(frozen=True)
+class ScorerFactory:
+    """Builds the scorer a config names where it runs (loading its model there): the ``factory`` of the score
+    job, and what each reward-service replica calls. ``backend``, when given, is used instead of loading one."""
+
+    config: ScorerConfig
+    media_root: Path
+    backend: Backend | None = None
+
+    def __call__(self) -> Scorer:
+        return build_scorer(self.config, self.media_root, self.backend)
+
+
+@dataclass(frozen=True)
+class _ScoreBatches:
+    """The score job's factory: the scorer's ``score`` as the job's batch function."""
+
+    scorer: ScorerFactory
+
+    def __call__(self) -> Callable[[list[VideoSample]], list[ScoreRecord]]:
+        return self.scorer().score
 
 
 def score_manifest(config: ScoreConfig, *, backend: Backend | None = None, progress: bool | None = None) -> JobReport:
-    """Score every sample not yet in ``config.out``; failing samples go to the errors file and the job goes on."""
+    """Score every sample not yet in ``config.out``; failing samples go to the errors file and the job goes on.
+
+    The model is loaded where the batches run (``config.engine``), once there; ``backend`` replaces it.
+    """
     samples = list(read_records(config.manifest, VideoSample))
-    scorer = build_scorer(config, config.manifest.parent, backend)
+    media_root = config.manifest.parent
+    described = build_scorer(config, media_root, backend or Unloaded(config.model or "no model"))
     job: Job[VideoSample, ScoreRecord] = Job(
         stage="reward",
-        process=scorer.score,
-        item_id=lambda sample: sample.id,
+        factory=_ScoreBatches(ScorerFactory(config, media_root, backend)),
+        item_id=sample_id,
         out=config.out,
         record_type=ScoreRecord,
         errors=config.errors_path(),
         batch_size=config.batch_size,
         workers=config.workers,
+        gpu=config.model is not None and config.backend != "openai",
     )
-    resolved = {"score": config.model_dump(mode="json"), **scorer.resolved()}
-    return run_job(job, samples, config=resolved, progress=progress)
+    resolved = {"score": config.model_dump(mode="json"), **described.resolved()}
+    return run_job(job, samples, config=resolved, progress=progress, engine=config.engine)

@@ -5,7 +5,9 @@ Any project that installs cookbook-data gets them in its own tests.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
+from contextlib import suppress
 
 import pytest
 
@@ -24,3 +26,21 @@ def video_server(synthetic_videos: VideoSet) -> Iterator[VideoServer]:
     """A real HTTP server on 127.0.0.1 serving ``synthetic_videos`` (see :class:`VideoServer` for routes)."""
     with serve_videos(synthetic_videos) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[str]:
+    """A local Ray cluster for the whole session (2 CPUs, no dashboard), started on first use and stopped at
+    the end; yields its address, for processes that join it. Skips where Ray (the ``ray`` extra) is missing."""
+    ray = pytest.importorskip("ray", reason="needs the ray extra: pip install 'cookbook-data[ray]'")
+    if ray.is_initialized():
+        yield ray.get_runtime_context().gcs_address
+        return
+    ray.init(num_cpus=2, include_dashboard=False)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        if "ray.serve" in sys.modules:
+            with suppress(Exception):
+                sys.modules["ray.serve"].shutdown()
+        ray.shutdown()
