@@ -1,0 +1,521 @@
+"""FID and FVD between a set of real videos and a set of generated ones.
+
+Each set is a VideoSample JSONL manifest, a folder of videos or one video file. Features are extracted
+video by video through :func:`cookbook_data.jobs.run_job`, so a rerun resumes, a video that cannot be decoded
+fails alone (a line in ``errors-<set>.jsonl``) and the run goes on; each video's features are cached as
+``features/<set>/<id>.npy`` under the output folder, listed in ``features-<set>.jsonl`` with the protocol's
+fingerprint (a rerun with another protocol or other weights refuses to mix them). The result goes to
+``fid.json`` / ``fvd.json`` with everything needed to read it: value, feature vectors and videos per set,
+failures by reason, feature dimension, protocol, extractor and weights id, and whether it is comparable to
+published numbers.
+
+Protocols (recorded in the result):
+
+- **FID**: ``frames_per_video`` frames (default 8) per video, evenly spaced from the first frame to the last
+  (:func:`cookbook_data.video.sample_frames`, which needs an even count); a video with fewer frames gives
+  all of its frames (rounded down to an even count) and one with fewer than 2 fails as ``too_short``. Each
+  frame: uint8 RGB -> [0, 1] -> 299x299 bilinear (antialiased) -> [-1, 1] -> InceptionV3 pool3 (2048-d).
+  Every frame is one sample, so a video shorter than asked weighs less.
+- **FVD**: ``clips_per_video`` clips (default 1) of ``clip_length`` consecutive frames (default 16), the
+  first starting at frame 0 and the others evenly spaced up to the last full clip, decoded in order with
+  PyAV; each frame resized (not cropped) to 224x224 the same way; I3D Kinetics-400 logits (400-d) per clip.
+  A video shorter than one clip is padded by repeating its last frame (``short_videos="pad"``, the count is
+  recorded per video and per set) or fails as ``too_short`` (``"skip"``).
+
+Sets of different sizes are fine: each set's mean and covariance are estimated on its own samples. With
+fewer samples than feature dimensions (2048 for FID, 400 for FVD) the covariance is singular and the run
+stops with an error unless ``shrinkage`` is set (the result then says it is not comparable).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import Field, JsonValue, field_validator
+
+from cookbook_data.jobs import ItemFailure, Job, run_job
+from cookbook_data.records import read_records
+from cookbook_data.schemas import ItemError, Record, Strict, VideoSample
+from cookbook_eval.frechet import GaussianStats, RankDeficientError, frechet_distance_between, gaussian_stats
+
+if TYPE_CHECKING:
+    from cookbook_eval.features import Extractor
+
+VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"})
+"""Files a folder of videos is read for."""
+SetName = Literal["real", "generated"]
+FID_IMAGE_SIZE = 299
+FVD_IMAGE_SIZE = 224
+FVD_CLIP_LENGTH = 16
+RANDOM_WEIGHTS_NOTE = (
+    "random weights: the architecture with seeded random parameters; the value only compares sets within "
+    "this run and is not comparable to published numbers"
+)
+
+
+class _FrechetJobConfig(Strict):
+    """What FID and FVD runs share: the two sets, the weights, the output folder and the estimator."""
+
+    real: Path = Field(description="Reference videos: a VideoSample JSONL manifest, a folder of videos, or one file.")
+    generated: Path = Field(description="Generated videos, in the same forms as `real`.")
+    out: Path = Field(description="Folder for cached features, per-video errors, the result and the resolved config.")
+    weights: str = Field(
+        description=(
+            "Extractor weights: a state_dict file, hf://owner/name/path/to/file for a Hugging Face hub file, or "
+            "'random' for seeded random weights (pipeline checks only: marked not comparable)."
+        )
+    )
+    shrinkage: Annotated[float, Field(ge=0, le=1)] | Literal["ledoit-wolf"] | None = Field(
+        default=None,
+        description=(
+            "Covariance estimate when a set has fewer samples than feature dimensions: 'ledoit-wolf' or a fixed "
+            "intensity in [0, 1] toward the scaled identity. None refuses such sets. Not comparable when set."
+        ),
+    )
+    image_size: int | None = Field(
+        default=None, ge=32, description="Side of the square network input (default 299 for FID, 224 for FVD)."
+    )
+    antialias: bool = Field(default=True, description="Antialias the bilinear resize when shrinking frames.")
+    seed: int = Field(default=0, description="Seed of the random weights (only with weights='random').")
+    device: str | None = Field(default=None, description="Torch device (default: cuda when available, else cpu).")
+    batch_size: int = Field(default=4, ge=1, description="Videos decoded and embedded together.")
+    workers: int = Field(default=2, ge=1, description="Batches in flight (decoding overlaps the network).")
+
+
+class FIDConfig(_FrechetJobConfig):
+    """What `cookbook-eval fid` computes: Fréchet Inception Distance over frames of two video sets."""
+
+    frames_per_video: int = Field(
+        default=8, ge=2, description="Frames per video, evenly spaced from first to last; even (sampler's rule)."
+    )
+
+    @field_validator("frames_per_video")
+    @classmethod
+    def _even(cls, value: int) -> int:
+        if value % 2:
+            raise ValueError(f"frames_per_video must be even (frames are sampled in pairs), got {value}")
+        return value
+
+
+class FVDConfig(_FrechetJobConfig):
+    """What `cookbook-eval fvd` computes: Fréchet Video Distance over clips of two video sets."""
+
+    clip_length: int = Field(default=FVD_CLIP_LENGTH, ge=2, description="Consecutive frames per clip.")
+    clips_per_video: int = Field(
+        default=1, ge=1, description="Clips per video: the first at frame 0, others evenly spaced to the end."
+    )
+    short_videos: Literal["pad", "skip"] = Field(
+        default="pad",
+        description="Videos shorter than a clip: 'pad' repeats the last frame (counted), 'skip' fails them.",
+    )
+
+
+class FIDProtocol(Strict):
+    """How frames were chosen and prepared for FID."""
+
+    frames_per_video: int = Field(description="Frames asked per video.")
+    sampling: str = Field(
+        default="evenly spaced from first to last frame (cookbook_data.video.sample_frames); shorter videos give "
+        "all their frames (even count)",
+        description="Which frames.",
+    )
+    image_size: int = Field(description="Frames resized to image_size x image_size.")
+    resize: str = Field(description="Interpolation of the resize.")
+    input_scaling: str = Field(
+        default="uint8 RGB / 255 -> [0, 1] -> x * 2 - 1 -> [-1, 1]", description="Values the network receives."
+    )
+    architecture: str = Field(description="Network and variant.")
+
+
+class FVDProtocol(Strict):
+    """How clips were chosen and prepared for FVD."""
+
+    clip_length: int = Field(description="Consecutive frames per clip.")
+    clips_per_video: int = Field(description="Clips asked per video.")
+    sampling: str = Field(
+        default="consecutive frames decoded in order; first clip at frame 0, others evenly spaced to the last "
+        "full clip",
+        description="Which frames.",
+    )
+    short_videos: Literal["pad", "skip"] = Field(description="What happens to videos shorter than one clip.")
+    image_size: int = Field(description="Frames resized (not cropped) to image_size x image_size.")
+    resize: str = Field(description="Interpolation of the resize.")
+    input_scaling: str = Field(
+        default="uint8 RGB / 255 -> [0, 1] -> x * 2 - 1 -> [-1, 1]", description="Values the network receives."
+    )
+    architecture: str = Field(description="Network and variant.")
+
+
+class VideoFeatures(Record):
+    """Where one video's features are cached, and how they were made."""
+
+    sample_id: str = Field(description="Video id (manifest id, or path relative to the folder).")
+    path: str = Field(description="The video file.")
+    features: str = Field(description="The .npy file of (count, dim) features, relative to the output folder.")
+    count: int = Field(description="Feature vectors: frames (FID) or clips (FVD).")
+    frame_indices: list[int] = Field(description="Frames used (FID), or first frame of each clip (FVD).")
+    padded_frames: int = Field(default=0, description="Frames added by repeating the last one (FVD, short videos).")
+    fingerprint: str = Field(description="Hash of protocol, extractor and weights the features were made with.")
+
+
+class FeatureSet(Strict):
+    """One side of the comparison."""
+
+    source: str = Field(description="Manifest, folder or file the videos came from.")
+    videos: int = Field(description="Videos listed.")
+    used: int = Field(description="Videos whose features entered the statistics.")
+    failed: int = Field(description="Videos that failed (see errors-<set>.jsonl).")
+    failures: dict[str, int] = Field(default_factory=dict, description="Failed videos by reason.")
+    samples: int = Field(description="Feature vectors (frames or clips) in the statistics.")
+    padded_videos: int = Field(default=0, description="Videos padded by repeating their last frame.")
+    shrinkage: float | None = Field(default=None, description="Shrinkage intensity applied to the covariance.")
+
+
+class FrechetResult(Record):
+    """An FID or FVD value with what it was computed from."""
+
+    metric: Literal["fid", "fvd"] = Field(description="Which distance.")
+    value: float = Field(description="The Fréchet distance (squared, as published FID/FVD values are).")
+    real: FeatureSet = Field(description="The reference set.")
+    generated: FeatureSet = Field(description="The generated set.")
+    feature_dim: int = Field(description="Dimension of the features.")
+    extractor: str = Field(description="Feature extractor.")
+    weights: str = Field(description="Weights id: source and SHA-256 prefix, or random:seed=N.")
+    comparable: bool = Field(description="Whether the value can be compared to published numbers.")
+    notes: list[str] = Field(default_factory=list, description="Why it is not comparable, and other caveats.")
+    protocol: FIDProtocol | FVDProtocol = Field(description="How frames were sampled and prepared.")
+
+
+Item = tuple[str, Path | None]
+"""A video to process: (id, path or None when the manifest row has no local path)."""
+
+
+def list_videos(source: Path) -> list[Item]:
+    """The videos of a set: manifest rows (paths relative to the manifest), a folder's video files (sorted,
+    ids relative to the folder, subfolders included), or a single file."""
+    if source.is_dir():
+        files = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+        return [(path.relative_to(source).as_posix(), path) for path in files]
+    if source.suffix == ".jsonl":
+        items: list[Item] = []
+        for sample in read_records(source, VideoSample):
+            path = None if sample.path is None else Path(sample.path)
+            if path is not None and not path.is_absolute():
+                path = source.parent / path
+            items.append((sample.id, path))
+        return items
+    if source.is_file():
+        return [(source.name, source)]
+    raise FileNotFoundError(f"{source}: no such manifest, folder or video")
+
+
+def _file_name(sample_id: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", sample_id)[-60:]
+    return f"{slug}-{hashlib.sha1(sample_id.encode()).hexdigest()[:12]}.npy"
+
+
+def _decode_failure(path: Path, error: Exception) -> ItemFailure:
+    return ItemFailure("undecodable", f"{path}: {error}", {"path": str(path)})
+
+
+def sample_fid_frames(path: Path, frames_per_video: int) -> tuple[NDArray[np.uint8], list[int], int]:
+    """(frames, indices, padded=0) for FID: evenly spaced frames, fewer for a short video."""
+    from cookbook_data.video import VideoDecodeError, VisionSettings, probe, sample_frames
+
+    try:
+        info = probe(path)
+        count = min(frames_per_video, info.num_frames - info.num_frames % 2)
+        if count < 2:
+            raise ItemFailure("too_short", f"{path}: {info.num_frames} frame(s), FID needs at least 2")
+        sampled = sample_frames(path, VisionSettings(nframes=count))
+    except (VideoDecodeError, ValueError) as error:
+        raise _decode_failure(path, error) from None
+    return sampled.frames, sampled.frame_indices, 0
+
+
+def _decode_in_order(path: Path, wanted: Sequence[int]) -> tuple[dict[int, NDArray[np.uint8]], int]:
+    """The frames at ``wanted`` (display order), decoding from the start; also how many frames were decoded
+    (all of them when the video ends before the last wanted index)."""
+    import av
+
+    keep, last = set(wanted), max(wanted)
+    frames: dict[int, NDArray[np.uint8]] = {}
+    decoded = 0
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for index, frame in enumerate(container.decode(stream)):
+            if index in keep:
+                frames[index] = np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
+            decoded = index + 1
+            if index >= last:
+                break
+    return frames, decoded
+
+
+def clip_starts(total: int, length: int, clips: int) -> list[int]:
+    """First frames of up to ``clips`` clips of ``length`` frames in a video of ``total`` frames."""
+    if total <= length:
+        return [0]
+    return sorted({int(start) for start in np.linspace(0, total - length, clips).round()})
+
+
+def sample_fvd_clips(
+    path: Path, clip_length: int, clips_per_video: int, short_videos: Literal["pad", "skip"]
+) -> tuple[NDArray[np.uint8], list[int], int]:
+    """(clips (C, T, H, W, 3), clip starts, padded frames) for FVD."""
+    from cookbook_data.video import VideoDecodeError, probe
+
+    try:
+        total = probe(path).num_frames
+    except VideoDecodeError as error:
+        raise _decode_failure(path, error) from None
+    for _ in range(2):  # a second pass only when the container announced more frames than it holds
+        if total < clip_length and short_videos == "skip":
+            raise ItemFailure("too_short", f"{path}: {total} frames, shorter than a clip of {clip_length}")
+        starts = clip_starts(total, clip_length, clips_per_video)
+        wanted = sorted({start + offset for start in starts for offset in range(clip_length) if start + offset < total})
+        try:
+            frames, decoded = _decode_in_order(path, wanted)
+        except Exception as error:
+            raise _decode_failure(path, error) from None
+        if decoded == 0:
+            raise ItemFailure("undecodable", f"{path}: no frame could be decoded", {"path": str(path)})
+        if decoded >= wanted[-1] + 1:
+            break
+        total = decoded
+    else:
+        raise ItemFailure("undecodable", f"{path}: frames end before the announced count", {"path": str(path)})
+    clips, padded = [], 0
+    for start in starts:
+        indices = [min(start + offset, total - 1) for offset in range(clip_length)]
+        padded += sum(1 for offset in range(clip_length) if start + offset >= total)
+        clips.append(np.stack([frames[index] for index in indices]))
+    return np.stack(clips), starts, padded
+
+
+Sampler = Callable[[Path], tuple[NDArray[np.uint8], list[int], int]]
+
+
+def _fingerprint(protocol: Strict, extractor: Extractor) -> str:
+    body = json.dumps(
+        {"protocol": protocol.model_dump(mode="json"), "extractor": extractor.name, "weights": extractor.weights_id},
+        sort_keys=True,
+    )
+    return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
+def _embed_batch(
+    batch: list[Item], extractor: Extractor, sampler: Sampler, out: Path, folder: Path, fingerprint: str
+) -> list[VideoFeatures]:
+    import torch
+
+    decoded = []
+    for sample_id, path in batch:
+        if path is None:
+            raise ItemFailure("missing_file", f"{sample_id}: the manifest row has no local path")
+        if not path.is_file():
+            raise ItemFailure("missing_file", f"{path}: no such file", {"path": str(path)})
+        decoded.append((sample_id, path, *sampler(path)))
+    inputs = [extractor.network_input(array) for _, _, array, _, _ in decoded]
+    features = extractor.embed(torch.cat(inputs))
+    records, start = [], 0
+    folder.mkdir(parents=True, exist_ok=True)
+    for (sample_id, path, _, indices, padded), tensor in zip(decoded, inputs, strict=True):
+        count = int(tensor.shape[0])
+        target = folder / _file_name(sample_id)
+        partial = target.with_suffix(".partial.npy")
+        np.save(partial, features[start : start + count])
+        partial.replace(target)
+        start += count
+        records.append(
+            VideoFeatures(
+                sample_id=sample_id,
+                path=str(path),
+                features=target.relative_to(out).as_posix(),
+                count=count,
+                frame_indices=indices,
+                padded_frames=padded,
+                fingerprint=fingerprint,
+            )
+        )
+    return records
+
+
+def _last_errors(path: Path) -> dict[str, ItemError]:
+    if not path.exists():
+        return {}
+    return {error.sample_id: error for error in read_records(path, ItemError)}
+
+
+def _extract_set(
+    name: SetName,
+    config: _FrechetJobConfig,
+    extractor: Extractor,
+    sampler: Sampler,
+    fingerprint: str,
+    progress: bool | None,
+) -> tuple[FeatureSet, NDArray[np.float64]]:
+    source = config.real if name == "real" else config.generated
+    items = list_videos(source)
+    out = config.out
+    records_path, errors_path = out / f"features-{name}.jsonl", out / f"errors-{name}.jsonl"
+    job: Job[Item, VideoFeatures] = Job(
+        stage=f"features-{name}",
+        process=lambda batch: _embed_batch(batch, extractor, sampler, out, out / "features" / name, fingerprint),
+        item_id=lambda item: item[0],
+        out=records_path,
+        record_type=VideoFeatures,
+        errors=errors_path,
+        batch_size=config.batch_size,
+        workers=config.workers,
+    )
+    run_job(job, items, config=config, progress=progress)
+    paths = {sample_id: str(path) for sample_id, path in items}
+    wanted = set(paths)
+    done = {r.sample_id: r for r in read_records(records_path, VideoFeatures)} if records_path.exists() else {}
+    done = {key: record for key, record in done.items() if key in wanted}
+    stale = [key for key, record in done.items() if record.fingerprint != fingerprint or record.path != paths[key]]
+    if stale:
+        raise ValueError(
+            f"{records_path}: cached features of {len(stale)} video(s) (e.g. {stale[0]!r}) were made from another "
+            "file, with another protocol or with other weights; use a new output folder or delete this one"
+        )
+    arrays = [np.load(out / done[sample_id].features) for sample_id, _ in items if sample_id in done]
+    errors = _last_errors(errors_path)
+    failures: dict[str, int] = {}
+    for sample_id in wanted - done.keys():
+        reason = errors[sample_id].error_type if sample_id in errors else "unknown"
+        failures[reason] = failures.get(reason, 0) + 1
+    features = np.concatenate(arrays) if arrays else np.zeros((0, extractor.dim))
+    summary = FeatureSet(
+        source=str(source),
+        videos=len(items),
+        used=len(arrays),
+        failed=len(wanted - done.keys()),
+        failures=failures,
+        samples=int(features.shape[0]),
+        padded_videos=sum(1 for record in done.values() if record.padded_frames),
+    )
+    return summary, features
+
+
+def _fit(name: SetName, summary: FeatureSet, features: NDArray[np.float64], config: _FrechetJobConfig) -> GaussianStats:
+    if features.shape[0] < 2:
+        raise ValueError(
+            f"{name} set ({summary.source}): {summary.samples} feature vector(s) from {summary.used} of "
+            f"{summary.videos} videos; at least 2 are needed (see {config.out / f'errors-{name}.jsonl'})"
+        )
+    try:
+        return gaussian_stats(features, config.shrinkage)
+    except RankDeficientError as error:
+        raise RankDeficientError(f"{name} set ({summary.source}): {error}") from None
+
+
+def _compare(
+    metric: Literal["fid", "fvd"],
+    config: _FrechetJobConfig,
+    extractor: Extractor,
+    protocol: FIDProtocol | FVDProtocol,
+    sampler: Sampler,
+    standard: dict[str, Any],
+    progress: bool | None,
+) -> FrechetResult:
+    config.out.mkdir(parents=True, exist_ok=True)
+    fingerprint = _fingerprint(protocol, extractor)
+    real, real_features = _extract_set("real", config, extractor, sampler, fingerprint, progress)
+    generated, generated_features = _extract_set("generated", config, extractor, sampler, fingerprint, progress)
+    real_stats = _fit("real", real, real_features, config)
+    generated_stats = _fit("generated", generated, generated_features, config)
+    real.shrinkage, generated.shrinkage = real_stats.shrinkage, generated_stats.shrinkage
+    notes: list[str] = []
+    if not extractor.comparable:
+        notes.append(RANDOM_WEIGHTS_NOTE)
+    if config.shrinkage is not None:
+        notes.append(f"covariances estimated with shrinkage ({config.shrinkage}), not the sample covariance")
+    for key, value in standard.items():
+        used: JsonValue = getattr(protocol, key)
+        if used != value:
+            notes.append(f"{key} is {used}, published {metric.upper()} uses {value}")
+    result = FrechetResult(
+        metric=metric,
+        value=frechet_distance_between(real_stats, generated_stats),
+        real=real,
+        generated=generated,
+        feature_dim=extractor.dim,
+        extractor=extractor.name,
+        weights=extractor.weights_id,
+        comparable=not notes,
+        notes=notes,
+        protocol=protocol,
+    )
+    (config.out / f"{metric}.json").write_text(result.model_dump_json(indent=2) + "\n")
+    return result
+
+
+def compute_fid(config: FIDConfig, *, progress: bool | None = None) -> FrechetResult:
+    """FID between ``config.real`` and ``config.generated``; writes ``<out>/fid.json`` and returns the result."""
+    from cookbook_eval.features import InceptionFeatures
+
+    extractor = InceptionFeatures(
+        config.weights,
+        image_size=config.image_size or FID_IMAGE_SIZE,
+        antialias=config.antialias,
+        seed=config.seed,
+        device=config.device,
+    )
+    protocol = FIDProtocol(
+        frames_per_video=config.frames_per_video,
+        image_size=extractor.image_size,
+        resize="bilinear, antialiased" if config.antialias else "bilinear",
+        architecture=extractor.architecture,
+    )
+    frames = config.frames_per_video
+    return _compare(
+        "fid",
+        config,
+        extractor,
+        protocol,
+        lambda path: sample_fid_frames(path, frames),
+        {"image_size": FID_IMAGE_SIZE},
+        progress,
+    )
+
+
+def compute_fvd(config: FVDConfig, *, progress: bool | None = None) -> FrechetResult:
+    """FVD between ``config.real`` and ``config.generated``; writes ``<out>/fvd.json`` and returns the result."""
+    from cookbook_eval.features import I3DFeatures
+
+    extractor = I3DFeatures(
+        config.weights,
+        image_size=config.image_size or FVD_IMAGE_SIZE,
+        antialias=config.antialias,
+        seed=config.seed,
+        device=config.device,
+        batch_size=4,
+    )
+    protocol = FVDProtocol(
+        clip_length=config.clip_length,
+        clips_per_video=config.clips_per_video,
+        short_videos=config.short_videos,
+        image_size=extractor.image_size,
+        resize="bilinear, antialiased" if config.antialias else "bilinear",
+        architecture=extractor.architecture,
+    )
+    length, clips, short = config.clip_length, config.clips_per_video, config.short_videos
+    return _compare(
+        "fvd",
+        config,
+        extractor,
+        protocol,
+        lambda path: sample_fvd_clips(path, length, clips, short),
+        {"image_size": FVD_IMAGE_SIZE, "clip_length": FVD_CLIP_LENGTH},
+        progress,
+    )

@@ -1,0 +1,480 @@
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    mean_absolute_error,
+    precision_recall_fscore_support,
+)
+
+from cookbook_data.records import RecordFileError
+from cookbook_data.schemas import Prediction, ScoreRecord, VideoSample
+from cookbook_eval.config import VideoPhy2Config
+from cookbook_eval.metrics import (
+    SUMMARY_FILE,
+    VideoPhy2Summary,
+    binary_metrics,
+    calibration,
+    choice_metrics,
+    evaluate_videophy2,
+    group_accuracy,
+    joint_metrics,
+    likert_metrics,
+    summarize_videophy2,
+)
+
+CLASSES = [1, 2, 3, 4, 5]
+
+
+def noisy_scores(n: int, seed: int, unparseable: float = 0.05) -> tuple[list[int], list[float | None]]:
+    """Labels 1-5 and scores near them, some of them unparseable (None)."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(1, 6, size=n)
+    scores = np.clip(labels + rng.integers(-2, 3, size=n), 1, 5)
+    broken = rng.random(n) < unparseable
+    return [int(v) for v in labels], [None if bad else float(s) for s, bad in zip(scores, broken, strict=True)]
+
+
+def sample(sample_id: str, **labels: object) -> VideoSample:
+    metadata = labels.pop("metadata", {})
+    return VideoSample.model_validate(
+        {"id": sample_id, "url": f"https://example.com/{sample_id}.mp4", "labels": labels, "metadata": metadata}
+    )
+
+
+def prediction(sample_id: str, answer: str | None, model: str = "critic-a") -> Prediction:
+    return Prediction(sample_id=sample_id, model=model, raw_text=answer or "no idea", answer=answer)
+
+
+def config(tmp_path: Path, **changes: object) -> VideoPhy2Config:
+    values: dict[str, object] = {"manifest": tmp_path / "m.jsonl", "predictions": tmp_path / "p.jsonl"}
+    values["out"] = tmp_path / "out"
+    values.update(changes)
+    return VideoPhy2Config.model_validate(values)
+
+
+def test_likert_metrics_match_sklearn_and_scipy() -> None:
+    labels, scores = noisy_scores(500, seed=3)
+    metrics = likert_metrics(labels, scores, resamples=0)
+    y = np.array(labels)
+    parseable = np.array([s is not None for s in scores])
+    assert 0 < (~parseable).sum() < 60
+    predicted = np.array([0 if s is None else int(s) for s in scores])  # 0 matches no label: counted wrong
+
+    assert metrics.n == 500
+    assert metrics.n_unparseable == int((~parseable).sum())
+    assert metrics.n_parseable == int(parseable.sum())
+    assert metrics.exact_accuracy.value == pytest.approx(accuracy_score(y, predicted))
+    within = np.mean([s is not None and abs(s - label) <= 1 for s, label in zip(scores, labels, strict=True)])
+    assert metrics.within_one_accuracy.value == pytest.approx(within)
+
+    truth = y >= 4
+    # An unparseable prediction is the class opposite to the label.
+    said = np.where(parseable, predicted >= 4, ~truth)
+    precision, recall, f1, _ = precision_recall_fscore_support(truth, said, average="binary")
+    assert metrics.binary.accuracy == pytest.approx(accuracy_score(truth, said))
+    assert metrics.binary.precision == pytest.approx(precision)
+    assert metrics.binary.recall == pytest.approx(recall)
+    assert metrics.binary.f1 == pytest.approx(f1)
+    assert metrics.binary.true_positive + metrics.binary.false_negative == int(truth.sum())
+
+    xs, ys = predicted[parseable].astype(float), y[parseable]
+    assert metrics.pearson.value == pytest.approx(stats.pearsonr(xs, ys)[0], abs=1e-12)
+    assert metrics.spearman.value == pytest.approx(stats.spearmanr(xs, ys)[0], abs=1e-12)
+    assert metrics.pearson.n == metrics.spearman.n == int(parseable.sum())
+    assert metrics.mean_absolute_error == pytest.approx(mean_absolute_error(ys, xs))
+
+    expected = confusion_matrix(ys, xs.astype(int), labels=CLASSES)
+    assert metrics.confusion.classes == CLASSES
+    assert np.array_equal(np.array(metrics.confusion.matrix), expected)
+    bad_rows = Counter(label for label, s in zip(labels, scores, strict=True) if s is None)
+    assert metrics.confusion.unparseable == [bad_rows[c] for c in CLASSES]
+    assert metrics.histogram.labels == [int(v) for v in np.bincount(y, minlength=6)[1:]]
+    assert metrics.histogram.predicted == [int(v) for v in np.bincount(xs.astype(int), minlength=6)[1:]]
+
+
+def test_continuous_scores_match_scipy_and_are_rounded_for_classes() -> None:
+    rng = np.random.default_rng(11)
+    labels = rng.integers(1, 6, size=300)
+    scores = np.clip(labels + rng.normal(0, 0.8, size=300), 1, 5)
+    metrics = likert_metrics([int(v) for v in labels], [float(v) for v in scores], resamples=0)
+    assert metrics.pearson.value == pytest.approx(stats.pearsonr(scores, labels)[0], abs=1e-12)
+    assert metrics.spearman.value == pytest.approx(stats.spearmanr(scores, labels)[0], abs=1e-12)
+    assert metrics.fractional_scores == int(np.sum(scores != np.trunc(scores))) > 150
+    rounded = np.floor(scores + 0.5).astype(int)
+    assert metrics.exact_accuracy.value == pytest.approx(accuracy_score(labels, rounded))
+    assert np.array_equal(np.array(metrics.confusion.matrix), confusion_matrix(labels, rounded, labels=CLASSES))
+
+
+def test_scores_off_the_scale_or_not_numbers_are_unparseable() -> None:
+    metrics = likert_metrics([4, 4, 4, 4, 4, 2], ["4", "7", "four", None, float("nan"), 2.0], resamples=0)
+    assert metrics.n_unparseable == 4
+    assert metrics.exact_accuracy.value == pytest.approx(2 / 6)
+    assert metrics.binary.false_negative == 4  # every unparseable one had a positive label
+
+
+def test_bootstrap_interval_contains_the_estimate_and_is_reproducible() -> None:
+    labels, scores = noisy_scores(400, seed=5)
+    first = likert_metrics(labels, scores, resamples=500, seed=7)
+    again = likert_metrics(labels, scores, resamples=500, seed=7)
+    other = likert_metrics(labels, scores, resamples=500, seed=8)
+    for name in ("exact_accuracy", "within_one_accuracy", "pearson", "spearman"):
+        estimate = getattr(first, name)
+        assert estimate.ci_low is not None and estimate.ci_high is not None, name
+        assert estimate.ci_low < estimate.value < estimate.ci_high, name
+        assert getattr(again, name) == estimate, name
+        assert (getattr(other, name).ci_low, getattr(other, name).ci_high) != (estimate.ci_low, estimate.ci_high)
+    # A 99% interval is wider than a 90% one from the same resamples.
+    wide = likert_metrics(labels, scores, resamples=500, seed=7, confidence=0.99).pearson
+    narrow = likert_metrics(labels, scores, resamples=500, seed=7, confidence=0.90).pearson
+    assert wide.ci_low < narrow.ci_low < narrow.ci_high < wide.ci_high  # type: ignore[operator]
+
+
+def test_bootstrap_interval_agrees_with_scipy_percentile_bootstrap() -> None:
+    rng = np.random.default_rng(9)
+    labels = rng.integers(1, 6, size=100)
+    scores = np.clip(labels + rng.integers(-3, 4, size=100), 1, 5).astype(float)
+    ours = likert_metrics([int(v) for v in labels], [float(v) for v in scores], resamples=5000, seed=1)
+    pearson = stats.bootstrap(
+        (scores, labels.astype(float)),
+        lambda a, b, axis: stats.pearsonr(a, b, axis=axis)[0],
+        paired=True,
+        vectorized=True,
+        n_resamples=5000,
+        method="percentile",
+        random_state=2,
+    ).confidence_interval
+    # The 2.5% and 5% quantiles differ by about 0.025 here; Monte Carlo noise is a few thousandths.
+    assert ours.pearson.ci_low == pytest.approx(pearson.low, abs=0.01)
+    assert ours.pearson.ci_high == pytest.approx(pearson.high, abs=0.01)
+    hits = (scores == labels).astype(float)
+    accuracy = stats.bootstrap(
+        (hits,), np.mean, n_resamples=5000, method="percentile", random_state=2
+    ).confidence_interval
+    assert ours.exact_accuracy.ci_low == pytest.approx(accuracy.low, abs=0.01)
+    assert ours.exact_accuracy.ci_high == pytest.approx(accuracy.high, abs=0.01)
+
+
+def test_no_resamples_means_no_interval_and_constant_scores_have_no_correlation() -> None:
+    metrics = likert_metrics([1, 2, 3, 4, 5], [3.0, 3.0, 3.0, 3.0, 3.0], resamples=200)
+    assert metrics.pearson.value is None and metrics.spearman.value is None
+    assert metrics.pearson.ci_low is None
+    assert metrics.exact_accuracy.value == pytest.approx(0.2)
+    assert metrics.exact_accuracy.ci_low is not None
+    plain = likert_metrics([1, 2, 3, 4, 5], [1.0, 2.0, 3.0, 5.0, 4.0], resamples=0)
+    assert plain.pearson.value == pytest.approx(0.9) and plain.pearson.ci_low is None
+
+
+def test_binary_metrics_count_unparseable_as_the_wrong_class() -> None:
+    metrics = binary_metrics([True, True, False, False, True], [True, None, None, False, False], threshold=4)
+    assert (metrics.true_positive, metrics.false_negative, metrics.false_positive, metrics.true_negative) == (
+        1,
+        2,
+        1,
+        1,
+    )
+    assert metrics.accuracy == pytest.approx(2 / 5)
+    assert metrics.precision == pytest.approx(1 / 2)
+    assert metrics.recall == pytest.approx(1 / 3)
+    assert metrics.f1 == pytest.approx(2 * 0.5 * (1 / 3) / (0.5 + 1 / 3))
+    nothing_positive = binary_metrics([False, False], [False, False], threshold=4)
+    assert nothing_positive.precision is None and nothing_positive.recall is None and nothing_positive.f1 is None
+
+
+def test_joint_metric_on_a_hand_made_example() -> None:
+    # (pc, sa) labels and predictions; joint means both at least 4.
+    metrics = joint_metrics(
+        physics_labels=[5, 4, 2, 5, 4],
+        adherence_labels=[4, 5, 5, 2, 4],
+        physics_scores=[4.0, 3.0, 2.0, 5.0, None],
+        adherence_scores=[5.0, 5.0, 4.0, 4.0, 4.0],
+    )
+    # labels joint: T, T, F, F, T; predicted: T, F, F, T, unparseable
+    assert metrics.n == 5
+    assert metrics.n_unparseable == 1
+    assert metrics.label_rate == pytest.approx(3 / 5)
+    assert metrics.predicted_rate == pytest.approx(2 / 4)
+    assert metrics.binary.true_positive == 1
+    assert metrics.binary.false_negative == 2  # the second sample and the unparseable one
+    assert metrics.binary.false_positive == 1
+    assert metrics.binary.true_negative == 1
+    assert metrics.binary.accuracy == pytest.approx(2 / 5)
+
+
+def test_choice_metrics_per_dataset() -> None:
+    metrics = choice_metrics(
+        labels=["A", "B", "C", "A", "D", "B"],
+        answers=["A", "(b)", "D", None, "d.", "maybe"],
+        datasets=["x", "x", "x", "y", "y", None],
+        resamples=0,
+    )
+    assert metrics.n == 6
+    assert metrics.n_unparseable == 2
+    assert metrics.accuracy.value == pytest.approx(3 / 6)
+    assert metrics.label_counts == {"A": 2, "B": 2, "C": 1, "D": 1}
+    assert metrics.predicted_counts == {"A": 1, "B": 1, "D": 2}
+    by_group = {group.group: (group.n, group.correct, group.unparseable) for group in metrics.per_dataset}
+    assert by_group == {"x": (3, 2, 0), "y": (2, 1, 1), "(none)": (1, 0, 1)}
+
+
+def test_group_accuracy_is_empty_without_groups() -> None:
+    assert group_accuracy([None, None], [True, False], [False, False]) == []
+    rows = group_accuracy(["b", "a", "b"], [True, False, False], [False, False, True])
+    assert [(r.group, r.n, r.correct, r.unparseable, r.accuracy) for r in rows] == [
+        ("a", 1, 0, 0, 0.0),
+        ("b", 2, 1, 1, 0.5),
+    ]
+
+
+def test_calibration_bins_match_a_direct_computation() -> None:
+    rng = np.random.default_rng(2)
+    labels = rng.integers(1, 6, size=200)
+    expected = np.clip(labels + rng.normal(0, 1, size=200), 1, 5)
+    edges = list(np.linspace(1, 5, 5))
+    truth = [int(v) for v in labels]
+    result = calibration(truth, [float(v) for v in expected], edges=edges, threshold=4, source="expected_score")
+    which = np.minimum(np.digitize(expected, edges) - 1, 3)
+    assert sum(item.n for item in result.bins) == 200
+    for item in result.bins:
+        index = edges.index(item.low)
+        members = which == index
+        assert item.n == int(members.sum())
+        assert item.mean_predicted == pytest.approx(expected[members].mean())
+        assert item.mean_label == pytest.approx(labels[members].mean())
+        assert item.positive_rate == pytest.approx((labels[members] >= 4).mean())
+    gap = sum(item.n * abs(item.mean_predicted - item.mean_label) for item in result.bins) / 200
+    assert result.mean_absolute_gap == pytest.approx(gap)
+
+
+def test_summary_reports_missing_unlabelled_unparseable_and_duplicates(tmp_path: Path) -> None:
+    samples = [
+        sample("a", pc=5, metadata={"category": "fluid"}),
+        sample("b", pc=4, metadata={"category": "fluid"}),
+        sample("c", pc=2, metadata={"category": "solid"}),
+        sample("d", pc=1),
+        sample("e", pc=3),  # no prediction: missing
+        sample("f"),  # no label: its prediction is unlabelled
+    ]
+    predictions = [
+        prediction("a", "5"),
+        prediction("b", None),  # unparseable
+        prediction("c", "2"),
+        prediction("d", "3.5"),  # a prediction is discrete: unparseable
+        prediction("a", "1"),  # duplicate: the first one counts
+        prediction("f", "4"),
+        prediction("zzz", "4", model="critic-b"),  # not in the manifest
+    ]
+    summary = summarize_videophy2(samples, config(tmp_path, bootstrap=0), predictions=predictions)
+    coverage = summary.coverage
+    assert (coverage.manifest_samples, coverage.labelled, coverage.predictions, coverage.evaluated) == (6, 5, 7, 4)
+    assert (coverage.missing.count, coverage.missing.first_ids) == (1, ["e"])
+    assert (coverage.unlabelled.count, coverage.unlabelled.first_ids) == (2, ["f", "zzz"])
+    assert (coverage.unparseable.count, coverage.unparseable.first_ids) == (2, ["b", "d"])
+    assert (coverage.duplicates.count, coverage.duplicates.first_ids) == (1, ["a"])
+    assert summary.models == ["critic-a", "critic-b"]
+    likert = summary.likert
+    assert likert is not None
+    assert likert.n == 4 and likert.n_unparseable == 2
+    assert likert.exact_accuracy.value == pytest.approx(2 / 4)  # a and c right; b and d count as wrong
+    assert likert.pearson.n == 2
+    categories = {row.group: (row.n, row.correct, row.unparseable) for row in summary.per_category}
+    assert categories == {"fluid": (2, 1, 1), "solid": (1, 1, 0), "(none)": (1, 0, 1)}
+    assert summary.joint is None
+    assert summary.calibration is not None and summary.calibration.source == "predicted_score"
+    assert any("unparseable prediction counts as wrong" in note for note in summary.notes)
+
+
+def test_first_ids_are_capped(tmp_path: Path) -> None:
+    samples = [sample(f"s{i}", pc=3) for i in range(30)]
+    summary = summarize_videophy2(samples, config(tmp_path, bootstrap=0, max_listed_ids=5), predictions=[])
+    assert summary.coverage.missing.count == 30
+    assert summary.coverage.missing.first_ids == ["s0", "s1", "s2", "s3", "s4"]
+    assert summary.likert is not None and summary.likert.exact_accuracy.value is None
+
+
+def test_scores_of_both_kinds_give_the_joint_metric(tmp_path: Path) -> None:
+    samples = [sample("a", pc=5, sa=5), sample("b", pc=4, sa=2), sample("c", pc=2, sa=5), sample("d", pc=4, sa=4)]
+    scores = [
+        ScoreRecord(sample_id="a", score=4.0, score_kind="physics_likert", model="judge"),
+        ScoreRecord(sample_id="a", score=5.0, score_kind="instruction_likert", model="judge"),
+        ScoreRecord(sample_id="b", score=4.0, score_kind="physics_likert"),
+        ScoreRecord(sample_id="b", score=4.0, score_kind="instruction_likert"),
+        ScoreRecord(sample_id="c", score=1.0, score_kind="physics_likert"),
+        ScoreRecord(sample_id="c", score=5.0, score_kind="instruction_likert"),
+        ScoreRecord(sample_id="d", score=None, score_kind="physics_likert"),
+        ScoreRecord(sample_id="d", score=4.0, score_kind="instruction_likert"),
+        ScoreRecord(sample_id="a", score=1.0, score_kind="trajectory"),
+    ]
+    cfg = config(tmp_path, predictions=None, scores=tmp_path / "s.jsonl", bootstrap=0)
+    summary = summarize_videophy2(samples, cfg, scores=scores)
+    assert summary.coverage.other_score_records == 1
+    assert summary.coverage.unparseable.first_ids == ["d"]
+    assert summary.models == ["judge"]
+    assert summary.likert is not None and summary.likert.score_kind == "physics_likert"
+    assert summary.likert.exact_accuracy.value == pytest.approx(1 / 4)  # only b: 4 == 4
+    joint = summary.joint
+    assert joint is not None
+    # labels joint: a T, b F, c F, d T; predicted: a T, b T, c F, d unparseable
+    assert (joint.n, joint.n_unparseable) == (4, 1)
+    assert (joint.binary.true_positive, joint.binary.false_positive) == (1, 1)
+    assert (joint.binary.true_negative, joint.binary.false_negative) == (1, 1)
+
+    adherence = summarize_videophy2(samples, cfg.model_copy(update={"label_field": "sa"}), scores=scores)
+    assert adherence.likert is not None and adherence.likert.score_kind == "instruction_likert"
+    assert adherence.likert.exact_accuracy.value == pytest.approx(3 / 4)  # a, c and d
+
+
+def test_joint_score_records_carry_both_scores(tmp_path: Path) -> None:
+    write_jsonl(
+        tmp_path / "m.jsonl",
+        [
+            {"id": "a", "url": "https://e.com/a.mp4", "labels": {"pc": 5, "sa": 4}},
+            {"id": "b", "url": "https://e.com/b.mp4", "labels": {"pc": 2, "sa": 5}},
+        ],
+    )
+    write_jsonl(
+        tmp_path / "s.jsonl",
+        [
+            {
+                "sample_id": "a",
+                "score": 1.0,
+                "score_kind": "videophy2_joint",
+                "rewards": {"physics": 5, "adherence": 4},
+            },
+            {
+                "sample_id": "b",
+                "score": 0.0,
+                "score_kind": "videophy2_joint",
+                "rewards": {"physics": 4, "adherence": 5},
+            },
+            {"sample_id": "b", "score": 2.0, "score_kind": "physics_likert"},
+        ],
+    )
+    summary = evaluate_videophy2(config(tmp_path, predictions=None, scores=tmp_path / "s.jsonl", bootstrap=0))
+    assert summary.likert is not None
+    # b's physics_likert record (2) takes precedence over its joint record's copy (4).
+    assert summary.likert.exact_accuracy.value == pytest.approx(1.0)
+    assert summary.joint is not None
+    assert summary.joint.binary.accuracy == pytest.approx(1.0)
+    assert summary.joint.label_rate == pytest.approx(0.5)
+    assert summary.coverage.predictions == 3
+
+
+def test_expected_scores_drive_the_calibration_when_present(tmp_path: Path) -> None:
+    samples = [sample(f"s{i}", pc=label) for i, label in enumerate([1, 2, 4, 5, 5])]
+    expected = [1.2, 2.6, 3.9, 4.4, 4.9]
+    scores = [
+        ScoreRecord(sample_id=f"s{i}", score=float(round(e)), score_kind="physics_likert", expected_score=e)
+        for i, e in enumerate(expected)
+    ]
+    cfg = config(tmp_path, predictions=None, scores=tmp_path / "s.jsonl", bootstrap=0, calibration_bins=4)
+    summary = summarize_videophy2(samples, cfg, scores=scores)
+    assert summary.calibration is not None
+    assert summary.calibration.source == "expected_score"
+    bins = [(b.low, b.high, b.n) for b in summary.calibration.bins]
+    assert bins == [(1.0, 2.0, 1), (2.0, 3.0, 1), (3.0, 4.0, 1), (4.0, 5.0, 2)]
+    assert summary.calibration.bins[-1].mean_predicted == pytest.approx(4.65)
+
+    plain = summarize_videophy2(
+        samples, cfg, scores=[ScoreRecord(sample_id="s0", score=1.0, score_kind="physics_likert")]
+    )
+    assert plain.calibration is not None and plain.calibration.source == "predicted_score"
+
+
+def test_multiple_choice_summary(tmp_path: Path) -> None:
+    samples = [
+        sample("q1", answer="A", metadata={"dataset": "vqa-x", "category": "kitchen"}),
+        sample("q2", answer="c", metadata={"dataset": "vqa-x", "category": "street"}),
+        sample("q3", answer="B", metadata={"dataset": "vqa-y", "category": "street"}),
+        sample("q4", pc=3),  # no answer label: not evaluated
+    ]
+    predictions = [prediction("q1", "A"), prediction("q2", "B"), prediction("q3", None), prediction("q4", "A")]
+    summary = summarize_videophy2(
+        samples, config(tmp_path, task="multiple_choice", bootstrap=0), predictions=predictions
+    )
+    assert summary.likert is None
+    choice = summary.multiple_choice
+    assert choice is not None
+    assert choice.accuracy.value == pytest.approx(1 / 3)
+    assert {g.group: g.accuracy for g in choice.per_dataset} == {"vqa-x": 0.5, "vqa-y": 0.0}
+    assert {g.group: g.correct for g in summary.per_category} == {"kitchen": 1, "street": 0}
+    assert summary.coverage.unparseable.first_ids == ["q3"]
+    assert summary.coverage.unlabelled.first_ids == ["q4"]
+
+
+def test_a_bad_label_names_the_manifest_and_the_sample(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"m\.jsonl: sample 'x': labels\.pc is 7"):
+        summarize_videophy2([sample("x", pc=7)], config(tmp_path), predictions=[])
+    with pytest.raises(ValueError, match=r"labels\.pc is 'high'"):
+        summarize_videophy2([sample("x", pc="high")], config(tmp_path), predictions=[])
+    with pytest.raises(ValueError, match=r"sample id 'x' appears more than once"):
+        summarize_videophy2([sample("x", pc=3), sample("x", pc=4)], config(tmp_path), predictions=[])
+
+
+def test_config_checks_its_inputs(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="either `predictions` or `scores`"):
+        config(tmp_path, scores=tmp_path / "s.jsonl")
+    with pytest.raises(ValueError, match="threshold"):
+        config(tmp_path, threshold=6)
+    with pytest.raises(ValueError, match="no default score kind"):
+        config(tmp_path, predictions=None, scores=tmp_path / "s.jsonl", label_field="joint")
+    assert config(tmp_path, label_field="sa").likert_kind() == "instruction_likert"
+
+
+def write_jsonl(path: Path, rows: list[dict[str, object]]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def test_evaluate_writes_the_summary_and_the_resolved_config(tmp_path: Path) -> None:
+    labels, scores = noisy_scores(120, seed=4)
+    write_jsonl(
+        tmp_path / "m.jsonl",
+        [{"id": f"v{i}", "url": f"https://e.com/{i}.mp4", "labels": {"pc": y}} for i, y in enumerate(labels)],
+    )
+    write_jsonl(
+        tmp_path / "p.jsonl",
+        [
+            {"sample_id": f"v{i}", "model": "m", "raw_text": "", "answer": None if s is None else str(int(s))}
+            for i, s in enumerate(scores)
+        ],
+    )
+    summary = evaluate_videophy2(config(tmp_path, bootstrap=100, seed=3))
+    written = VideoPhy2Summary.model_validate_json((tmp_path / "out" / SUMMARY_FILE).read_text())
+    assert written == summary
+    assert summary.likert is not None
+    assert summary.likert.exact_accuracy.value == pytest.approx(
+        likert_metrics(labels, scores, resamples=0).exact_accuracy.value
+    )
+    resolved = json.loads((tmp_path / "out" / "config.resolved.json").read_text())
+    assert resolved["config"]["bootstrap"] == 100 and resolved["config"]["seed"] == 3
+    assert "cookbook-eval" in resolved["versions"]
+
+
+def test_evaluate_names_the_file_and_line_of_a_bad_record(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "m.jsonl", [{"id": "a", "url": "https://e.com/a.mp4", "labels": {"pc": 3}}])
+    write_jsonl(
+        tmp_path / "p.jsonl",
+        [{"sample_id": "a", "model": "m", "raw_text": "", "answer": "3"}, {"sample_id": "b", "raw_text": ""}],
+    )
+    with pytest.raises(RecordFileError, match=r"p\.jsonl:2: model: Field required"):
+        evaluate_videophy2(config(tmp_path))
+
+
+def test_scores_of_the_other_kind_alone_make_a_sample_missing_not_unparseable(tmp_path: Path) -> None:
+    samples = [sample("a", pc=4, sa=4), sample("b", pc=2, sa=3)]
+    scores = [
+        ScoreRecord(sample_id="a", score=4.0, score_kind="physics_likert"),
+        ScoreRecord(sample_id="b", score=3.0, score_kind="instruction_likert"),
+    ]
+    cfg = config(tmp_path, predictions=None, scores=tmp_path / "s.jsonl", bootstrap=0)
+    summary = summarize_videophy2(samples, cfg, scores=scores)
+    assert summary.coverage.evaluated == 1
+    assert summary.coverage.missing.first_ids == ["b"]
+    assert summary.coverage.unparseable.count == 0
+    assert summary.joint is None  # no sample has both scores
