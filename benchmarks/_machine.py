@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import platform
+import time
 from pathlib import Path
 
 
@@ -15,3 +17,38 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def cores() -> int:
+    """CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def busy_share(window_s: float = 0.5) -> float | None:
+    """Share of all CPU time spent busy over ``window_s`` (None where /proc/stat is missing)."""
+
+    def read() -> tuple[int, int]:
+        fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(fields), fields[3] + fields[4]
+
+    try:
+        total_0, idle_0 = read()
+        time.sleep(window_s)
+        total_1, idle_1 = read()
+    except OSError:
+        return None
+    return 1 - (idle_1 - idle_0) / max(total_1 - total_0, 1)
+
+
+def wait_for_idle(max_wait_s: float) -> bool:
+    """Wait until other processes leave the CPUs idle (below 10% busy), at most ``max_wait_s``; whether they did."""
+    deadline = time.monotonic() + max_wait_s
+    while True:
+        busy = busy_share()
+        if busy is None or busy < 0.1:
+            return True
+        if time.monotonic() > deadline:
+            return False

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _machine import cpu_model
+from _machine import cpu_model, wait_for_idle
 
 RESULTS = Path(__file__).parent / "results"
 WIDTH, HEIGHT = 1280, 720
@@ -115,33 +115,6 @@ def clip_paths(folder: Path) -> dict[str, Path]:
             render(clip, path)
         paths[clip.name] = path
     return paths
-
-
-def _busy_share(window_s: float = 0.5) -> float | None:
-    """Share of all CPU time spent busy over ``window_s`` (None where /proc/stat is missing)."""
-
-    def read() -> tuple[int, int]:
-        fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        return sum(fields), fields[3] + fields[4]
-
-    try:
-        total_0, idle_0 = read()
-        time.sleep(window_s)
-        total_1, idle_1 = read()
-    except OSError:
-        return None
-    return 1 - (idle_1 - idle_0) / max(total_1 - total_0, 1)
-
-
-def wait_for_idle(max_wait_s: float) -> bool:
-    """Wait until other processes leave the CPUs idle (below 10% busy), at most ``max_wait_s``."""
-    deadline = time.monotonic() + max_wait_s
-    while True:
-        busy = _busy_share()
-        if busy is None or busy < 0.1:
-            return True
-        if time.monotonic() > deadline:
-            return False
 
 
 @dataclass

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -35,52 +34,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _machine import cores, cpu_model, wait_for_idle
 from numpy.typing import NDArray
 
 RESULTS = Path(__file__).parent / "results"
 DIM = 2048
 SAMPLES = 5000
 SMALL_SAMPLES = 500
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def _busy_share(window_s: float = 0.5) -> float | None:
-    def read() -> tuple[int, int]:
-        fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        return sum(fields), fields[3] + fields[4]
-
-    try:
-        total_0, idle_0 = read()
-        time.sleep(window_s)
-        total_1, idle_1 = read()
-    except OSError:
-        return None
-    return 1 - (idle_1 - idle_0) / max(total_1 - total_0, 1)
-
-
-def wait_for_idle(max_wait_s: float) -> None:
-    """Wait until other processes leave the CPUs idle (below 10% busy), at most ``max_wait_s``."""
-    deadline = time.monotonic() + max_wait_s
-    while True:
-        busy = _busy_share()
-        if busy is None or busy < 0.1 or time.monotonic() > deadline:
-            return
 
 
 def features(rng: np.random.Generator, n: int, decades: float, shift: float) -> NDArray[np.float64]:

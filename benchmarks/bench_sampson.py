@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -38,52 +37,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _machine import cores, cpu_model, wait_for_idle
 from numpy.typing import NDArray
 
 RESULTS = Path(__file__).parent / "results"
 WIDTH, HEIGHT, FOCAL = 1280, 720, 1000.0
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def _busy_share(window_s: float = 0.5) -> float | None:
-    def read() -> tuple[int, int]:
-        fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        return sum(fields), fields[3] + fields[4]
-
-    try:
-        total_0, idle_0 = read()
-        time.sleep(window_s)
-        total_1, idle_1 = read()
-    except OSError:
-        return None
-    return 1 - (idle_1 - idle_0) / max(total_1 - total_0, 1)
-
-
-def wait_for_idle(max_wait_s: float) -> None:
-    deadline = time.monotonic() + max_wait_s
-    while True:
-        busy = _busy_share()
-        if busy is None or busy < 0.1 or time.monotonic() > deadline:
-            return
-
-
-# ------------------------------------------------------------------------------------------------ the scene
 
 
 def _rotation(yaw: float, pitch: float = 0.0) -> NDArray[np.float64]:
