@@ -10,7 +10,7 @@ from cookbook_data.jobs import RESOLVED_CONFIG
 from cookbook_data.records import read_records
 from cookbook_data.schemas import Conversation, ItemError, Prediction, TextPart, UserMessage, VideoSample
 from cookbook_data.testing import VideoSet
-from cookbook_infer.backends.base import Generation, SamplingSettings
+from cookbook_infer.backends.base import CandidateProbabilities, Generation, SamplingSettings
 from cookbook_infer.registry import REASONING_SUFFIX
 from cookbook_infer.run import RunConfig, run_inference
 from cookbook_infer.testing import Arch
@@ -79,6 +79,14 @@ class Scripted:
             video = user.content[0].video  # type: ignore[union-attr]
             out.append(Generation(text=self.answers[Path(video).stem], num_generated_tokens=3))
         return out
+
+    def next_token_probabilities(
+        self,
+        conversations: Sequence[Conversation],
+        candidates: Sequence[str],
+        prefixes: Sequence[str] | None = None,
+    ) -> list[CandidateProbabilities]:
+        raise NotImplementedError("a scripted backend has no token probabilities")
 
 
 def test_answers_are_parsed_and_unparseable_ones_kept(

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from cookbook_data.schemas import Conversation, SystemMessage
 from cookbook_data.testing import VideoSet
 from cookbook_data.video import VisionSettings
-from cookbook_infer.backends.base import Backend, Generation, SamplingSettings
+from cookbook_infer.backends.base import Backend, CandidateProbabilities, Generation, SamplingSettings
 from cookbook_infer.backends.transformers import TransformersBackend
 from cookbook_infer.serve import ServeSettings
 from cookbook_infer.testing import Arch
@@ -61,6 +61,14 @@ class Recorder:
             Generation(f"{video_name(c)}: {g.text}", g.num_generated_tokens)
             for c, g in zip(conversations, generations, strict=True)
         ]
+
+    def next_token_probabilities(
+        self,
+        conversations: Sequence[Conversation],
+        candidates: Sequence[str],
+        prefixes: Sequence[str] | None = None,
+    ) -> list[CandidateProbabilities]:
+        return self.backend.next_token_probabilities(conversations, candidates, prefixes)
 
 
 def video_name(conversation: Conversation) -> str:

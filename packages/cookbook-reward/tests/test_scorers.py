@@ -97,7 +97,7 @@ def test_the_expected_score_equals_a_hand_computation_from_the_logits(
         expected = sum(k * p for k, p in zip(range(1, 6), probabilities, strict=True))
         assert record.expected_score == pytest.approx(expected, rel=1e-4)
         assert list(record.probabilities.values()) == pytest.approx(probabilities, rel=1e-4)
-        assert 1 < record.expected_score < 5
+        assert record.expected_score is not None and 1 < record.expected_score < 5
         assert record.sample_scores == [record.score]
         assert record.rewards["parsed_fraction"] == 1.0
         assert 0 < record.rewards["candidate_mass"] <= 1

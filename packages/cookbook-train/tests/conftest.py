@@ -63,7 +63,7 @@ class Datasets:
                 min_pixels=TOKENS * patch * patch,
                 max_pixels=TOKENS * patch * patch,
                 total_pixels=None,
-                patch_factor=patch,  # type: ignore[arg-type]
+                patch_factor=patch,
                 shuffle=False,
             )
             (build_sft if kind == "sft" else build_rl)(config)

@@ -94,7 +94,8 @@ def require_ray() -> ModuleType:
         import ray
     except ImportError as error:
         raise ImportError(f"the Ray engine needs Ray, which is not installed: {RAY_EXTRA}") from error
-    return ray
+    module: ModuleType = ray
+    return module
 
 
 def connect(address: str | None) -> ModuleType:
