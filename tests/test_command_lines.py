@@ -52,7 +52,7 @@ IMPORT = re.compile(r"^\s*(?:from|import)\s+(cookbook_\w+)", re.MULTILINE)
 
 @pytest.mark.parametrize("package", PACKAGES)
 def test_dependencies_and_imports_only_point_down_the_floors(package: str) -> None:
-    requires = {r.split(";")[0].strip() for r in metadata.requires(package) or []}
+    requires = {re.split(r"[\[;<>=!~ ]", r, maxsplit=1)[0] for r in metadata.requires(package) or []}
     siblings = {r for r in requires if r.startswith("cookbook-")}
     assert siblings <= ALLOWED[package], f"{package} depends on {siblings - ALLOWED[package]}"
 
