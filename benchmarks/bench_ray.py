@@ -19,15 +19,14 @@ from __future__ import annotations
 
 import json
 import socket
-import statistics
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 from _machine import cpu_model
+from bench_reward_service import load_service
 
 from cookbook_data.engines import LocalEngineConfig, RayEngineConfig
 from cookbook_data.records import read_records
@@ -115,33 +114,10 @@ def _score(manifest: Path, out: Path, model: str, engine: LocalEngineConfig | Ra
 
 
 def _load(url: str, videos: list[Path]) -> dict[str, float]:
-    latencies: list[float] = []
-    lock = threading.Lock()
-    counter = iter(range(REQUESTS))
-
-    def client() -> None:
-        with httpx.Client(timeout=300) as http:
-            while (index := next(counter, None)) is not None:
-                video = videos[index % len(videos)]
-                started = time.perf_counter()
-                response = http.post(f"{url}/v1/score", json={"items": [{"id": video.stem, "video": str(video)}]})
-                response.raise_for_status()
-                if response.json()["results"][0]["error"] is not None:
-                    raise RuntimeError(response.json()["results"][0]["error"])
-                with lock:
-                    latencies.append(time.perf_counter() - started)
-
-    threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - started
+    """The reward-service benchmark's load: one-video requests from CLIENTS threads."""
+    measured = load_service(url, videos, CLIENTS, REQUESTS)
     return {
-        "requests_per_s": round(REQUESTS / wall, 2),
-        "p50_ms": round(1000 * statistics.median(latencies), 1),
-        "p99_ms": round(1000 * sorted(latencies)[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))], 1),
+        key: round(measured[key], 2 if key == "requests_per_s" else 1) for key in ("requests_per_s", "p50_ms", "p99_ms")
     }
 
 

@@ -41,7 +41,7 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def _load(url: str, videos: list[Path], clients: int, requests: int) -> dict[str, Any]:
+def load_service(url: str, videos: list[Path], clients: int, requests: int) -> dict[str, Any]:
     """``requests`` one-video requests from ``clients`` threads; throughput and latency percentiles."""
     latencies: list[float] = []
     scores: dict[str, float] = {}
@@ -87,8 +87,8 @@ def _measure(scorer: Scorer, root: Path, videos: list[Path], batch: int) -> tupl
         media_roots=[root], max_batch_size=batch, max_wait_ms=MAX_WAIT_MS if batch > 1 else 0.0, max_queue=1024
     )
     with serving_app(create_app(scorer, settings)) as url:
-        _load(url, videos, 4, 8)  # warm-up
-        runs = {clients: _load(url, videos, clients, REQUESTS[clients]) for clients in CLIENTS}
+        load_service(url, videos, 4, 8)  # warm-up
+        runs = {clients: load_service(url, videos, clients, REQUESTS[clients]) for clients in CLIENTS}
         health = httpx.get(f"{url}/healthz").json()
     return runs, health
 
