@@ -21,6 +21,7 @@ from cookbook_data.records import read_records
 from cookbook_data.schemas import ItemError, Prediction, ScoreRecord, VideoSample
 from cookbook_data.testing import VideoSet
 from cookbook_infer.testing.pytest_plugin import TinyCheckpoints
+from cookbook_reward.testing import straight_drive
 
 LABELS = {"h264_24fps": 1, "h264_portrait_15fps": 3, "mpeg4_8fps": 5}
 """The labelled videos and their physical-plausibility scores (three answers the model must learn apart)."""
@@ -39,16 +40,6 @@ def run(package: str, *args: str | Path, cwd: Path) -> subprocess.CompletedProce
     result = subprocess.run(command, capture_output=True, text=True, check=False, cwd=cwd)
     assert result.returncode == 0, f"{package} {' '.join(map(str, args))}\n{result.stdout}\n{result.stderr}"
     return result
-
-
-def straight(speed: float, brake_at: int | None = None) -> list[list[float]]:
-    """64 waypoints at 10 Hz along x; from ``brake_at`` on, braking at 6 m/s² (beyond the -4.05 limit)."""
-    x, v = [0.0], speed
-    for i in range(1, 64):
-        if brake_at is not None and i >= brake_at:
-            v = max(v - 0.6, 0.0)
-        x.append(x[-1] + v * 0.1)
-    return [[value, 0.0] for value in x]
 
 
 @pytest.mark.slow
@@ -108,7 +99,7 @@ def test_the_pipeline_end_to_end(tiny_checkpoints: TinyCheckpoints, synthetic_vi
         assert abs(record.expected_score - LABELS[name]) < 1.0  # the model is sure of what it learnt
 
     # The trajectory verifier as a scorer: one smooth plan, one that brakes too hard.
-    plans = {"smooth": straight(8.0), "brake": straight(10.0, brake_at=20)}
+    plans = {"smooth": straight_drive(8.0), "brake": straight_drive(10.0, brake_at=20)}
     samples = [VideoSample(id=n, path=f"/clips/{n}.mp4", metadata={"trajectory": p}) for n, p in plans.items()]
     (tmp_path / "plans.jsonl").write_text("".join(s.model_dump_json() + "\n" for s in samples))
     run("cookbook-reward", "score", "plans.jsonl", "--scorer", "trajectory", "--out", "plan_scores.jsonl", cwd=tmp_path)

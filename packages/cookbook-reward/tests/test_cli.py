@@ -12,6 +12,7 @@ from cookbook_data.records import read_records
 from cookbook_data.schemas import ItemError, ScoreRecord, VideoSample
 from cookbook_data.testing import VideoSet
 from cookbook_infer.testing.pytest_plugin import TinyCheckpoints
+from cookbook_reward.testing import straight_drive
 
 
 def test_version_names_the_package_and_the_stack() -> None:
@@ -31,16 +32,6 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 def write_manifest(path: Path, samples: list[VideoSample]) -> Path:
     path.write_text("".join(s.model_dump_json() + "\n" for s in samples))
     return path
-
-
-def straight(speed: float, brake_at: int | None = None) -> dict[str, list[float]]:
-    """64 waypoints at 10 Hz along x; from ``brake_at`` on, braking at 6 m/s² (beyond the -4.05 limit)."""
-    x, v = [0.0], speed
-    for i in range(1, 64):
-        if brake_at is not None and i >= brake_at:
-            v = max(v - 0.6, 0.0)
-        x.append(x[-1] + v * 0.1)
-    return {"x": x, "y": [0.0] * 64}
 
 
 def test_score_writes_records_and_errors_and_resumes(
@@ -77,12 +68,12 @@ def test_score_refuses_a_model_free_setting_for_a_model_scorer(tmp_path: Path) -
 
 
 def test_score_with_the_trajectory_scorer_needs_no_model(tmp_path: Path) -> None:
-    (tmp_path / "good.json").write_text(json.dumps(straight(10.0)))
-    np.save(tmp_path / "brake.npy", np.column_stack([straight(10.0, brake_at=20)["x"], [0.0] * 64]))
+    (tmp_path / "good.json").write_text(json.dumps(straight_drive(10.0)))
+    np.save(tmp_path / "brake.npy", np.array(straight_drive(10.0, brake_at=20)))
     samples = [
         VideoSample(id="good", path="/clips/good.mp4", metadata={"trajectory": "good.json"}),
         VideoSample(id="brake", path="/clips/brake.mp4", metadata={"trajectory": "brake.npy"}),
-        VideoSample(id="inline", path="/clips/inline.mp4", metadata={"trajectory": straight(5.0)}),
+        VideoSample(id="inline", path="/clips/inline.mp4", metadata={"trajectory": straight_drive(5.0)}),
         VideoSample(id="none", path="/clips/none.mp4"),
     ]
     manifest = write_manifest(tmp_path / "m.jsonl", samples)
@@ -101,8 +92,8 @@ def test_score_with_the_trajectory_scorer_needs_no_model(tmp_path: Path) -> None
 
 def test_verify_trajectory_reports_each_check_and_fails_on_a_violation(tmp_path: Path) -> None:
     good, brake = tmp_path / "good.json", tmp_path / "brake.json"
-    good.write_text(json.dumps(straight(10.0)))
-    brake.write_text(json.dumps(straight(10.0, brake_at=20)))
+    good.write_text(json.dumps(straight_drive(10.0)))
+    brake.write_text(json.dumps(straight_drive(10.0, brake_at=20)))
 
     ok = cli("verify-trajectory", str(good))
     assert ok.returncode == 0, ok.stderr
