@@ -192,10 +192,6 @@ def serve_command(
         vision=spec.vision,
         api_key=os.environ.get("COOKBOOK_API_KEY") or None,
     )
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     run_server(TransformersBackend(model, device=device, dtype=dtype), settings)
 
 

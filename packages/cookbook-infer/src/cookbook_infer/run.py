@@ -98,12 +98,7 @@ def make_backend(config: PredictorConfig, spec: ModelSpec) -> Backend:
         return VLLMBackend(spec.id, dtype=config.dtype, seed=config.seed)
     from cookbook_infer.backends.transformers import TransformersBackend
 
-    device = config.device
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return TransformersBackend(spec.id, device=device, dtype=config.dtype)
+    return TransformersBackend(spec.id, device=config.device, dtype=config.dtype)
 
 
 @dataclass

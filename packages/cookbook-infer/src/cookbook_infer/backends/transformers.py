@@ -32,6 +32,18 @@ class LoadedModel:
     processor: Any
 
 
+def resolve_device(name: str) -> str:
+    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; other names as given, but a CUDA device asked
+    for where torch sees none is refused with a message saying so."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} asked for, but torch sees no CUDA device")
+    return name
+
+
 def load_pretrained(
     model_id: str,
     *,
@@ -50,7 +62,7 @@ def load_pretrained(
     processor.tokenizer.padding_side = "left"
     torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
     model: Any = AutoModelForImageTextToText.from_pretrained(model_id, revision=revision, dtype=torch_dtype)
-    model.to(device)
+    model.to(resolve_device(device))
     model.eval()
     return LoadedModel(model_id=model_id, model=model, processor=processor)
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from cookbook_infer.backends.transformers import load_pretrained
+from cookbook_infer.backends.transformers import load_pretrained, resolve_device
 from cookbook_train.config import TrainConfig
 
 METRICS = "metrics.jsonl"
@@ -16,17 +16,6 @@ CHECKPOINTS = "checkpoints"
 """Folder of the resumable checkpoints, in the run folder."""
 HF_SCHEDULES = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}
 """transformers' name of each learning-rate schedule (all with linear warmup)."""
-
-
-def resolve_device(name: str) -> str:
-    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; other names as given."""
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} asked for, but torch sees no CUDA device")
-    return name
 
 
 def resolve_dtype(name: str, device: str) -> Literal["float32", "bfloat16"]:
