@@ -52,3 +52,20 @@ def wait_for_idle(max_wait_s: float) -> bool:
             return True
         if time.monotonic() > deadline:
             return False
+
+
+def gpu_name() -> str | None:
+    """The first CUDA device's name (e.g. 'NVIDIA H200'), or None without one."""
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+
+
+def results_name(stem: str, device: str) -> str:
+    """A results file name that says which card measured it: ``stem.json`` on CPU, ``stem_h200.json`` on an
+    NVIDIA H200."""
+    name = gpu_name() if device.startswith("cuda") else None
+    if name is None:
+        return f"{stem}.json"
+    card = name.lower().removeprefix("nvidia ").split()[0].replace("-", "")
+    return f"{stem}_{card}.json"

@@ -3,12 +3,14 @@
 The same service, tiny Reason1 checkpoint, Yes/No scorer (one forward pass per video, the reward-model
 method) and videos in both runs; "off" is the service with ``max_batch_size = 1``, the reference measured in
 the same run. Each client sends one-video ``POST /v1/score`` requests back to back over HTTP on 127.0.0.1.
-The script checks that both services return the same scores, then writes the ratios to benchmarks/results/.
+The script checks that both services return the same scores, then writes the ratios to benchmarks/results/
+(``--device cuda`` runs the model on the GPU and names the card in the file name).
 Goal: at 32 clients, >= 3x the unbatched throughput with a p99 latency no worse than 2x the unbatched p99.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import tempfile
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _machine import cpu_model
+from _machine import cpu_model, gpu_name, results_name
 
 from cookbook_data.testing.videos import SyntheticVideo, write_video
 from cookbook_infer.testing import make_tiny_model
@@ -28,8 +30,8 @@ from cookbook_reward.scorers import Scorer, build_scorer
 from cookbook_reward.service import create_app
 
 CLIENTS = (1, 8, 32)
-REQUESTS = {1: 24, 8: 64, 32: 128}
-"""Requests sent at each concurrency (after a warm-up), enough for a p99."""
+REQUESTS = {"cpu": {1: 24, 8: 64, 32: 128}, "cuda": {1: 100, 8: 400, 32: 1024}}
+"""Requests sent at each concurrency (after a warm-up), enough for a p99 at each device's speed."""
 VIDEOS = 16
 MAX_BATCH = 32
 MAX_WAIT_MS = 20.0
@@ -82,19 +84,26 @@ def load_service(url: str, videos: list[Path], clients: int, requests: int) -> d
     }
 
 
-def _measure(scorer: Scorer, root: Path, videos: list[Path], batch: int) -> tuple[dict[int, Any], dict[str, Any]]:
+def _measure(
+    scorer: Scorer, root: Path, videos: list[Path], batch: int, requests: dict[int, int]
+) -> tuple[dict[int, Any], dict[str, Any]]:
     settings = RewardServiceSettings(
         media_roots=[root], max_batch_size=batch, max_wait_ms=MAX_WAIT_MS if batch > 1 else 0.0, max_queue=1024
     )
     with serving_app(create_app(scorer, settings)) as url:
         load_service(url, videos, 4, 8)  # warm-up
-        runs = {clients: load_service(url, videos, clients, REQUESTS[clients]) for clients in CLIENTS}
+        runs = {clients: load_service(url, videos, clients, requests[clients]) for clients in CLIENTS}
         health = httpx.get(f"{url}/healthz").json()
     return runs, health
 
 
 def main() -> None:
     import torch
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cpu", help="Where the model runs: cpu (default) or cuda.")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="Folder the results file is written to.")
+    args, _ = parser.parse_known_args()
 
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
@@ -105,9 +114,10 @@ def main() -> None:
             for i in range(VIDEOS)
         ]
         model = str(make_tiny_model("reason1", root / "tiny"))
-        scorer = build_scorer(ScorerConfig(model=model, scorer="yesno", nframes=8, device="cpu"), root)
-        off, _ = _measure(scorer, root, videos, 1)
-        on, on_health = _measure(scorer, root, videos, MAX_BATCH)
+        scorer = build_scorer(ScorerConfig(model=model, scorer="yesno", nframes=8, device=args.device), root)
+        requests = REQUESTS["cuda" if args.device.startswith("cuda") else "cpu"]
+        off, _ = _measure(scorer, root, videos, 1, requests)
+        on, on_health = _measure(scorer, root, videos, MAX_BATCH, requests)
 
     for clients in CLIENTS:
         reference, batched = off[clients]["scores"], on[clients]["scores"]
@@ -134,18 +144,19 @@ def main() -> None:
     at_32 = rows[-1]
     result = {
         "benchmark": "reward_service",
-        "machine": f"CPU: {cpu_model()}, {torch.get_num_threads()} torch threads",
+        "machine": f"CPU: {cpu_model()}, {torch.get_num_threads()} torch threads"
+        + (f"; model on {gpu_name()}" if args.device.startswith("cuda") else ""),
         "model": "tiny Reason1 (Qwen2.5-VL architecture, random weights), Yes/No scorer, 8 frames per video",
         "service": {"max_batch_size": MAX_BATCH, "max_wait_ms": MAX_WAIT_MS, "reference": "max_batch_size = 1"},
-        "requests": REQUESTS,
+        "requests": requests,
         "largest_batch_seen": on_health["largest_batch"],
         "scores_identical": True,
         "rows": rows,
         "goal": ">= 3x throughput at 32 clients, p99 <= 2x the unbatched p99",
         "goal_met": at_32["throughput_ratio"] >= 3 and at_32["p99_ratio"] <= 2,
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "reward_service.json").write_text(json.dumps(result, indent=2) + "\n")
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / results_name("reward_service", args.device)).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 

@@ -128,3 +128,45 @@ def test_a_candidate_that_is_not_one_token_is_refused(backend: TransformersBacke
     conversation = Conversation.model_validate({"messages": [{"role": "user", "content": "Approve?"}]})
     with pytest.raises(ValueError, match=r"candidate 'Approve' is 2 tokens"):
         backend.next_token_probabilities([conversation], ["Approve", "Yes"])
+
+
+def test_a_backend_around_a_model_in_memory_answers_like_one_loaded_by_id(
+    backend: TransformersBackend, synthetic_videos: VideoSet
+) -> None:
+    adopted = TransformersBackend.from_loaded(backend.loaded)
+    conversation = critic(arch_of(backend), str(synthetic_videos.good["h264_24fps"].path), VisionSettings(nframes=4))
+    assert adopted.model_type == backend.model_type
+    assert adopted.next_token_probabilities([conversation], ["1", "2"]) == backend.next_token_probabilities(
+        [conversation], ["1", "2"]
+    )
+
+
+def test_a_batch_s_videos_are_decoded_on_parallel_threads_and_kept_in_order(
+    backend: TransformersBackend, synthetic_videos: VideoSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from cookbook_infer import vision
+
+    names = ["h264_24fps", "mpeg4_8fps", "h264_30fps_long"]
+    settings = VisionSettings(nframes=4)
+    conversations = [critic(arch_of(backend), str(synthetic_videos.good[n].path), settings) for n in names]
+    threads: set[str] = set()
+    decode = vision.sample_frames
+
+    def recording(path: str, chosen: VisionSettings) -> object:
+        threads.add(threading.current_thread().name)
+        return decode(path, chosen)
+
+    monkeypatch.setattr(vision, "decode_threads", lambda videos: videos)
+    monkeypatch.setattr(vision, "sample_frames", recording)
+    sampled = vision.sample_conversation_videos(conversations, backend.patch_factor, lambda video: video.frame_indices)
+    expected = [
+        sample_frames(
+            str(synthetic_videos.good[n].path), settings.model_copy(update={"patch_factor": backend.patch_factor})
+        )
+        for n in names
+    ]
+    assert [converted for _, converted in sampled] == [video.frame_indices for video in expected]
+    assert [video.total_frames for video, _ in sampled] == [video.total_frames for video in expected]
+    assert all(name.startswith("decode") for name in threads)

@@ -1,13 +1,53 @@
-"""Turning sampled frames into model input tensors (the resize step that needs torch)."""
+"""Turning conversations' video parts into model input frames: sampling (decoding) and the resize that needs torch."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Literal, TypeVar
 
-from cookbook_data.video import SampledVideo
+from cookbook_data.schemas import Conversation
+from cookbook_data.video import SampledVideo, VisionSettings, sample_frames
 
 if TYPE_CHECKING:
     import torch
+
+V = TypeVar("V")
+
+MAX_DECODE_THREADS = 16
+"""Most videos of one batch decoded at once (bounded by the CPUs this process may use)."""
+
+
+def decode_threads(videos: int) -> int:
+    """Threads for decoding ``videos`` videos: one each, up to the CPUs this process may run on."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(videos, cpus, MAX_DECODE_THREADS))
+
+
+def sample_conversation_videos(
+    conversations: Sequence[Conversation],
+    patch_factor: Literal[28, 32],
+    convert: Callable[[SampledVideo], V],
+) -> list[tuple[SampledVideo, V]]:
+    """Every video part of ``conversations`` (in order) sampled with the vision settings it carries, each with
+    ``convert`` of it (its model-input form).
+
+    The videos of a batch are decoded and converted on parallel threads: decoding and torch's resize release the
+    GIL, so a batch of N videos costs about N / cores decodes instead of N, which is what lets a batch keep a GPU
+    busy. A failing video raises its own error (the batch's callers retry items one by one).
+    """
+    parts = [part for conversation in conversations for part in conversation.video_parts()]
+
+    def one(part_index: int) -> tuple[SampledVideo, V]:
+        part = parts[part_index]
+        video = sample_frames(part.video, VisionSettings.from_video_part(part, patch_factor))
+        return video, convert(video)
+
+    if len(parts) <= 1:
+        return [one(index) for index in range(len(parts))]
+    with ThreadPoolExecutor(max_workers=decode_threads(len(parts)), thread_name_prefix="decode") as pool:
+        return list(pool.map(one, range(len(parts))))
 
 
 def resize_frames(video: SampledVideo) -> torch.Tensor:

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from cookbook_data.schemas import Conversation
-from cookbook_data.video import VisionSettings, sample_frames
 from cookbook_infer.backends._messages import chat_prompt
 from cookbook_infer.backends.base import (
     CandidateProbabilities,
@@ -53,10 +52,13 @@ def load_pretrained(
 ) -> LoadedModel:
     """Load a checkpoint by hub id or local path with the Auto classes, in eval mode on ``device``.
 
-    The processor pads on the left so batched generation continues every prompt from its last token.
+    The processor pads on the left so batched generation continues every prompt from its last token, and the
+    vision tower attends its windows in batched calls (:mod:`cookbook_infer.backends._vision_attention`).
     """
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from cookbook_infer.backends._vision_attention import batch_vision_attention
 
     processor = AutoProcessor.from_pretrained(model_id, revision=revision)
     processor.tokenizer.padding_side = "left"
@@ -64,6 +66,7 @@ def load_pretrained(
     model: Any = AutoModelForImageTextToText.from_pretrained(model_id, revision=revision, dtype=torch_dtype)
     model.to(resolve_device(device))
     model.eval()
+    batch_vision_attention(model)
     return LoadedModel(model_id=model_id, model=model, processor=processor)
 
 
@@ -96,7 +99,7 @@ def model_inputs(
     The processor is told not to resample or resize, so what the model sees is exactly what the settings say. This is
     the one way a conversation becomes model input, for generation, scoring and training alike.
     """
-    from cookbook_infer.vision import resize_frames
+    from cookbook_infer.vision import resize_frames, sample_conversation_videos
 
     if model_type not in PATCH_FACTORS:
         raise ValueError(f"architecture {model_type!r} is not supported (supported: {', '.join(PATCH_FACTORS)})")
@@ -105,14 +108,11 @@ def model_inputs(
         chat_prompt(processor, conversation, prefix)
         for conversation, prefix in zip(conversations, prefixes or [""] * len(conversations), strict=True)
     ]
-    sampled = [
-        sample_frames(part.video, VisionSettings.from_video_part(part, patch_factor))
-        for conversation in conversations
-        for part in conversation.video_parts()
-    ]
+    videos = sample_conversation_videos(conversations, patch_factor, resize_frames)
+    sampled = [video for video, _ in videos]
     video_kwargs: dict[str, Any] = {}
     if sampled:
-        video_kwargs["videos"] = [resize_frames(video) for video in sampled]
+        video_kwargs["videos"] = [frames for _, frames in videos]
         video_kwargs["do_resize"] = False
         if model_type == "qwen3_vl":
             video_kwargs["video_metadata"] = [video.video_metadata() for video in sampled]
@@ -130,12 +130,24 @@ class TransformersBackend:
     """
 
     def __init__(self, model_id: str, *, device: str = "cpu", dtype: Dtype = "auto") -> None:
-        self.model_id = model_id
-        self.loaded = load_pretrained(model_id, device=device, dtype=dtype)
-        self.model_type: str = self.loaded.model.config.model_type
+        self._adopt(load_pretrained(model_id, device=device, dtype=dtype))
+
+    @classmethod
+    def from_loaded(cls, loaded: LoadedModel) -> TransformersBackend:
+        """A backend around a model already in memory (one being trained, or built from a config for a
+        benchmark) instead of one loaded from ``model_id``."""
+        backend = cls.__new__(cls)
+        backend._adopt(loaded)
+        return backend
+
+    def _adopt(self, loaded: LoadedModel) -> None:
+        self.model_id = loaded.model_id
+        self.loaded = loaded
+        self.model_type: str = loaded.model.config.model_type
         if self.model_type not in PATCH_FACTORS:
             raise ValueError(
-                f"{model_id}: architecture {self.model_type!r} is not supported (supported: {', '.join(PATCH_FACTORS)})"
+                f"{loaded.model_id}: architecture {self.model_type!r} is not supported "
+                f"(supported: {', '.join(PATCH_FACTORS)})"
             )
         self.patch_factor = PATCH_FACTORS[self.model_type]
 

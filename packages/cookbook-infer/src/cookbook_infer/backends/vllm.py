@@ -7,7 +7,7 @@ pre-sampled frames with their metadata; the processor is told neither to resampl
 conversation gives the same prompt tokens and pixels under both backends, and a checkpoint sees the frames
 its training data was built with.
 
-Request building (:func:`build_vllm_request`, :func:`sampling_params_kwargs`) needs no vLLM and is tested on
+Request building (:func:`build_vllm_requests`, :func:`sampling_params_kwargs`) needs no vLLM and is tested on
 CPU with the tiny checkpoints' processors; :class:`VLLMBackend` itself is a thin wrapper around
 ``LLM.generate`` that needs a GPU host with the ``vllm`` extra.
 """
@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from cookbook_data.schemas import Conversation, ImagePart
-from cookbook_data.video import SampledVideo, VisionSettings, sample_frames
+from cookbook_data.video import SampledVideo
 from cookbook_infer.backends._messages import chat_prompt
 from cookbook_infer.backends.base import (
     CandidateProbabilities,
@@ -28,6 +28,7 @@ from cookbook_infer.backends.base import (
     candidate_token_ids,
 )
 from cookbook_infer.backends.transformers import PATCH_FACTORS, Dtype
+from cookbook_infer.vision import resize_frames, sample_conversation_videos
 
 if TYPE_CHECKING:
     import torch
@@ -47,8 +48,6 @@ def vllm_video(video: SampledVideo) -> tuple[torch.Tensor, dict[str, Any]]:
     (the tensor the transformers backend gives its processor) and their metadata. ``fps`` is the source
     video's rate and ``frames_indices`` the sampled frames, from which Qwen3-VL computes timestamps;
     ``do_sample_frames = False`` tells vLLM the frames are already chosen."""
-    from cookbook_infer.vision import resize_frames
-
     metadata = {**video.video_metadata(), "do_sample_frames": False}
     return resize_frames(video), metadata
 
@@ -65,26 +64,36 @@ def mm_processor_kwargs(model_type: str, videos: Sequence[SampledVideo]) -> dict
     return kwargs
 
 
-def build_vllm_request(conversation: Conversation, processor: Any, model_type: str, prefix: str = "") -> dict[str, Any]:
-    """One ``vllm.LLM.generate`` prompt (a ``TextPrompt`` dict) for a conversation.
+def build_vllm_requests(
+    conversations: Sequence[Conversation], processor: Any, model_type: str, prefixes: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
+    """One ``vllm.LLM.generate`` prompt (a ``TextPrompt`` dict) per conversation.
 
     ``prompt`` is the processor's chat template with the generation prompt, as in the transformers backend,
-    followed by ``prefix`` (the assistant's answer so far, when scoring its next token); each video part is
-    sampled with the vision settings it carries (``multi_modal_data={"video": [(frames, metadata), ...]}``)
-    and ``mm_processor_kwargs`` keeps vLLM from changing the frames.
+    followed by the conversation's prefix (the assistant's answer so far, when scoring its next token); each video
+    part is sampled with the vision settings it carries (``multi_modal_data={"video": [(frames, metadata), ...]}``,
+    the batch's videos decoded on parallel threads) and ``mm_processor_kwargs`` keeps vLLM from changing the frames.
     """
     patch_factor = _patch_factor(model_type)
-    for message in conversation.messages:
-        if isinstance(message.content, list) and any(isinstance(part, ImagePart) for part in message.content):
-            raise ValueError("image parts are not supported by the vLLM backend (videos and text only)")
-    request: dict[str, Any] = {"prompt": chat_prompt(processor, conversation, prefix)}
-    sampled = [
-        sample_frames(part.video, VisionSettings.from_video_part(part, patch_factor))
-        for part in conversation.video_parts()
-    ]
-    if sampled:
-        request["multi_modal_data"] = {"video": [vllm_video(video) for video in sampled]}
-        request["mm_processor_kwargs"] = mm_processor_kwargs(model_type, sampled)
+    for conversation in conversations:
+        for message in conversation.messages:
+            if isinstance(message.content, list) and any(isinstance(part, ImagePart) for part in message.content):
+                raise ValueError("image parts are not supported by the vLLM backend (videos and text only)")
+    videos = iter(sample_conversation_videos(conversations, patch_factor, vllm_video))
+    requests = []
+    for conversation, prefix in zip(conversations, prefixes or [""] * len(conversations), strict=True):
+        request: dict[str, Any] = {"prompt": chat_prompt(processor, conversation, prefix)}
+        sampled = [next(videos) for _ in conversation.video_parts()]
+        if sampled:
+            request["multi_modal_data"] = {"video": [converted for _, converted in sampled]}
+            request["mm_processor_kwargs"] = mm_processor_kwargs(model_type, [video for video, _ in sampled])
+        requests.append(request)
+    return requests
+
+
+def build_vllm_request(conversation: Conversation, processor: Any, model_type: str, prefix: str = "") -> dict[str, Any]:
+    """The request of one conversation (see :func:`build_vllm_requests`)."""
+    [request] = build_vllm_requests([conversation], processor, model_type, [prefix])
     return request
 
 
@@ -182,7 +191,7 @@ class VLLMBackend:
 
         if not conversations:
             return []
-        requests = [build_vllm_request(c, self.processor, self.model_type) for c in conversations]
+        requests = build_vllm_requests(conversations, self.processor, self.model_type)
         params = SamplingParams(**sampling_params_kwargs(sampling))
         outputs = self.llm.generate(requests, sampling_params=params, use_tqdm=False)
         return [generation_from_output(output) for output in outputs]
@@ -202,10 +211,8 @@ class VLLMBackend:
         ids = candidate_token_ids(self.processor.tokenizer, candidates)
         requests = [
             candidate
-            for conversation, prefix in zip(conversations, prefixes or [""] * len(conversations), strict=True)
-            for candidate in candidate_requests(
-                build_vllm_request(conversation, self.processor, self.model_type, prefix), candidates
-            )
+            for request in build_vllm_requests(conversations, self.processor, self.model_type, prefixes)
+            for candidate in candidate_requests(request, candidates)
         ]
         outputs = self.llm.generate(requests, sampling_params=SamplingParams(**PROMPT_LOGPROB_PARAMS), use_tqdm=False)
         per_conversation = [outputs[start : start + len(ids)] for start in range(0, len(outputs), len(ids))]
