@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import platform
 import time
 from pathlib import Path
+
+from cookbook_data.cpus import usable_cores
 
 
 def cpu_model() -> str:
@@ -21,10 +22,7 @@ def cpu_model() -> str:
 
 def cores() -> int:
     """CPUs this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
+    return usable_cores()
 
 
 def busy_share(window_s: float = 0.5) -> float | None:

@@ -104,13 +104,13 @@ def random_7b_backend(processor_dir: Path) -> Any:
 def decode_cost(scorer: Any, samples: list[VideoSample], patch_factor: int) -> tuple[float, float, int]:
     """(CPU seconds, wall seconds) per clip to sample and resize its frames, and its visual tokens (one per
     ``patch_factor``-pixel square of two frames)."""
-    from cookbook_infer.vision import resize_frames, sample_conversation_videos
+    from cookbook_infer.vision import model_videos
 
     conversations = scorer.predictor.conversations(samples)
     cpu, wall, tokens = [], [], 0
     for conversation in conversations:
         started_cpu, started = time.process_time(), time.perf_counter()
-        [(video, _)] = sample_conversation_videos([conversation], patch_factor, resize_frames)  # type: ignore[arg-type]
+        [(video, _)] = model_videos([conversation], patch_factor)  # type: ignore[arg-type]
         cpu.append(time.process_time() - started_cpu)
         wall.append(time.perf_counter() - started)
         tokens = len(video.frame_indices) * video.resized_height * video.resized_width // (2 * patch_factor**2)

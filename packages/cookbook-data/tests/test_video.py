@@ -232,7 +232,7 @@ def test_direct_reading_returns_decords_frames(
     synthetic_videos: VideoSet, name: str, parallel: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     force_reader(monkeypatch, "direct")
-    monkeypatch.setattr(video_module, "_cores", lambda: 2)
+    monkeypatch.setattr(video_module, "usable_cores", lambda: 2)
     monkeypatch.setattr(video_module, "_SEGMENT_SHARE", 1.0 if parallel else 0.0)
     path = synthetic_videos.good[name].path if name in GOOD_VIDEOS else synthetic_videos.odd[name]
     for settings in SAMPLINGS if name != "huge" else SAMPLINGS[:1]:
@@ -263,7 +263,7 @@ def test_direct_reading_of_b_frames_in_short_gops(
 ) -> None:
     path = write_b_frame_video(tmp_path / "b_frames.mp4", keyint=12)
     force_reader(monkeypatch, "direct")
-    monkeypatch.setattr(video_module, "_cores", lambda: 2)
+    monkeypatch.setattr(video_module, "usable_cores", lambda: 2)
     monkeypatch.setattr(video_module, "_SEGMENT_SHARE", 1.0 if parallel else 0.0)
     for settings in [*SAMPLINGS, VisionSettings(nframes=2), VisionSettings(fps=24)]:
         sampled = sample_frames(path, settings)

@@ -3,6 +3,7 @@
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,7 +13,7 @@ from cookbook_data.schemas import Conversation, ItemError, Prediction, TextPart,
 from cookbook_data.testing import VideoSet
 from cookbook_infer.backends.base import CandidateProbabilities, Generation, SamplingSettings
 from cookbook_infer.registry import REASONING_SUFFIX
-from cookbook_infer.run import RunConfig, run_inference
+from cookbook_infer.run import Predictor, RunConfig, run_inference
 from cookbook_infer.testing import Arch
 from cookbook_infer.testing.pytest_plugin import TinyCheckpoints
 
@@ -65,12 +66,16 @@ class Scripted:
     def __init__(self, answers: dict[str, str], stop_after: int | None = None) -> None:
         self.answers = answers
         self.asked: list[Conversation] = []
+        self.frames: list[Any] = []
         self.stop_after = stop_after
 
-    def generate(self, conversations: Sequence[Conversation], sampling: SamplingSettings) -> list[Generation]:
+    def generate(
+        self, conversations: Sequence[Conversation], sampling: SamplingSettings, videos: Any = None
+    ) -> list[Generation]:
         if self.stop_after is not None and len(self.asked) >= self.stop_after:
             raise KeyboardInterrupt
         self.asked.extend(conversations)
+        self.frames.append(videos)
         out = []
         for conversation in conversations:
             user = conversation.messages[-1]
@@ -85,6 +90,7 @@ class Scripted:
         conversations: Sequence[Conversation],
         candidates: Sequence[str],
         prefixes: Sequence[str] | None = None,
+        videos: Any = None,
     ) -> list[CandidateProbabilities]:
         raise NotImplementedError("a scripted backend has no token probabilities")
 
@@ -166,3 +172,38 @@ def test_reasoning_tasks_ask_each_architecture_its_own_way(
     assert asked["reason2-critic-thinking"].endswith("\n" + REASONING_SUFFIX["reason2"])
     assert REASONING_SUFFIX["reason1"] not in asked["reason1-critic-thinking"]  # the published template asks itself
     assert asked["reason2-vqa"] == "Where does the square go?\n"
+
+
+def test_videos_are_decoded_in_the_job_s_cpu_step_not_by_the_model_s_worker(
+    tiny_checkpoints: TinyCheckpoints, tmp_path: Path, synthetic_videos: VideoSet
+) -> None:
+    good = [VideoSample(id=n, path=str(v.path)) for n, v in synthetic_videos.good.items()]
+    config = RunConfig(
+        model=str(tiny_checkpoints("reason2")),
+        manifest=write_manifest(tmp_path / "m.jsonl", good),
+        out=tmp_path / "p.jsonl",
+        batch_size=2,
+    )
+    backend = Scripted(dict.fromkeys(synthetic_videos.good, "<answer>3</answer>"))
+    run_inference(config, backend=backend, progress=False)
+    assert len(backend.frames) == 3
+    assert all(videos is not None for videos in backend.frames)  # frames arrived decoded and resized
+    assert [len(videos) for videos in backend.frames] == [2, 2, 1]
+
+
+@pytest.mark.parametrize("arch", ["reason1", "reason2"])
+def test_a_prepared_sample_gets_the_answer_of_the_sample_itself(
+    tiny_checkpoints: TinyCheckpoints, tmp_path: Path, synthetic_videos: VideoSet, arch: Arch
+) -> None:
+    config = RunConfig(
+        model=str(tiny_checkpoints(arch)), manifest=tmp_path / "m.jsonl", out=tmp_path / "p.jsonl", max_new_tokens=6
+    )
+    predictor = Predictor.from_config(config, tmp_path)
+    samples = [VideoSample(id=n, path=str(synthetic_videos.good[n].path)) for n in ("h264_24fps", "mpeg4_8fps")]
+    prepared = predictor.prepare_batch(samples)
+    assert [item.sample for item in prepared] == samples
+    assert predictor.prepare_batch(prepared) == prepared  # preparing twice changes nothing
+    mixed = [prepared[0], samples[1]]
+    expected = [(p.sample_id, p.raw_text) for p in predictor(samples)]
+    assert [(p.sample_id, p.raw_text) for p in predictor(prepared)] == expected
+    assert [(p.sample_id, p.raw_text) for p in predictor(mixed)] == expected

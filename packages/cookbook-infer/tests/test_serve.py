@@ -50,11 +50,13 @@ class Recorder:
     def sizes(self) -> list[int]:
         return [len(conversations) for conversations, _ in self.batches]
 
-    def generate(self, conversations: Sequence[Conversation], sampling: SamplingSettings) -> list[Generation]:
+    def generate(
+        self, conversations: Sequence[Conversation], sampling: SamplingSettings, videos: Any = None
+    ) -> list[Generation]:
         self.batches.append((list(conversations), sampling))
         self.started.set()
         time.sleep(self.delay_s)
-        generations = self.backend.generate(conversations, sampling)
+        generations = self.backend.generate(conversations, sampling, videos)
         if not self.tag:
             return generations
         return [
@@ -67,8 +69,9 @@ class Recorder:
         conversations: Sequence[Conversation],
         candidates: Sequence[str],
         prefixes: Sequence[str] | None = None,
+        videos: Any = None,
     ) -> list[CandidateProbabilities]:
-        return self.backend.next_token_probabilities(conversations, candidates, prefixes)
+        return self.backend.next_token_probabilities(conversations, candidates, prefixes, videos)
 
 
 def video_name(conversation: Conversation) -> str:

@@ -160,13 +160,15 @@ def test_a_batch_s_videos_are_decoded_on_parallel_threads_and_kept_in_order(
 
     monkeypatch.setattr(vision, "decode_threads", lambda videos: videos)
     monkeypatch.setattr(vision, "sample_frames", recording)
-    sampled = vision.sample_conversation_videos(conversations, backend.patch_factor, lambda video: video.frame_indices)
+    ready = vision.model_videos(conversations, backend.patch_factor)
     expected = [
         sample_frames(
             str(synthetic_videos.good[n].path), settings.model_copy(update={"patch_factor": backend.patch_factor})
         )
         for n in names
     ]
-    assert [converted for _, converted in sampled] == [video.frame_indices for video in expected]
-    assert [video.total_frames for video, _ in sampled] == [video.total_frames for video in expected]
+    assert [video.frame_indices for video, _ in ready] == [video.frame_indices for video in expected]
+    assert [frames.shape[0] for _, frames in ready] == [len(video.frame_indices) for video in expected]
+    assert all(video.frames.shape[0] == 0 for video, _ in ready)  # native-resolution frames dropped once resized
+    assert len(threads) > 1
     assert all(name.startswith("decode") for name in threads)

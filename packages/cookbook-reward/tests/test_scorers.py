@@ -7,6 +7,7 @@ from the real model's forward pass over the prompt, the video and the scripted t
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ from cookbook_data.schemas import Conversation, VideoSample
 from cookbook_data.testing import VideoSet
 from cookbook_infer.backends.base import CandidateProbabilities, Generation, SamplingSettings
 from cookbook_infer.backends.transformers import TransformersBackend
+from cookbook_infer.run import PreparedSample
 from cookbook_infer.testing import Arch
 from cookbook_infer.testing.pytest_plugin import TinyCheckpoints
 from cookbook_reward.config import ScorerConfig
@@ -32,7 +34,9 @@ class ScriptedAnswers:
         self._answers: Iterator[str] = iter(answers)
         self.asked: list[Conversation] = []
 
-    def generate(self, conversations: Sequence[Conversation], sampling: SamplingSettings) -> list[Generation]:
+    def generate(
+        self, conversations: Sequence[Conversation], sampling: SamplingSettings, videos: Any = None
+    ) -> list[Generation]:
         self.asked.extend(conversations)
         return [Generation(next(self._answers), 3) for _ in conversations]
 
@@ -41,8 +45,9 @@ class ScriptedAnswers:
         conversations: Sequence[Conversation],
         candidates: Sequence[str],
         prefixes: Sequence[str] | None = None,
+        videos: Any = None,
     ) -> list[CandidateProbabilities]:
-        return self.backend.next_token_probabilities(conversations, candidates, prefixes)
+        return self.backend.next_token_probabilities(conversations, candidates, prefixes, videos)
 
 
 @pytest.fixture(scope="module", params=ARCHS)
@@ -192,3 +197,39 @@ def test_the_critic_gives_a_verdict_with_its_critique(tiny: TransformersBackend,
 
 def test_expected_value_weights_each_score_by_its_probability() -> None:
     assert expected_value({"1": 0.0, "2": 0.5, "3": 0.0, "4": 0.5, "5": 0.0}) == 3.0
+
+
+@pytest.mark.parametrize("name", ["yesno", "likert", "videophy2"])
+def test_samples_prepared_ahead_score_like_the_samples_themselves(
+    tiny: TransformersBackend, samples: list[VideoSample], name: str
+) -> None:
+    answers = ["<answer>\n4\n</answer>", "3"] * 4
+    scorer = build_scorer(config(tiny, name), Path("/"), ScriptedAnswers(tiny, answers))
+    prepared = [scorer.prepare(sample) for sample in samples]
+    assert all(isinstance(item, PreparedSample) for item in prepared)
+    direct = build_scorer(config(tiny, name), Path("/"), ScriptedAnswers(tiny, answers)).score(samples)
+    ahead = scorer.score(prepared)
+    assert [r.sample_id for r in ahead] == [s.id for s in samples]
+    for ours, theirs in zip(ahead, direct, strict=True):
+        assert ours.score_kind == theirs.score_kind
+        assert ours.score == pytest.approx(theirs.score, rel=1e-6)  # P("No") for yesno, parsed answers otherwise
+        assert ours.expected_score == (None if theirs.expected_score is None else pytest.approx(theirs.expected_score))
+        assert ours.probabilities == pytest.approx(theirs.probabilities, rel=1e-6)
+
+
+def test_the_joint_scorer_decodes_each_video_once_for_both_questions(
+    tiny: TransformersBackend, samples: list[VideoSample], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cookbook_infer import vision
+
+    decoded: list[str] = []
+    decode = vision.sample_frames
+
+    def counting(path: str, settings: object) -> object:
+        decoded.append(Path(path).stem)
+        return decode(path, settings)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(vision, "sample_frames", counting)
+    scorer = build_scorer(config(tiny, "videophy2"), Path("/"), ScriptedAnswers(tiny, ["4", "5"] * 2))
+    scorer.score(samples)
+    assert sorted(decoded) == sorted(Path(str(s.path)).stem for s in samples)

@@ -31,6 +31,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, JsonValue
 
+from cookbook_data.cpus import usable_cores
 from cookbook_data.engines import LocalEngineConfig, RayEngineConfig, require_ray
 from cookbook_data.records import JsonlWriter, done_ids
 from cookbook_data.schemas import ItemError
@@ -214,14 +215,15 @@ def _run_batch(
 
 
 def _run_local_batch(job: Job[T, R], process: Process[T, R], batch: list[tuple[str, T]]) -> list[R | ItemError]:
+    """A batch on this process: its items prepared on parallel threads (decoding releases the GIL), then
+    processed together."""
     ids = [key for key, _ in batch]
-    items: list[T | ItemError] = []
-    for key, item in batch:
-        if job.prepare is None:
-            items.append(item)
-            continue
-        prepared = _prepare_item(job.stage, job.prepare, key, item)
-        items.append(prepared)
+    items: list[T | ItemError] = [item for _, item in batch]
+    prepare = job.prepare
+    if prepare is not None:
+        threads = max(1, min(len(batch), usable_cores()))
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"{job.stage}-prepare") as pool:
+            items = list(pool.map(lambda pair: _prepare_item(job.stage, prepare, *pair), batch))
     return _run_batch(job.stage, process, ids, items)
 
 

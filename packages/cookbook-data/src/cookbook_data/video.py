@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import bisect
 import math
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import Field, model_validator
 
+from cookbook_data.cpus import usable_cores
 from cookbook_data.schemas import Strict, VideoPart
 
 FRAME_FACTOR = 2
@@ -239,8 +239,19 @@ def _check_file(path: Path) -> None:
         raise VideoDecodeError(f"{path}: empty file")
 
 
-def _open_container(path: Path) -> Any:
+def _pyav() -> Any:
+    """PyAV, with FFmpeg's errors kept (level ERROR), so a failure names its cause ("moov atom not found") in
+    every process alike. PyAV keeps no log unless a level is set, and importing torchvision sets this one, so
+    without it the same bad file would give a longer message in a process that had imported torchvision."""
     import av
+
+    if av.logging.get_level() is None:
+        av.logging.set_level(av.logging.ERROR)
+    return av
+
+
+def _open_container(path: Path) -> Any:
+    av = _pyav()
 
     try:
         container = av.open(str(path))
@@ -431,13 +442,6 @@ def _sample_direct(path: Path, settings: VisionSettings) -> SampledVideo:
     return SampledVideo(frames, indices, fps, total, resized_height, resized_width)
 
 
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 class _Chosen:
     """The frames being collected: where each wanted timestamp goes, and which are in."""
 
@@ -523,7 +527,7 @@ def _decode_chosen(
     shared among threads, one single-threaded decoder each, when they balance; one frame-threaded decoder
     reads them otherwise. PyAV releases the GIL while decoding.
     """
-    import av
+    av = _pyav()
 
     stream = container.streams.video[0]
     chosen = _Chosen(timestamps, indices, stream.codec_context.width, stream.codec_context.height)
@@ -532,7 +536,7 @@ def _decode_chosen(
         return None
     positions = {stamp: position for position, stamp in enumerate(timestamps)}
     lengths = [end - start + 1 for start, end in segments]
-    cores = _cores()
+    cores = usable_cores()
     workers = min(cores, len(segments)) if max(lengths) <= _SEGMENT_SHARE * sum(lengths) else 1
     if workers == 1:
         segments = _join_adjacent(segments)
@@ -583,7 +587,7 @@ def _open_decord(path: Path) -> Any | None:
 
 def _read_pyav(path: Path, indices: list[int]) -> NDArray[np.uint8]:
     """Decode frames in order and keep the wanted ones, stopping after the last one."""
-    import av
+    av = _pyav()
 
     wanted = set(indices)
     kept: dict[int, NDArray[np.uint8]] = {}

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from cookbook_data.clikit import make_app, out_console, resolve_config, run_app
+from cookbook_data.engines import EngineName, engine_options
 
 if TYPE_CHECKING:
     from cookbook_eval.fid import FrechetResult
@@ -170,7 +171,12 @@ RealOption = Annotated[
 ]
 GeneratedOption = Annotated[Path | None, typer.Option(help="Generated videos, in the same forms.")]
 FrechetOut = Annotated[
-    Path | None, typer.Option(file_okay=False, help="Folder for features, errors-<set>.jsonl and the result.")
+    Path | None,
+    typer.Option(
+        file_okay=False,
+        help="Folder for features, errors-<set>.jsonl and the result; with --engine ray on several machines, "
+        "shared storage at the same path on every node (the actors write the features there).",
+    ),
 ]
 WeightsOption = Annotated[
     str | None,
@@ -180,11 +186,15 @@ ShrinkageOption = Annotated[
     str | None,
     typer.Option(help="'ledoit-wolf' or an intensity in [0, 1] when a set has fewer samples than features."),
 ]
-BatchOption = Annotated[int | None, typer.Option(help="Videos decoded and embedded together (default 4).")]
-WorkersOption = Annotated[int | None, typer.Option(help="Batches in flight (default 2).")]
-DeviceOption = Annotated[str | None, typer.Option(help="Torch device (default cuda if available, else cpu).")]
+BatchOption = Annotated[int | None, typer.Option(help="Videos embedded together (default 4).")]
+WorkersOption = Annotated[int | None, typer.Option(help="Batches in flight on the local engine (default 2).")]
+DeviceOption = Annotated[
+    str | None, typer.Option(help="Torch device (default cuda where the network runs and has one, else cpu).")
+]
 SeedOption = Annotated[int | None, typer.Option(help="Seed of random weights (default 0).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+EngineOption = Annotated[EngineName | None, typer.Option(help="local (default) or ray: run on a Ray cluster.")]
+AddressOption = Annotated[str | None, typer.Option(help="Ray cluster: auto, ray://HOST:10001 or HOST:PORT.")]
 
 
 @app.command("fid")
@@ -202,6 +212,8 @@ def fid_command(
     workers: WorkersOption = None,
     device: DeviceOption = None,
     seed: SeedOption = None,
+    engine: EngineOption = None,
+    address: AddressOption = None,
     config_file: ConfigFile = None,
     sets: Sets = None,
     as_json: JsonOption = False,
@@ -209,8 +221,10 @@ def fid_command(
     """Fréchet Inception Distance between two video sets (frames through InceptionV3 pool3, 2048-d).
 
     Per-video features are cached under --out and reruns resume; a video that cannot be decoded is written
-    to errors-<set>.jsonl and the run goes on. Writes fid.json and config.resolved.json into --out.
-    Settings: defaults < --config TOML < --set key=value < the options here.
+    to errors-<set>.jsonl and the run goes on. Writes fid.json and config.resolved.json into --out. With
+    --engine ray, videos are decoded in Ray CPU tasks and InceptionV3 runs in a pool of actors (one per GPU;
+    sizes in --set engine.actors=N, ...) that write the features into --out: shared storage on several
+    machines. Settings: defaults < --config TOML < --set key=value < the options here.
     """
     from cookbook_eval.fid import FIDConfig, compute_fid
 
@@ -226,6 +240,7 @@ def fid_command(
         "workers": workers,
         "device": device,
         "seed": seed,
+        **engine_options(engine, address),
     }
     config = resolve_config(FIDConfig, config_file, sets, options)
     _print_frechet(compute_fid(config), as_json)
@@ -249,6 +264,8 @@ def fvd_command(
     workers: WorkersOption = None,
     device: DeviceOption = None,
     seed: SeedOption = None,
+    engine: EngineOption = None,
+    address: AddressOption = None,
     config_file: ConfigFile = None,
     sets: Sets = None,
     as_json: JsonOption = False,
@@ -256,7 +273,9 @@ def fvd_command(
     """Fréchet Video Distance between two video sets (clips of consecutive frames through I3D, 400-d logits).
 
     Per-video features are cached under --out and reruns resume; a video that cannot be decoded is written
-    to errors-<set>.jsonl and the run goes on. Writes fvd.json and config.resolved.json into --out.
+    to errors-<set>.jsonl and the run goes on. Writes fvd.json and config.resolved.json into --out. With
+    --engine ray, clips are decoded in Ray CPU tasks and I3D runs in a pool of actors (one per GPU; sizes in
+    --set engine.actors=N, ...) that write the features into --out: shared storage on several machines.
     Settings: defaults < --config TOML < --set key=value < the options here.
     """
     from cookbook_eval.fid import FVDConfig, compute_fvd
@@ -275,6 +294,7 @@ def fvd_command(
         "workers": workers,
         "device": device,
         "seed": seed,
+        **engine_options(engine, address),
     }
     config = resolve_config(FVDConfig, config_file, sets, options)
     _print_frechet(compute_fvd(config), as_json)

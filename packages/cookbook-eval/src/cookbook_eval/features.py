@@ -19,6 +19,8 @@ Weights (``weights``):
   ``huggingface_hub.hf_hub_download``.
 
 The weights id recorded in results names the source and the first 16 hex digits of the file's SHA-256.
+:class:`ExtractorSettings` names an extractor without loading it: a job carries it to where its batches run
+(a Ray actor) and builds the network there.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -82,6 +85,19 @@ def resolve_weights(source: str) -> Path:
     return path
 
 
+def weights_id(weights: str, seed: int = 0) -> str:
+    """The id results record for ``weights`` (``random:seed=N``, or the source and the first 16 hex digits of
+    the file's SHA-256), known without building a network: what a run is fingerprinted with before its
+    extractors load anywhere. Hub weights are downloaded to be hashed."""
+    if weights == RANDOM_WEIGHTS:
+        return f"{RANDOM_WEIGHTS}:seed={seed}"
+    return _file_id(weights, resolve_weights(weights))
+
+
+def _file_id(weights: str, path: Path) -> str:
+    return f"{weights}#sha256:{_sha256(path)[:16]}"
+
+
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Tensors of a weights file, unwrapped from a ``{"state_dict": ...}`` checkpoint and ``module.`` prefixes."""
     import torch
@@ -130,6 +146,7 @@ class Extractor:
     name: ClassVar[str]
     dim: ClassVar[int]
     default_size: ClassVar[int]
+    architecture: ClassVar[str]
 
     def __init__(
         self,
@@ -150,12 +167,12 @@ class Extractor:
         network = self._build()
         if weights == RANDOM_WEIGHTS:
             seeded_init(network, seed)
-            self.weights_id = f"{RANDOM_WEIGHTS}:seed={seed}"
+            self.weights_id = weights_id(weights, seed)
             self.comparable = False
         else:
             path = resolve_weights(weights)
             self._load(network, read_state_dict(path), path)
-            self.weights_id = f"{weights}#sha256:{_sha256(path)[:16]}"
+            self.weights_id = _file_id(weights, path)
             self.comparable = True
         self.network = network.to(self.device).eval()
 
@@ -225,27 +242,20 @@ class Extractor:
 
 class InceptionFeatures(Extractor):
     """InceptionV3 pool3 features (2048-d) of single frames, for FID. Frames are resized to 299x299 by
-    default; ``tf_pooling`` follows the TensorFlow FID graph's pooling (see :mod:`._inception`)."""
+    default; the network pools as the TensorFlow FID graph does (see :mod:`._inception`)."""
 
     name = "inception_v3_pool3"
     dim = 2048
     default_size = 299
-
-    def __init__(self, weights: str, *, tf_pooling: bool = True, **options: Any) -> None:
-        self.tf_pooling = tf_pooling
-        super().__init__(weights, **options)
+    architecture = "torchvision inception_v3 with the TensorFlow FID graph's pooling"
 
     def _build(self) -> nn.Module:
         from cookbook_eval._inception import build_inception
 
         if (self.image_size or 0) < 75:
             raise ValueError(f"InceptionV3 needs inputs of at least 75x75, got image_size={self.image_size}")
-        network: nn.Module = build_inception(tf_pooling=self.tf_pooling)
+        network: nn.Module = build_inception(tf_pooling=True)
         return network
-
-    @property
-    def architecture(self) -> str:
-        return "torchvision inception_v3" + (" with the TensorFlow FID graph's pooling" if self.tf_pooling else "")
 
     def network_input(self, array: NDArray[np.uint8]) -> torch.Tensor:
         """(N, H, W, 3) uint8 frames -> (N, 3, S, S) float32 in [-1, 1]."""
@@ -274,6 +284,42 @@ class I3DFeatures(Extractor):
         frames = self._to_unit(clips.reshape(n * t, *clips.shape[2:]))
         size = self.image_size
         return frames.reshape(n, t, 3, size, size).permute(0, 2, 1, 3, 4).mul_(2.0).sub_(1.0).contiguous()
+
+
+@dataclass(frozen=True)
+class ExtractorSettings:
+    """An extractor named by its settings, not built: what a job carries to where its batches run (pickled to
+    each Ray actor) and builds there, so the network is loaded, and the device chosen, on that machine. It
+    also describes the extractor (name, dimension, input size, architecture) without loading anything."""
+
+    kind: type[Extractor]
+    weights: str
+    image_size: int | None = None
+    antialias: bool = True
+    seed: int = 0
+    device: str | None = None
+    batch_size: int = 16
+
+    @property
+    def size(self) -> int:
+        """Side of the square network input."""
+        return self.image_size or self.kind.default_size
+
+    @property
+    def comparable(self) -> bool:
+        """Whether the weights are real ones (random weights compare sets within a run only)."""
+        return self.weights != RANDOM_WEIGHTS
+
+    def build(self) -> Extractor:
+        """The extractor, its network loaded on ``device`` (default: cuda where this machine has it)."""
+        return self.kind(
+            self.weights,
+            image_size=self.image_size,
+            antialias=self.antialias,
+            seed=self.seed,
+            device=self.device,
+            batch_size=self.batch_size,
+        )
 
 
 @contextmanager

@@ -9,6 +9,14 @@ fingerprint (a rerun with another protocol or other weights refuses to mix them)
 failures by reason, feature dimension, protocol, extractor and weights id, and whether it is comparable to
 published numbers.
 
+Where it runs (``engine``): one job, two engines. Each video is decoded and its frames or clips sampled by the
+job's ``prepare`` step (worker threads here; CPU tasks on a Ray cluster), then embedded in batches by an
+extractor built where the batches run (once in this process; once per actor on Ray, each with its GPU). The
+batch function writes each video's ``.npy`` (temporary file, then rename) and returns its record; this process
+writes the records and errors, and reads the ``.npy`` files back for the statistics. On a cluster of several
+machines the output folder must therefore be on storage every node reaches at the same path (the videos and
+weights too); a node that cannot write there fails its videos as ``output_not_writable``.
+
 Protocols (recorded in the result):
 
 - **FID**: ``frames_per_video`` frames (default 8) per video, evenly spaced from the first frame to the last
@@ -33,6 +41,8 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -40,9 +50,11 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import Field, JsonValue, field_validator
 
-from cookbook_data.jobs import ItemFailure, Job, run_job
+from cookbook_data.engines import EngineConfig, LocalEngineConfig
+from cookbook_data.jobs import ItemFailure, Job, Process, run_job
 from cookbook_data.records import read_records
 from cookbook_data.schemas import ItemError, Record, Strict, VideoSample
+from cookbook_eval.features import ExtractorSettings, I3DFeatures, InceptionFeatures, WeightsError, weights_id
 from cookbook_eval.frechet import GaussianStats, RankDeficientError, frechet_distance_between, gaussian_stats
 
 if TYPE_CHECKING:
@@ -84,9 +96,21 @@ class _FrechetJobConfig(Strict):
     )
     antialias: bool = Field(default=True, description="Antialias the bilinear resize when shrinking frames.")
     seed: int = Field(default=0, description="Seed of the random weights (only with weights='random').")
-    device: str | None = Field(default=None, description="Torch device (default: cuda when available, else cpu).")
-    batch_size: int = Field(default=4, ge=1, description="Videos decoded and embedded together.")
-    workers: int = Field(default=2, ge=1, description="Batches in flight (decoding overlaps the network).")
+    device: str | None = Field(
+        default=None, description="Torch device (default: cuda where the extractor runs and has it, else cpu)."
+    )
+    batch_size: int = Field(default=4, ge=1, description="Videos embedded together.")
+    workers: int = Field(
+        default=2, ge=1, description="Batches in flight (local engine; decoding overlaps the network)."
+    )
+    engine: EngineConfig = Field(
+        default_factory=LocalEngineConfig,
+        description=(
+            "Where features are extracted: local, or a Ray cluster (decoding in CPU tasks, the network in a pool of "
+            "actors). The actors write the features into `out`: on several machines it must be shared storage, "
+            "at the same path on every node."
+        ),
+    )
 
 
 class FIDConfig(_FrechetJobConfig):
@@ -193,26 +217,39 @@ class FrechetResult(Record):
     protocol: FIDProtocol | FVDProtocol = Field(description="How frames were sampled and prepared.")
 
 
-Item = tuple[str, Path | None]
-"""A video to process: (id, path or None when the manifest row has no local path)."""
+@dataclass(frozen=True)
+class VideoItem:
+    """A video of a set, as the extraction job carries it: its id and file, then, once the job's ``prepare``
+    step has run, the sampled frames (FID) or clips (FVD) the extractor embeds."""
+
+    sample_id: str
+    path: Path | None
+    """Absolute (the same file wherever the job runs); None when the manifest row has no local path."""
+    frames: NDArray[np.uint8] | None = None
+    indices: tuple[int, ...] = ()
+    """Frames used (FID), or first frame of each clip (FVD)."""
+    padded: int = 0
+    """Frames added by repeating the last one (FVD, short videos)."""
 
 
-def list_videos(source: Path) -> list[Item]:
+def list_videos(source: Path) -> list[VideoItem]:
     """The videos of a set: manifest rows (paths relative to the manifest), a folder's video files (sorted,
-    ids relative to the folder, subfolders included), or a single file."""
+    ids relative to the folder, subfolders included), or a single file. Paths are made absolute, so they name
+    the same files on every machine of a cluster (given the same mounts)."""
+    source = source.absolute()
     if source.is_dir():
         files = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
-        return [(path.relative_to(source).as_posix(), path) for path in files]
+        return [VideoItem(path.relative_to(source).as_posix(), path) for path in files]
     if source.suffix == ".jsonl":
-        items: list[Item] = []
+        items: list[VideoItem] = []
         for sample in read_records(source, VideoSample):
             path = None if sample.path is None else Path(sample.path)
             if path is not None and not path.is_absolute():
                 path = source.parent / path
-            items.append((sample.id, path))
+            items.append(VideoItem(sample.id, path))
         return items
     if source.is_file():
-        return [(source.name, source)]
+        return [VideoItem(source.name, source)]
     raise FileNotFoundError(f"{source}: no such manifest, folder or video")
 
 
@@ -302,51 +339,102 @@ def sample_fvd_clips(
 
 
 Sampler = Callable[[Path], tuple[NDArray[np.uint8], list[int], int]]
+"""Frames (FID) or clips (FVD) of a video file, with their indices and padded count. A module-level function
+or a ``functools.partial`` of one, since it travels to a cluster's CPU tasks."""
 
 
-def _fingerprint(protocol: Strict, extractor: Extractor) -> str:
+def _fingerprint(protocol: Strict, extractor: str, weights: str) -> str:
     body = json.dumps(
-        {"protocol": protocol.model_dump(mode="json"), "extractor": extractor.name, "weights": extractor.weights_id},
-        sort_keys=True,
+        {"protocol": protocol.model_dump(mode="json"), "extractor": extractor, "weights": weights}, sort_keys=True
     )
     return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 
+def _local_file(item: VideoItem) -> Path:
+    if item.path is None:
+        raise ItemFailure("missing_file", f"{item.sample_id}: the manifest row has no local path")
+    if not item.path.is_file():
+        raise ItemFailure("missing_file", f"{item.path}: no such file", {"path": str(item.path)})
+    return item.path
+
+
+def _sample(sampler: Sampler, item: VideoItem) -> VideoItem:
+    """The extraction job's ``prepare`` step (CPU): the video decoded and sampled, ready to embed."""
+    frames, indices, padded = sampler(_local_file(item))
+    return replace(item, frames=frames, indices=tuple(indices), padded=padded)
+
+
+def _save(features: NDArray[np.float64], target: Path) -> None:
+    """Write ``target`` whole or not at all (a temporary file, then a rename), or fail the video with a reason
+    that says where the output folder must be."""
+    partial_file = target.with_suffix(".partial.npy")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        np.save(partial_file, features)
+        partial_file.replace(target)
+    except OSError as error:
+        raise ItemFailure(
+            "output_not_writable",
+            f"{target.parent}: cannot write features here ({error}); on a cluster, the output folder must be on "
+            "storage every node can write, at the same path",
+            {"folder": str(target.parent)},
+        ) from None
+
+
 def _embed_batch(
-    batch: list[Item], extractor: Extractor, sampler: Sampler, out: Path, folder: Path, fingerprint: str
+    batch: list[VideoItem], extractor: Extractor, out: Path, folder: Path, fingerprint: str
 ) -> list[VideoFeatures]:
+    """The extraction job's batch function: embeds the sampled videos together, saves each one's features
+    under ``folder`` and returns its record (paths relative to ``out``)."""
     import torch
 
-    decoded = []
-    for sample_id, path in batch:
-        if path is None:
-            raise ItemFailure("missing_file", f"{sample_id}: the manifest row has no local path")
-        if not path.is_file():
-            raise ItemFailure("missing_file", f"{path}: no such file", {"path": str(path)})
-        decoded.append((sample_id, path, *sampler(path)))
-    inputs = [extractor.network_input(array) for _, _, array, _, _ in decoded]
+    inputs = []
+    for item in batch:
+        assert item.frames is not None, "the job's prepare step samples every video before it is embedded"
+        inputs.append(extractor.network_input(item.frames))
     features = extractor.embed(torch.cat(inputs))
     records, start = [], 0
-    folder.mkdir(parents=True, exist_ok=True)
-    for (sample_id, path, _, indices, padded), tensor in zip(decoded, inputs, strict=True):
+    for item, tensor in zip(batch, inputs, strict=True):
         count = int(tensor.shape[0])
-        target = folder / _file_name(sample_id)
-        partial = target.with_suffix(".partial.npy")
-        np.save(partial, features[start : start + count])
-        partial.replace(target)
+        target = folder / _file_name(item.sample_id)
+        _save(features[start : start + count], target)
         start += count
         records.append(
             VideoFeatures(
-                sample_id=sample_id,
-                path=str(path),
+                sample_id=item.sample_id,
+                path=str(item.path),
                 features=target.relative_to(out).as_posix(),
                 count=count,
-                frame_indices=indices,
-                padded_frames=padded,
+                frame_indices=list(item.indices),
+                padded_frames=item.padded,
                 fingerprint=fingerprint,
             )
         )
     return records
+
+
+@dataclass(frozen=True)
+class _Embedder:
+    """The extraction job's ``factory``: settings only, so it pickles to Ray actors; each call builds the
+    extractor (once in this process on the local engine, once per actor on Ray) and refuses weights other than
+    those the run is fingerprinted with (a node whose file at the same path differs)."""
+
+    extractor: ExtractorSettings
+    weights_id: str
+    fingerprint: str
+    out: Path
+    folder: Path
+
+    def __call__(self) -> Process[VideoItem, VideoFeatures]:
+        extractor = self.extractor.build()
+        if extractor.weights_id != self.weights_id:
+            raise WeightsError(
+                f"{self.extractor.weights}: loaded {extractor.weights_id} where the run started with "
+                f"{self.weights_id}; every node must see the same weights file"
+            )
+        return partial(
+            _embed_batch, extractor=extractor, out=self.out, folder=self.folder, fingerprint=self.fingerprint
+        )
 
 
 def _last_errors(path: Path) -> dict[str, ItemError]:
@@ -355,30 +443,43 @@ def _last_errors(path: Path) -> dict[str, ItemError]:
     return {error.sample_id: error for error in read_records(path, ItemError)}
 
 
+@dataclass(frozen=True)
+class _Extraction:
+    """How a run turns a set's videos into features: the sampler, the extractor's settings, and the weights id
+    and fingerprint they were resolved to here, before any extractor is built."""
+
+    sampler: Sampler
+    extractor: ExtractorSettings
+    weights_id: str
+    fingerprint: str
+
+    def job(self, name: SetName, config: _FrechetJobConfig) -> Job[VideoItem, VideoFeatures]:
+        """The job extracting set ``name``: decoding in ``prepare``, the extractor built by the factory."""
+        out = config.out.absolute()  # the folder the batches write in, wherever they run
+        embedder = _Embedder(self.extractor, self.weights_id, self.fingerprint, out, out / "features" / name)
+        return Job(
+            stage=f"features-{name}",
+            factory=embedder,
+            prepare=partial(_sample, self.sampler),
+            gpu=True,
+            item_id=lambda item: item.sample_id,
+            out=config.out / f"features-{name}.jsonl",
+            record_type=VideoFeatures,
+            errors=config.out / f"errors-{name}.jsonl",
+            batch_size=config.batch_size,
+            workers=config.workers,
+        )
+
+
 def _extract_set(
-    name: SetName,
-    config: _FrechetJobConfig,
-    extractor: Extractor,
-    sampler: Sampler,
-    fingerprint: str,
-    progress: bool | None,
+    name: SetName, config: _FrechetJobConfig, extraction: _Extraction, progress: bool | None
 ) -> tuple[FeatureSet, NDArray[np.float64]]:
     source = config.real if name == "real" else config.generated
     items = list_videos(source)
-    out = config.out
-    records_path, errors_path = out / f"features-{name}.jsonl", out / f"errors-{name}.jsonl"
-    job: Job[Item, VideoFeatures] = Job(
-        stage=f"features-{name}",
-        process=lambda batch: _embed_batch(batch, extractor, sampler, out, out / "features" / name, fingerprint),
-        item_id=lambda item: item[0],
-        out=records_path,
-        record_type=VideoFeatures,
-        errors=errors_path,
-        batch_size=config.batch_size,
-        workers=config.workers,
-    )
-    run_job(job, items, config=config, progress=progress)
-    paths = {sample_id: str(path) for sample_id, path in items}
+    job = extraction.job(name, config)
+    records_path, errors_path, out, fingerprint = job.out, job.errors, config.out, extraction.fingerprint
+    run_job(job, items, config=config, progress=progress, engine=config.engine)
+    paths = {item.sample_id: str(item.path) for item in items}
     wanted = set(paths)
     done = {r.sample_id: r for r in read_records(records_path, VideoFeatures)} if records_path.exists() else {}
     done = {key: record for key, record in done.items() if key in wanted}
@@ -388,13 +489,13 @@ def _extract_set(
             f"{records_path}: cached features of {len(stale)} video(s) (e.g. {stale[0]!r}) were made from another "
             "file, with another protocol or with other weights; use a new output folder or delete this one"
         )
-    arrays = [np.load(out / done[sample_id].features) for sample_id, _ in items if sample_id in done]
+    arrays = [np.load(out / done[item.sample_id].features) for item in items if item.sample_id in done]
     errors = _last_errors(errors_path)
     failures: dict[str, int] = {}
     for sample_id in wanted - done.keys():
         reason = errors[sample_id].error_type if sample_id in errors else "unknown"
         failures[reason] = failures.get(reason, 0) + 1
-    features = np.concatenate(arrays) if arrays else np.zeros((0, extractor.dim))
+    features = np.concatenate(arrays) if arrays else np.zeros((0, extraction.extractor.kind.dim))
     summary = FeatureSet(
         source=str(source),
         videos=len(items),
@@ -422,16 +523,18 @@ def _fit(name: SetName, summary: FeatureSet, features: NDArray[np.float64], conf
 def _compare(
     metric: Literal["fid", "fvd"],
     config: _FrechetJobConfig,
-    extractor: Extractor,
+    extractor: ExtractorSettings,
     protocol: FIDProtocol | FVDProtocol,
     sampler: Sampler,
     standard: dict[str, Any],
     progress: bool | None,
 ) -> FrechetResult:
     config.out.mkdir(parents=True, exist_ok=True)
-    fingerprint = _fingerprint(protocol, extractor)
-    real, real_features = _extract_set("real", config, extractor, sampler, fingerprint, progress)
-    generated, generated_features = _extract_set("generated", config, extractor, sampler, fingerprint, progress)
+    weights = weights_id(extractor.weights, extractor.seed)
+    fingerprint = _fingerprint(protocol, extractor.kind.name, weights)
+    extraction = _Extraction(sampler, extractor, weights, fingerprint)
+    real, real_features = _extract_set("real", config, extraction, progress)
+    generated, generated_features = _extract_set("generated", config, extraction, progress)
     real_stats = _fit("real", real, real_features, config)
     generated_stats = _fit("generated", generated, generated_features, config)
     real.shrinkage, generated.shrinkage = real_stats.shrinkage, generated_stats.shrinkage
@@ -449,9 +552,9 @@ def _compare(
         value=frechet_distance_between(real_stats, generated_stats),
         real=real,
         generated=generated,
-        feature_dim=extractor.dim,
-        extractor=extractor.name,
-        weights=extractor.weights_id,
+        feature_dim=extractor.kind.dim,
+        extractor=extractor.kind.name,
+        weights=weights,
         comparable=not notes,
         notes=notes,
         protocol=protocol,
@@ -460,42 +563,40 @@ def _compare(
     return result
 
 
-def compute_fid(config: FIDConfig, *, progress: bool | None = None) -> FrechetResult:
-    """FID between ``config.real`` and ``config.generated``; writes ``<out>/fid.json`` and returns the result."""
-    from cookbook_eval.features import InceptionFeatures
+def _resize(config: _FrechetJobConfig) -> str:
+    return "bilinear, antialiased" if config.antialias else "bilinear"
 
-    extractor = InceptionFeatures(
+
+def compute_fid(config: FIDConfig, *, progress: bool | None = None) -> FrechetResult:
+    """FID between ``config.real`` and ``config.generated``; writes ``<out>/fid.json`` and returns the result.
+
+    Extraction runs on ``config.engine``; the network is loaded only where the batches run."""
+    extractor = ExtractorSettings(
+        InceptionFeatures,
         config.weights,
-        image_size=config.image_size or FID_IMAGE_SIZE,
+        image_size=config.image_size,
         antialias=config.antialias,
         seed=config.seed,
         device=config.device,
     )
     protocol = FIDProtocol(
         frames_per_video=config.frames_per_video,
-        image_size=extractor.image_size,
-        resize="bilinear, antialiased" if config.antialias else "bilinear",
-        architecture=extractor.architecture,
+        image_size=extractor.size,
+        resize=_resize(config),
+        architecture=InceptionFeatures.architecture,
     )
-    frames = config.frames_per_video
-    return _compare(
-        "fid",
-        config,
-        extractor,
-        protocol,
-        lambda path: sample_fid_frames(path, frames),
-        {"image_size": FID_IMAGE_SIZE},
-        progress,
-    )
+    sampler = partial(sample_fid_frames, frames_per_video=config.frames_per_video)
+    return _compare("fid", config, extractor, protocol, sampler, {"image_size": FID_IMAGE_SIZE}, progress)
 
 
 def compute_fvd(config: FVDConfig, *, progress: bool | None = None) -> FrechetResult:
-    """FVD between ``config.real`` and ``config.generated``; writes ``<out>/fvd.json`` and returns the result."""
-    from cookbook_eval.features import I3DFeatures
+    """FVD between ``config.real`` and ``config.generated``; writes ``<out>/fvd.json`` and returns the result.
 
-    extractor = I3DFeatures(
+    Extraction runs on ``config.engine``; the network is loaded only where the batches run."""
+    extractor = ExtractorSettings(
+        I3DFeatures,
         config.weights,
-        image_size=config.image_size or FVD_IMAGE_SIZE,
+        image_size=config.image_size,
         antialias=config.antialias,
         seed=config.seed,
         device=config.device,
@@ -505,17 +606,15 @@ def compute_fvd(config: FVDConfig, *, progress: bool | None = None) -> FrechetRe
         clip_length=config.clip_length,
         clips_per_video=config.clips_per_video,
         short_videos=config.short_videos,
-        image_size=extractor.image_size,
-        resize="bilinear, antialiased" if config.antialias else "bilinear",
-        architecture=extractor.architecture,
+        image_size=extractor.size,
+        resize=_resize(config),
+        architecture=I3DFeatures.architecture,
     )
-    length, clips, short = config.clip_length, config.clips_per_video, config.short_videos
-    return _compare(
-        "fvd",
-        config,
-        extractor,
-        protocol,
-        lambda path: sample_fvd_clips(path, length, clips, short),
-        {"image_size": FVD_IMAGE_SIZE, "clip_length": FVD_CLIP_LENGTH},
-        progress,
+    sampler = partial(
+        sample_fvd_clips,
+        clip_length=config.clip_length,
+        clips_per_video=config.clips_per_video,
+        short_videos=config.short_videos,
     )
+    standard = {"image_size": FVD_IMAGE_SIZE, "clip_length": FVD_CLIP_LENGTH}
+    return _compare("fvd", config, extractor, protocol, sampler, standard, progress)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +20,7 @@ from cookbook_data.video import VisionSettings
 from cookbook_infer.backends.base import Backend, CandidateProbabilities, Generation, SamplingSettings
 from cookbook_infer.registry import Arch, ModelSpec, resolve_model
 from cookbook_infer.tasks import InferenceTask, get_task
+from cookbook_infer.vision import ModelVideo, model_videos
 
 BackendName = Literal["transformers", "vllm", "openai"]
 
@@ -101,6 +102,34 @@ def make_backend(config: PredictorConfig, spec: ModelSpec) -> Backend:
     return TransformersBackend(spec.id, device=config.device, dtype=config.dtype)
 
 
+@dataclass(frozen=True)
+class PreparedSample:
+    """A sample whose video parts are already decoded and resized for the model, in the order its conversation
+    holds them: what a batch job's CPU step (``prepare``, a Ray task on the Ray engine) hands the model's worker,
+    so the worker spends its time on the model."""
+
+    sample: VideoSample
+    videos: tuple[ModelVideo, ...]
+
+    @property
+    def id(self) -> str:
+        return self.sample.id
+
+
+Item = VideoSample | PreparedSample
+"""What the model-running jobs take: a sample, or a sample already prepared."""
+
+
+def sample_of(item: Item) -> VideoSample:
+    """The sample an item is about."""
+    return item.sample if isinstance(item, PreparedSample) else item
+
+
+def flat_videos(per_conversation: Sequence[tuple[ModelVideo, ...]] | None) -> list[ModelVideo] | None:
+    """The prepared videos of a batch's conversations as the backends take them (one list, in order)."""
+    return None if per_conversation is None else [video for videos in per_conversation for video in videos]
+
+
 @dataclass
 class Predictor:
     """One model answering one task with fixed settings: batches of samples in, Predictions out."""
@@ -151,13 +180,48 @@ class Predictor:
             for sample in batch
         ]
 
-    def __call__(self, batch: list[VideoSample]) -> list[Prediction]:
-        return self.answer(batch, self.conversations(batch))
+    def prepare_batch(self, items: Sequence[Item]) -> list[PreparedSample]:
+        """Each item with its video parts decoded and resized for the model (the batch's videos on parallel
+        threads); needs no model, so a job runs it apart from the model's worker."""
+        raw = [item for item in items if not isinstance(item, PreparedSample)]
+        conversations = self.conversations(raw)
+        videos = iter(model_videos(conversations, self.vision.patch_factor))
+        made = iter(
+            PreparedSample(sample, tuple(next(videos) for _ in conversation.video_parts()))
+            for sample, conversation in zip(raw, conversations, strict=True)
+        )
+        return [item if isinstance(item, PreparedSample) else next(made) for item in items]
 
-    def answer(self, batch: Sequence[VideoSample], conversations: Sequence[Conversation]) -> list[Prediction]:
+    def prepare(self, item: Item) -> PreparedSample:
+        """One item made ready for the model (the ``prepare`` step of the jobs that run this predictor)."""
+        [prepared] = self.prepare_batch([item])
+        return prepared
+
+    def ask(
+        self, items: Sequence[Item]
+    ) -> tuple[list[VideoSample], list[Conversation], list[tuple[ModelVideo, ...]] | None]:
+        """The samples, their conversations, and each conversation's prepared videos (None when no item was
+        prepared: the backend then decodes them)."""
+        if any(isinstance(item, PreparedSample) for item in items):
+            prepared = self.prepare_batch(items)
+            samples = [item.sample for item in prepared]
+            return samples, self.conversations(samples), [item.videos for item in prepared]
+        samples = [sample_of(item) for item in items]
+        return samples, self.conversations(samples), None
+
+    def __call__(self, batch: Sequence[Item]) -> list[Prediction]:
+        samples, conversations, videos = self.ask(batch)
+        return self.answer(samples, conversations, flat_videos(videos))
+
+    def answer(
+        self,
+        batch: Sequence[VideoSample],
+        conversations: Sequence[Conversation],
+        videos: Sequence[ModelVideo] | None = None,
+    ) -> list[Prediction]:
         """One generation per conversation (``conversations[i]`` asks about ``batch[i]``), parsed."""
         started = time.perf_counter()
-        generations = self.backend.generate(conversations, self.sampling)
+        generations = self.backend.generate(conversations, self.sampling, videos)
         latency = (time.perf_counter() - started) / len(batch)
         predictions = []
         for sample, generation in zip(batch, generations, strict=True):
@@ -187,7 +251,12 @@ class Unloaded:
     def _refuse(self) -> RuntimeError:
         return RuntimeError(f"{self.model_id}: the model is not loaded in this process (it runs on the job's workers)")
 
-    def generate(self, conversations: Sequence[Conversation], sampling: SamplingSettings) -> list[Generation]:
+    def generate(
+        self,
+        conversations: Sequence[Conversation],
+        sampling: SamplingSettings,
+        videos: Sequence[ModelVideo] | None = None,
+    ) -> list[Generation]:
         raise self._refuse()
 
     def next_token_probabilities(
@@ -195,6 +264,7 @@ class Unloaded:
         conversations: Sequence[Conversation],
         candidates: Sequence[str],
         prefixes: Sequence[str] | None = None,
+        videos: Sequence[ModelVideo] | None = None,
     ) -> list[CandidateProbabilities]:
         raise self._refuse()
 
@@ -212,6 +282,21 @@ class PredictorFactory:
         return Predictor.from_config(self.config, self.media_root, self.backend)
 
 
+@dataclass
+class PredictorPreparer:
+    """The CPU step (``prepare``) of the jobs that run a predictor: decodes an item's videos for the model. It
+    describes the predictor where it runs (prompt and frame settings, no model), once per process."""
+
+    config: PredictorConfig
+    media_root: Path
+    _described: Predictor | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __call__(self, item: Item) -> Item:
+        if self._described is None:
+            self._described = Predictor.from_config(self.config, self.media_root, Unloaded(self.config.model))
+        return self._described.prepare(item)
+
+
 def run_inference(config: RunConfig, *, backend: Backend | None = None, progress: bool | None = None) -> JobReport:
     """Answer ``config.task`` for every sample not yet in ``config.out``; failures go to the errors file.
 
@@ -220,9 +305,10 @@ def run_inference(config: RunConfig, *, backend: Backend | None = None, progress
     samples = list(read_records(config.manifest, VideoSample))
     media_root = config.manifest.parent
     described = Predictor.from_config(config, media_root, backend or Unloaded(config.model))
-    job: Job[VideoSample, Prediction] = Job(
+    job: Job[Item, Prediction] = Job(
         stage="infer",
         factory=PredictorFactory(config, media_root, backend),
+        prepare=PredictorPreparer(config, media_root) if config.backend != "openai" else None,
         item_id=sample_id,
         out=config.out,
         record_type=Prediction,
@@ -235,6 +321,6 @@ def run_inference(config: RunConfig, *, backend: Backend | None = None, progress
     return run_job(job, samples, config=resolved, progress=progress, engine=config.engine)
 
 
-def sample_id(sample: VideoSample) -> str:
-    """The id of a sample (the item id of the jobs over manifests)."""
-    return sample.id
+def sample_id(item: Item) -> str:
+    """The id of a sample, prepared or not (the item id of the jobs over manifests)."""
+    return item.id

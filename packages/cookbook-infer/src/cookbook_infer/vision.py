@@ -1,19 +1,27 @@
-"""Turning conversations' video parts into model input frames: sampling (decoding) and the resize that needs torch."""
+"""Turning conversations' video parts into model input frames: sampling (decoding) and the resize that needs torch.
+
+A video part becomes a :data:`ModelVideo` (its timing and its resized frames). That form is what a batch job's
+CPU step (``prepare``) hands the model's worker, so the worker does no decoding, and what the backends make
+themselves, on parallel threads, when given conversations alone.
+"""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Literal, TypeVar
+from dataclasses import replace
+from typing import TYPE_CHECKING, Literal
 
+from cookbook_data.cpus import usable_cores
 from cookbook_data.schemas import Conversation
 from cookbook_data.video import SampledVideo, VisionSettings, sample_frames
 
 if TYPE_CHECKING:
     import torch
 
-V = TypeVar("V")
+ModelVideo = tuple[SampledVideo, "torch.Tensor"]
+"""A video part ready for a model: the sample's timing (frame indices, fps, sizes; its native-resolution
+frames dropped) and its frames resized to (T, 3, H, W) uint8."""
 
 MAX_DECODE_THREADS = 16
 """Most videos of one batch decoded at once (bounded by the CPUs this process may use)."""
@@ -21,33 +29,45 @@ MAX_DECODE_THREADS = 16
 
 def decode_threads(videos: int) -> int:
     """Threads for decoding ``videos`` videos: one each, up to the CPUs this process may run on."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(videos, cpus, MAX_DECODE_THREADS))
+    return max(1, min(videos, usable_cores(), MAX_DECODE_THREADS))
 
 
-def sample_conversation_videos(
-    conversations: Sequence[Conversation],
-    patch_factor: Literal[28, 32],
-    convert: Callable[[SampledVideo], V],
-) -> list[tuple[SampledVideo, V]]:
-    """Every video part of ``conversations`` (in order) sampled with the vision settings it carries, each with
-    ``convert`` of it (its model-input form).
+def model_video(video: SampledVideo) -> ModelVideo:
+    """``video`` resized for the model, without its native-resolution frames (they are not needed again, and a
+    job's CPU step sends the result to another process)."""
+    return replace(video, frames=video.frames[:0]), resize_frames(video)
 
-    The videos of a batch are decoded and converted on parallel threads: decoding and torch's resize release the
-    GIL, so a batch of N videos costs about N / cores decodes instead of N, which is what lets a batch keep a GPU
-    busy. A failing video raises its own error (the batch's callers retry items one by one).
+
+def model_videos(conversations: Sequence[Conversation], patch_factor: Literal[28, 32]) -> list[ModelVideo]:
+    """Every video part of ``conversations``, in order, sampled with the vision settings it carries and resized.
+
+    The videos of a batch are decoded on parallel threads: decoding and torch's resize release the GIL for most
+    of their time, so a batch keeps more than one core busy. A failing video raises its own error (the batch's
+    callers retry items one by one).
     """
     parts = [part for conversation in conversations for part in conversation.video_parts()]
 
-    def one(part_index: int) -> tuple[SampledVideo, V]:
+    def one(part_index: int) -> ModelVideo:
         part = parts[part_index]
-        video = sample_frames(part.video, VisionSettings.from_video_part(part, patch_factor))
-        return video, convert(video)
+        return model_video(sample_frames(part.video, VisionSettings.from_video_part(part, patch_factor)))
 
     if len(parts) <= 1:
         return [one(index) for index in range(len(parts))]
     with ThreadPoolExecutor(max_workers=decode_threads(len(parts)), thread_name_prefix="decode") as pool:
         return list(pool.map(one, range(len(parts))))
+
+
+def ready_videos(
+    conversations: Sequence[Conversation], patch_factor: Literal[28, 32], videos: Sequence[ModelVideo] | None
+) -> list[ModelVideo]:
+    """``videos`` (made ready elsewhere) checked to be one per video part of ``conversations``, or, when None, the
+    parts decoded here."""
+    if videos is None:
+        return model_videos(conversations, patch_factor)
+    parts = sum(len(conversation.video_parts()) for conversation in conversations)
+    if len(videos) != parts:
+        raise ValueError(f"{len(videos)} prepared videos for {parts} video parts in the batch")
+    return list(videos)
 
 
 def resize_frames(video: SampledVideo) -> torch.Tensor:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cookbook_data.jobs import Job, JobReport, run_job
 from cookbook_data.records import read_records
 from cookbook_data.schemas import ScoreRecord, VideoSample
 from cookbook_infer.backends.base import Backend
-from cookbook_infer.run import Unloaded, sample_id
+from cookbook_infer.run import Item, Unloaded, sample_id
 from cookbook_reward.config import ScoreConfig, ScorerConfig
 from cookbook_reward.scorers import Scorer, build_scorer
 
@@ -28,13 +28,28 @@ class ScorerFactory:
         return build_scorer(self.config, self.media_root, self.backend)
 
 
+@dataclass
+class ScorerPreparer:
+    """The score job's CPU step (``prepare``): decodes a sample's video for the model. It describes the scorer
+    where it runs (prompts and frame settings, no model), once per process."""
+
+    config: ScorerConfig
+    media_root: Path
+    _described: Scorer | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __call__(self, sample: Item) -> Item:
+        if self._described is None:
+            self._described = build_scorer(self.config, self.media_root, Unloaded(self.config.model or "no model"))
+        return self._described.prepare(sample)
+
+
 @dataclass(frozen=True)
 class _ScoreBatches:
     """The score job's factory: the scorer's ``score`` as the job's batch function."""
 
     scorer: ScorerFactory
 
-    def __call__(self) -> Callable[[list[VideoSample]], list[ScoreRecord]]:
+    def __call__(self) -> Callable[[list[Item]], list[ScoreRecord]]:
         return self.scorer().score
 
 
@@ -46,16 +61,18 @@ def score_manifest(config: ScoreConfig, *, backend: Backend | None = None, progr
     samples = list(read_records(config.manifest, VideoSample))
     media_root = config.manifest.parent
     described = build_scorer(config, media_root, backend or Unloaded(config.model or "no model"))
-    job: Job[VideoSample, ScoreRecord] = Job(
+    local_model = config.model is not None and config.backend != "openai"
+    job: Job[Item, ScoreRecord] = Job(
         stage="reward",
         factory=_ScoreBatches(ScorerFactory(config, media_root, backend)),
+        prepare=ScorerPreparer(config, media_root) if local_model else None,
         item_id=sample_id,
         out=config.out,
         record_type=ScoreRecord,
         errors=config.errors_path(),
         batch_size=config.batch_size,
         workers=config.workers,
-        gpu=config.model is not None and config.backend != "openai",
+        gpu=local_model,
     )
     resolved = {"score": config.model_dump(mode="json"), **described.resolved()}
     return run_job(job, samples, config=resolved, progress=progress, engine=config.engine)

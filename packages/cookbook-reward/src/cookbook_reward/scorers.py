@@ -1,7 +1,9 @@
 """Reason as Reward: scorers that turn a judging model's answers and token probabilities into ScoreRecords.
 
 Every scorer has one interface, ``score(samples) -> list[ScoreRecord]`` (one record per sample, in order), so
-the batch job, the reward service and the GRPO reward functions use them alike. A scorer asks its question
+the batch job, the reward service and the GRPO reward functions use them alike. ``prepare(sample)`` decodes a
+sample's video for the model ahead of ``score`` (the score job's CPU step); ``score`` takes samples prepared or
+not. A scorer asks its question
 through a :class:`~cookbook_infer.run.Predictor` (the same prompts, vision settings and backends as
 ``cookbook-infer run``) and reads, where it can, the model's probabilities of the possible answers at the
 position where it wrote its answer. The probability-weighted score (the *expected score*) is continuous and
@@ -20,8 +22,9 @@ from typing import Any, Literal, Protocol
 from cookbook_data.schemas import Prediction, ScoreKind, ScoreRecord, VideoSample
 from cookbook_infer.backends.base import Backend, CandidateProbabilities
 from cookbook_infer.parsing import answer_offset
-from cookbook_infer.run import Predictor
+from cookbook_infer.run import Item, Predictor, flat_videos, sample_of
 from cookbook_infer.tasks import TASKS, InferenceTask, get_task
+from cookbook_infer.vision import ModelVideo
 from cookbook_reward.config import ScorerConfig
 from cookbook_reward.trajectory import (
     Trajectory,
@@ -43,7 +46,11 @@ class Scorer(Protocol):
 
     kind: ScoreKind
 
-    def score(self, samples: Sequence[VideoSample]) -> list[ScoreRecord]: ...
+    def score(self, samples: Sequence[Item]) -> list[ScoreRecord]: ...
+
+    def prepare(self, sample: Item) -> Item:
+        """The sample with its video decoded for the model (no model needed), or as it is when nothing is."""
+        ...
 
     def resolved(self) -> dict[str, Any]:
         """What the scores depend on, for config.resolved.json."""
@@ -84,19 +91,27 @@ class AnswerScorer:
     def resolved(self) -> dict[str, Any]:
         return {"scorer": self.kind, "samples": self.samples, **self.predictor.resolved()}
 
-    def score(self, samples: Sequence[VideoSample]) -> list[ScoreRecord]:
-        conversations = [c for c in self.predictor.conversations(samples) for _ in range(self.samples)]
-        asked = [sample for sample in samples for _ in range(self.samples)]
-        predictions = self.predictor.answer(asked, conversations)
-        distributions = self._distributions(conversations, predictions)
+    def prepare(self, sample: Item) -> Item:
+        return self.predictor.prepare(sample)
+
+    def score(self, samples: Sequence[Item]) -> list[ScoreRecord]:
         n = self.samples
+        unwrapped, conversations, videos = self.predictor.ask(samples)
+        conversations = [c for c in conversations for _ in range(n)]
+        videos = None if videos is None else [v for v in videos for _ in range(n)]
+        asked = [sample for sample in unwrapped for _ in range(n)]
+        predictions = self.predictor.answer(asked, conversations, flat_videos(videos))
+        distributions = self._distributions(conversations, videos, predictions)
         return [
             self._record(sample, predictions[i * n : (i + 1) * n], distributions[i * n : (i + 1) * n])
-            for i, sample in enumerate(samples)
+            for i, sample in enumerate(unwrapped)
         ]
 
     def _distributions(
-        self, conversations: Sequence[Any], predictions: Sequence[Prediction]
+        self,
+        conversations: Sequence[Any],
+        videos: Sequence[tuple[ModelVideo, ...]] | None,
+        predictions: Sequence[Prediction],
     ) -> list[CandidateProbabilities | None]:
         """The candidates' probabilities where each answer was written (None where it cannot be found)."""
         found: list[CandidateProbabilities | None] = [None] * len(predictions)
@@ -114,6 +129,7 @@ class AnswerScorer:
             [conversations[i] for i, _ in where],
             self.candidates,
             [predictions[i].raw_text[:offset] for i, offset in where],
+            flat_videos(None if videos is None else [videos[i] for i, _ in where]),
         )
         for (i, _), distribution in zip(where, read, strict=True):
             found[i] = distribution
@@ -164,8 +180,14 @@ class YesNoScorer:
     def resolved(self) -> dict[str, Any]:
         return {"scorer": self.kind, "candidates": list(YES_NO_CANDIDATES), **self.predictor.resolved()}
 
-    def score(self, samples: Sequence[VideoSample]) -> list[ScoreRecord]:
-        read = self.predictor.backend.next_token_probabilities(self.predictor.conversations(samples), YES_NO_CANDIDATES)
+    def prepare(self, sample: Item) -> Item:
+        return self.predictor.prepare(sample)
+
+    def score(self, samples: Sequence[Item]) -> list[ScoreRecord]:
+        unwrapped, conversations, videos = self.predictor.ask(samples)
+        read = self.predictor.backend.next_token_probabilities(
+            conversations, YES_NO_CANDIDATES, videos=flat_videos(videos)
+        )
         return [
             ScoreRecord(
                 sample_id=sample.id,
@@ -175,7 +197,7 @@ class YesNoScorer:
                 probabilities=distribution.probabilities,
                 rewards=_mass([distribution]),
             )
-            for sample, distribution in zip(samples, read, strict=True)
+            for sample, distribution in zip(unwrapped, read, strict=True)
         ]
 
 
@@ -196,9 +218,15 @@ class JointScorer:
             "adherence": self.adherence.resolved(),
         }
 
-    def score(self, samples: Sequence[VideoSample]) -> list[ScoreRecord]:
+    def prepare(self, sample: Item) -> Item:
+        """Decoded once for both questions (they ask about the same frames)."""
+        return self.physics.prepare(sample)
+
+    def score(self, samples: Sequence[Item]) -> list[ScoreRecord]:
+        ready = self.physics.predictor.prepare_batch(samples)  # decoded once, asked twice
         records = []
-        for sample, pc, sa in zip(samples, self.physics.score(samples), self.adherence.score(samples), strict=True):
+        pairs = zip(self.physics.score(ready), self.adherence.score(ready), strict=True)
+        for sample, (pc, sa) in zip((item.sample for item in ready), pairs, strict=True):
             joint = None
             if pc.score is not None and sa.score is not None:
                 joint = float(pc.score >= self.threshold and sa.score >= self.threshold)
@@ -251,11 +279,15 @@ class TrajectoryScorer:
         path = Path(value)
         return load_trajectory(path if path.is_absolute() else self.media_root / path)
 
-    def score(self, samples: Sequence[VideoSample]) -> list[ScoreRecord]:
-        reports = [verify_trajectory(self._trajectory(sample), self.verifier) for sample in samples]
+    def prepare(self, sample: Item) -> Item:
+        return sample if self.verdict is None else self.verdict.prepare(sample)
+
+    def score(self, samples: Sequence[Item]) -> list[ScoreRecord]:
+        unwrapped = [sample_of(item) for item in samples]
+        reports = [verify_trajectory(self._trajectory(sample), self.verifier) for sample in unwrapped]
         verdicts = self.verdict.score(samples) if self.verdict is not None else [None] * len(samples)
         records = []
-        for sample, report, verdict in zip(samples, reports, verdicts, strict=True):
+        for sample, report, verdict in zip(unwrapped, reports, verdicts, strict=True):
             failed = [check.name for check in report.checks if not check.passed]
             critique = f"failed: {', '.join(failed)}" if failed else "all checks passed"
             vlm = None if verdict is None else verdict.score

@@ -5,6 +5,7 @@ Any project that installs cookbook-data gets them in its own tests.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import suppress
@@ -13,6 +14,11 @@ import pytest
 
 from cookbook_data.testing.http import VideoServer, serve_videos
 from cookbook_data.testing.videos import VideoSet, make_video_set
+
+# Under `uv run pytest`, Ray would start the test cluster's workers with `uv run` in an uploaded copy of the
+# project, which lacks this environment's packages; they use this interpreter instead. Ray reads the setting
+# when it is imported, so it is set here, as pytest loads this plugin.
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
 
 @pytest.fixture(scope="session")

@@ -5,11 +5,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import Field
 
 from cookbook_data.schemas import Conversation, Strict
+
+if TYPE_CHECKING:
+    from cookbook_infer.vision import ModelVideo
 
 
 class SamplingSettings(Strict):
@@ -78,11 +81,21 @@ def candidate_token_ids(tokenizer: Any, candidates: Sequence[str]) -> list[int]:
 
 
 class Backend(Protocol):
-    """A loaded model that answers conversations (with their video parts) in batches."""
+    """A loaded model that answers conversations (with their video parts) in batches.
+
+    ``videos``, when given, are the batch's video parts already decoded and resized for the model
+    (:func:`cookbook_infer.vision.model_videos`, run by a job's CPU step), one per part in order; without them
+    the backend decodes the parts itself.
+    """
 
     model_id: str
 
-    def generate(self, conversations: Sequence[Conversation], sampling: SamplingSettings) -> list[Generation]:
+    def generate(
+        self,
+        conversations: Sequence[Conversation],
+        sampling: SamplingSettings,
+        videos: Sequence[ModelVideo] | None = None,
+    ) -> list[Generation]:
         """One generation per conversation, in order."""
         ...
 
@@ -91,6 +104,7 @@ class Backend(Protocol):
         conversations: Sequence[Conversation],
         candidates: Sequence[str],
         prefixes: Sequence[str] | None = None,
+        videos: Sequence[ModelVideo] | None = None,
     ) -> list[CandidateProbabilities]:
         """Per conversation, the probabilities of the ``candidates`` (single tokens) as the next token of the
         answer, after the assistant has written ``prefixes[i]`` (nothing when ``prefixes`` is None)."""

@@ -24,11 +24,14 @@ import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cookbook_data.schemas import Conversation
 from cookbook_infer.backends._messages import openai_messages, vision_kwargs
 from cookbook_infer.backends.base import CandidateProbabilities, Generation, SamplingSettings
+
+if TYPE_CHECKING:
+    from cookbook_infer.vision import ModelVideo
 
 
 class ServerError(RuntimeError):
@@ -74,6 +77,11 @@ def chat_completion_request(model_id: str, conversation: Conversation, sampling:
 def _describe(index: int, conversation: Conversation) -> str:
     videos = conversation.video_parts()
     return f"item {index}" + (f" ({videos[0].video})" if videos else "")
+
+
+def _refuse_decoded(videos: Sequence[ModelVideo] | None) -> None:
+    if videos is not None:
+        raise ValueError("the OpenAI-compatible server reads the videos itself: send conversations without frames")
 
 
 class OpenAIClientBackend:
@@ -125,9 +133,16 @@ class OpenAIClientBackend:
         text = response.choices[0].message.content or ""
         return Generation(text=text, num_generated_tokens=response.usage.completion_tokens)
 
-    def generate(self, conversations: Sequence[Conversation], sampling: SamplingSettings) -> list[Generation]:
+    def generate(
+        self,
+        conversations: Sequence[Conversation],
+        sampling: SamplingSettings,
+        videos: Sequence[ModelVideo] | None = None,
+    ) -> list[Generation]:
         """Send every conversation (at most ``max_concurrency`` at once) and wait for all answers; after a
-        failure, requests not yet sent are skipped and the failure of the first failing item is raised."""
+        failure, requests not yet sent are skipped and the failure of the first failing item is raised.
+        The server reads the videos itself, so frames decoded here (``videos``) are refused."""
+        _refuse_decoded(videos)
         requests = [chat_completion_request(self.model_id, c, sampling) for c in conversations]
         if not requests:
             return []
@@ -158,6 +173,7 @@ class OpenAIClientBackend:
         conversations: Sequence[Conversation],
         candidates: Sequence[str],
         prefixes: Sequence[str] | None = None,
+        videos: Sequence[ModelVideo] | None = None,
     ) -> list[CandidateProbabilities]:
         """Not offered: chat-completion servers return log-probabilities only of the top few generated tokens,
         which need not include the candidates, so probability-based scores need an in-process backend."""

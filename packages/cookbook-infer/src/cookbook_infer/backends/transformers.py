@@ -15,6 +15,7 @@ from cookbook_infer.backends.base import (
     candidate_probabilities,
     candidate_token_ids,
 )
+from cookbook_infer.vision import ModelVideo, ready_videos
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 
@@ -92,14 +93,16 @@ def model_inputs(
     model_type: str,
     conversations: Sequence[Conversation],
     prefixes: Sequence[str] | None = None,
+    videos: Sequence[ModelVideo] | None = None,
 ) -> Any:
     """The processor's tensors (on the CPU) for a batch of conversations: each one's chat-template prompt, ending in
     the assistant turn's opening followed by its prefix, and the frames its video parts' vision settings choose.
 
     The processor is told not to resample or resize, so what the model sees is exactly what the settings say. This is
-    the one way a conversation becomes model input, for generation, scoring and training alike.
+    the one way a conversation becomes model input, for generation, scoring and training alike. ``videos`` are the
+    video parts already made ready elsewhere (:func:`cookbook_infer.vision.model_videos`, by a job's CPU step), in
+    order; without them the parts are decoded here.
     """
-    from cookbook_infer.vision import resize_frames, sample_conversation_videos
 
     if model_type not in PATCH_FACTORS:
         raise ValueError(f"architecture {model_type!r} is not supported (supported: {', '.join(PATCH_FACTORS)})")
@@ -108,11 +111,11 @@ def model_inputs(
         chat_prompt(processor, conversation, prefix)
         for conversation, prefix in zip(conversations, prefixes or [""] * len(conversations), strict=True)
     ]
-    videos = sample_conversation_videos(conversations, patch_factor, resize_frames)
-    sampled = [video for video, _ in videos]
+    ready = ready_videos(conversations, patch_factor, videos)
+    sampled = [video for video, _ in ready]
     video_kwargs: dict[str, Any] = {}
     if sampled:
-        video_kwargs["videos"] = [frames for _, frames in videos]
+        video_kwargs["videos"] = [frames for _, frames in ready]
         video_kwargs["do_resize"] = False
         if model_type == "qwen3_vl":
             video_kwargs["video_metadata"] = [video.video_metadata() for video in sampled]
@@ -151,15 +154,25 @@ class TransformersBackend:
             )
         self.patch_factor = PATCH_FACTORS[self.model_type]
 
-    def _inputs(self, conversations: Sequence[Conversation], prefixes: Sequence[str] | None = None) -> Any:
-        inputs = model_inputs(self.loaded.processor, self.model_type, conversations, prefixes)
+    def _inputs(
+        self,
+        conversations: Sequence[Conversation],
+        prefixes: Sequence[str] | None = None,
+        videos: Sequence[ModelVideo] | None = None,
+    ) -> Any:
+        inputs = model_inputs(self.loaded.processor, self.model_type, conversations, prefixes, videos)
         return inputs.to(self.loaded.model.device)
 
-    def generate(self, conversations: Sequence[Conversation], sampling: SamplingSettings) -> list[Generation]:
+    def generate(
+        self,
+        conversations: Sequence[Conversation],
+        sampling: SamplingSettings,
+        videos: Sequence[ModelVideo] | None = None,
+    ) -> list[Generation]:
         """Generate for a batch of conversations (prompts left-padded to one length)."""
         import torch
 
-        inputs = self._inputs(conversations)
+        inputs = self._inputs(conversations, videos=videos)
         options: dict[str, Any] = {"max_new_tokens": sampling.max_new_tokens, "do_sample": sampling.temperature > 0}
         if sampling.temperature > 0:
             options.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k)
@@ -181,13 +194,14 @@ class TransformersBackend:
         conversations: Sequence[Conversation],
         candidates: Sequence[str],
         prefixes: Sequence[str] | None = None,
+        videos: Sequence[ModelVideo] | None = None,
     ) -> list[CandidateProbabilities]:
         """One forward pass over the batch; only the last position's logits are computed (left padding puts
         every row's last token there)."""
         import torch
 
         ids = candidate_token_ids(self.loaded.processor.tokenizer, candidates)
-        inputs = self._inputs(conversations, prefixes)
+        inputs = self._inputs(conversations, prefixes, videos)
         with torch.inference_mode():
             logits = self.loaded.model(**inputs, logits_to_keep=1).logits[:, -1, :].float()
         logprobs = torch.log_softmax(logits, dim=-1)[:, ids]

@@ -2,7 +2,8 @@
 
 vLLM would otherwise load and sample videos itself (OpenCV, its own frame choice and resize). Here every video
 part is sampled by :func:`cookbook_data.video.sample_frames` and resized by
-:func:`cookbook_infer.vision.resize_frames`, exactly as in the transformers backend, and handed to vLLM as
+:func:`cookbook_infer.vision.resize_frames` (:func:`cookbook_infer.vision.model_videos`), exactly as in the
+transformers backend, or made ready by a job's CPU step, and handed to vLLM as
 pre-sampled frames with their metadata; the processor is told neither to resample nor to resize. So the same
 conversation gives the same prompt tokens and pixels under both backends, and a checkpoint sees the frames
 its training data was built with.
@@ -28,7 +29,7 @@ from cookbook_infer.backends.base import (
     candidate_token_ids,
 )
 from cookbook_infer.backends.transformers import PATCH_FACTORS, Dtype
-from cookbook_infer.vision import resize_frames, sample_conversation_videos
+from cookbook_infer.vision import ModelVideo, ready_videos
 
 if TYPE_CHECKING:
     import torch
@@ -43,13 +44,13 @@ def _patch_factor(model_type: str) -> Literal[28, 32]:
     return PATCH_FACTORS[model_type]
 
 
-def vllm_video(video: SampledVideo) -> tuple[torch.Tensor, dict[str, Any]]:
-    """A pre-sampled video in the form vLLM's Qwen-VL processors take: the resized (T, 3, H, W) uint8 frames
-    (the tensor the transformers backend gives its processor) and their metadata. ``fps`` is the source
-    video's rate and ``frames_indices`` the sampled frames, from which Qwen3-VL computes timestamps;
+def vllm_video(video: ModelVideo) -> tuple[torch.Tensor, dict[str, Any]]:
+    """A video made ready for the model in the form vLLM's Qwen-VL processors take: the resized (T, 3, H, W)
+    uint8 frames (the tensor the transformers backend gives its processor) and their metadata. ``fps`` is the
+    source video's rate and ``frames_indices`` the sampled frames, from which Qwen3-VL computes timestamps;
     ``do_sample_frames = False`` tells vLLM the frames are already chosen."""
-    metadata = {**video.video_metadata(), "do_sample_frames": False}
-    return resize_frames(video), metadata
+    sampled, frames = video
+    return frames, {**sampled.video_metadata(), "do_sample_frames": False}
 
 
 def mm_processor_kwargs(model_type: str, videos: Sequence[SampledVideo]) -> dict[str, Any]:
@@ -65,28 +66,33 @@ def mm_processor_kwargs(model_type: str, videos: Sequence[SampledVideo]) -> dict
 
 
 def build_vllm_requests(
-    conversations: Sequence[Conversation], processor: Any, model_type: str, prefixes: Sequence[str] | None = None
+    conversations: Sequence[Conversation],
+    processor: Any,
+    model_type: str,
+    prefixes: Sequence[str] | None = None,
+    videos: Sequence[ModelVideo] | None = None,
 ) -> list[dict[str, Any]]:
     """One ``vllm.LLM.generate`` prompt (a ``TextPrompt`` dict) per conversation.
 
     ``prompt`` is the processor's chat template with the generation prompt, as in the transformers backend,
     followed by the conversation's prefix (the assistant's answer so far, when scoring its next token); each video
     part is sampled with the vision settings it carries (``multi_modal_data={"video": [(frames, metadata), ...]}``,
-    the batch's videos decoded on parallel threads) and ``mm_processor_kwargs`` keeps vLLM from changing the frames.
+    the batch's videos decoded on parallel threads unless ``videos`` were made ready elsewhere) and
+    ``mm_processor_kwargs`` keeps vLLM from changing the frames.
     """
     patch_factor = _patch_factor(model_type)
     for conversation in conversations:
         for message in conversation.messages:
             if isinstance(message.content, list) and any(isinstance(part, ImagePart) for part in message.content):
                 raise ValueError("image parts are not supported by the vLLM backend (videos and text only)")
-    videos = iter(sample_conversation_videos(conversations, patch_factor, vllm_video))
+    ready = iter(ready_videos(conversations, patch_factor, videos))
     requests = []
     for conversation, prefix in zip(conversations, prefixes or [""] * len(conversations), strict=True):
         request: dict[str, Any] = {"prompt": chat_prompt(processor, conversation, prefix)}
-        sampled = [next(videos) for _ in conversation.video_parts()]
-        if sampled:
-            request["multi_modal_data"] = {"video": [converted for _, converted in sampled]}
-            request["mm_processor_kwargs"] = mm_processor_kwargs(model_type, [video for video, _ in sampled])
+        own = [next(ready) for _ in conversation.video_parts()]
+        if own:
+            request["multi_modal_data"] = {"video": [vllm_video(video) for video in own]}
+            request["mm_processor_kwargs"] = mm_processor_kwargs(model_type, [sampled for sampled, _ in own])
         requests.append(request)
     return requests
 
@@ -185,13 +191,18 @@ class VLLMBackend:
             seed=seed,
         )
 
-    def generate(self, conversations: Sequence[Conversation], sampling: SamplingSettings) -> list[Generation]:
+    def generate(
+        self,
+        conversations: Sequence[Conversation],
+        sampling: SamplingSettings,
+        videos: Sequence[ModelVideo] | None = None,
+    ) -> list[Generation]:
         """One ``LLM.generate`` call for the batch; outputs come back in input order."""
         from vllm import SamplingParams
 
         if not conversations:
             return []
-        requests = build_vllm_requests(conversations, self.processor, self.model_type)
+        requests = build_vllm_requests(conversations, self.processor, self.model_type, videos=videos)
         params = SamplingParams(**sampling_params_kwargs(sampling))
         outputs = self.llm.generate(requests, sampling_params=params, use_tqdm=False)
         return [generation_from_output(output) for output in outputs]
@@ -201,6 +212,7 @@ class VLLMBackend:
         conversations: Sequence[Conversation],
         candidates: Sequence[str],
         prefixes: Sequence[str] | None = None,
+        videos: Sequence[ModelVideo] | None = None,
     ) -> list[CandidateProbabilities]:
         """The candidates' log-probabilities as prompt tokens (see :func:`candidate_requests`), one
         ``LLM.generate`` call for the whole batch."""
@@ -211,7 +223,7 @@ class VLLMBackend:
         ids = candidate_token_ids(self.processor.tokenizer, candidates)
         requests = [
             candidate
-            for request in build_vllm_requests(conversations, self.processor, self.model_type, prefixes)
+            for request in build_vllm_requests(conversations, self.processor, self.model_type, prefixes, videos)
             for candidate in candidate_requests(request, candidates)
         ]
         outputs = self.llm.generate(requests, sampling_params=SamplingParams(**PROMPT_LOGPROB_PARAMS), use_tqdm=False)
