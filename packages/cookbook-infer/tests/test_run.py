@@ -13,7 +13,7 @@ from cookbook_data.schemas import Conversation, ItemError, Prediction, TextPart,
 from cookbook_data.testing import VideoSet
 from cookbook_infer.backends.base import CandidateProbabilities, Generation, SamplingSettings
 from cookbook_infer.registry import REASONING_SUFFIX
-from cookbook_infer.run import Predictor, RunConfig, run_inference
+from cookbook_infer.run import Predictor, PreparedSample, RunConfig, run_inference
 from cookbook_infer.testing import Arch
 from cookbook_infer.testing.pytest_plugin import TinyCheckpoints
 
@@ -203,7 +203,7 @@ def test_a_prepared_sample_gets_the_answer_of_the_sample_itself(
     prepared = predictor.prepare_batch(samples)
     assert [item.sample for item in prepared] == samples
     assert predictor.prepare_batch(prepared) == prepared  # preparing twice changes nothing
-    mixed = [prepared[0], samples[1]]
+    mixed: list[VideoSample | PreparedSample] = [prepared[0], samples[1]]
     expected = [(p.sample_id, p.raw_text) for p in predictor(samples)]
     assert [(p.sample_id, p.raw_text) for p in predictor(prepared)] == expected
     assert [(p.sample_id, p.raw_text) for p in predictor(mixed)] == expected

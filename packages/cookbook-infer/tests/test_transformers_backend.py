@@ -152,14 +152,13 @@ def test_a_batch_s_videos_are_decoded_on_parallel_threads_and_kept_in_order(
     settings = VisionSettings(nframes=4)
     conversations = [critic(arch_of(backend), str(synthetic_videos.good[n].path), settings) for n in names]
     threads: set[str] = set()
-    decode = vision.sample_frames
 
     def recording(path: str, chosen: VisionSettings) -> object:
         threads.add(threading.current_thread().name)
-        return decode(path, chosen)
+        return sample_frames(path, chosen)
 
     monkeypatch.setattr(vision, "decode_threads", lambda videos: videos)
-    monkeypatch.setattr(vision, "sample_frames", recording)
+    monkeypatch.setattr("cookbook_infer.vision.sample_frames", recording)
     ready = vision.model_videos(conversations, backend.patch_factor)
     expected = [
         sample_frames(

@@ -1,5 +1,7 @@
 """The vision towers attend their windows in batched calls, with the same outputs as transformers' per-window loop."""
 
+from typing import Any
+
 import pytest
 import torch
 from transformers import AutoModelForImageTextToText
@@ -25,7 +27,8 @@ def test_batched_windows_give_the_per_window_loop_s_logits(
 ) -> None:
     checkpoint = str(tiny_checkpoints(arch))
     batched = load_pretrained(checkpoint)
-    reference = AutoModelForImageTextToText.from_pretrained(checkpoint).eval()
+    reference: Any = AutoModelForImageTextToText.from_pretrained(checkpoint)
+    reference.eval()
     factor = 28 if arch == "reason1" else 32
     # Different sizes and frame counts, so windows of several lengths (edge windows are shorter) share a batch.
     chosen = {

@@ -220,16 +220,15 @@ def test_samples_prepared_ahead_score_like_the_samples_themselves(
 def test_the_joint_scorer_decodes_each_video_once_for_both_questions(
     tiny: TransformersBackend, samples: list[VideoSample], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from cookbook_infer import vision
+    from cookbook_data.video import sample_frames
 
     decoded: list[str] = []
-    decode = vision.sample_frames
 
     def counting(path: str, settings: object) -> object:
         decoded.append(Path(path).stem)
-        return decode(path, settings)  # type: ignore[arg-type]
+        return sample_frames(path, settings)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(vision, "sample_frames", counting)
+    monkeypatch.setattr("cookbook_infer.vision.sample_frames", counting)
     scorer = build_scorer(config(tiny, "videophy2"), Path("/"), ScriptedAnswers(tiny, ["4", "5"] * 2))
     scorer.score(samples)
     assert sorted(decoded) == sorted(Path(str(s.path)).stem for s in samples)
