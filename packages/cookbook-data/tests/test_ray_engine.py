@@ -220,3 +220,7 @@ def test_the_pool_has_one_actor_per_gpu_for_models_and_one_per_cpu_for_cpu_work(
     assert (decoding.actors, decoding.gpus_per_actor) == (1, 0.0)  # one CPU left for the decoding tasks
     pool = _Plan.of(RayEngineConfig(actors=2, max_actors=6), cluster, prepare=False, gpu=True)
     assert (pool.actors, pool.max_actors) == (2, 6)
+    with pytest.raises(ValueError, match="no room for a decoding task"):
+        _Plan.of(RayEngineConfig(actors=2), {"CPU": 2.0}, prepare=True, gpu=False)
+    shared = _Plan.of(RayEngineConfig(actors=2, cpus_per_actor=0.5), {"CPU": 2.0}, prepare=True, gpu=False)
+    assert (shared.actors, shared.cpus_per_actor) == (2, 0.5)

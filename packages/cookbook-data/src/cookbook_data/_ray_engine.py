@@ -98,6 +98,13 @@ class _Plan:
         else:
             actors = 1
         max_actors = max(engine.max_actors, actors) if engine.max_actors is not None else None
+        pool_cpus = (max_actors or actors) * engine.cpus_per_actor
+        if prepare and pool_cpus + engine.cpus_per_task > cpus:
+            raise ValueError(
+                f"{max_actors or actors} actor(s) x {engine.cpus_per_actor:g} CPU leave the cluster's {cpus:g} CPUs no "
+                f"room for a decoding task of {engine.cpus_per_task:g} CPU, and the job would wait forever: lower "
+                "engine.actors or engine.cpus_per_actor (e.g. 0.5), or engine.cpus_per_task, or add CPUs"
+            )
         return cls(actors, max_actors, per_actor, engine.cpus_per_actor, engine.cpus_per_task)
 
     def compute(self, one_at_a_time: bool) -> ActorPoolStrategy:
