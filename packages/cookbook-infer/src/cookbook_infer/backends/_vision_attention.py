@@ -3,9 +3,9 @@
 Qwen2.5-VL's vision encoder attends within windows of 8x8 patches (and, in 4 of its 32 layers, within each
 2-frame step); Qwen3-VL's within each 2-frame step. Under transformers' ``sdpa`` attention, the only one
 available without the flash-attn package, each window is a separate ``scaled_dot_product_attention`` call
-from a Python loop: a 5 s 720p clip at the reward recipe's budget has about 450 windows, so one clip costs
-about 12,000 small calls, and a batch of clips costs that many times more. The GPU then waits on Python and
-kernel launches, and batching clips does not make a clip cheaper.
+from a Python loop: a 5 s 720p clip at the reward recipe's budget has hundreds of windows in each of the 28
+windowed layers, so one clip costs over ten thousand small calls, and a batch of clips that many times more.
+The GPU then waits on Python and kernel launches, and batching clips does not make a clip cheaper.
 
 Windows of equal length are independent problems of the same shape, so here they are stacked and attended in
 one call per distinct length (a handful per batch). The arithmetic per window is the same; the outputs equal
