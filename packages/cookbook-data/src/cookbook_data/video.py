@@ -240,13 +240,13 @@ def _check_file(path: Path) -> None:
 
 
 def _pyav() -> Any:
-    """PyAV, with FFmpeg's errors kept (level ERROR), so a failure names its cause ("moov atom not found") in
-    every process alike. PyAV keeps no log unless a level is set, and importing torchvision sets this one, so
-    without it the same bad file would give a longer message in a process that had imported torchvision."""
+    """PyAV with FFmpeg's logging off, PyAV's own default: its log callback takes the GIL from FFmpeg's threads
+    and can deadlock decoding done on several threads, as ours is. Importing torchvision turns it on (level
+    ERROR), so it is turned off again before each use. Error messages are then the same in every process."""
     import av
 
-    if av.logging.get_level() is None:
-        av.logging.set_level(av.logging.ERROR)
+    if av.logging.get_level() is not None:
+        av.logging.set_level(None)
     return av
 
 
