@@ -20,7 +20,7 @@ nox.options.error_on_external_run = True
 nox.options.sessions = ["lint", "typecheck", "tests", "boundaries", "integration", "containers"]
 
 PACKAGES = ["cookbook-data", "cookbook-infer", "cookbook-reward", "cookbook-train", "cookbook-eval"]
-RAY_EXTRA = {"cookbook-data", "cookbook-infer", "cookbook-reward"}
+RAY_EXTRA = {"cookbook-data", "cookbook-infer", "cookbook-reward", "cookbook-eval"}
 """Packages whose tests also run their jobs on a local Ray cluster (the `ray` extra)."""
 
 
