@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from cookbook_data.clikit import make_app, out_console, print_report, resolve_config, run_app
+from cookbook_data.clikit import AddressOption, make_app, out_console, print_report, resolve_config, run_app
 from cookbook_data.engines import EngineName, engine_options
 from cookbook_data.schemas import RECORD_TYPES
 
@@ -169,7 +169,7 @@ def validate_command(
     engine: Annotated[
         EngineName | None, typer.Option(help="local (default) or ray: check rows on a Ray cluster.")
     ] = None,
-    address: Annotated[str | None, typer.Option(help="Ray cluster: auto, ray://HOST:10001 or HOST:PORT.")] = None,
+    address: AddressOption = None,
 ) -> None:
     """Check every row (schema, file, decoding, duration, resolution, rotation, frame rate).
 

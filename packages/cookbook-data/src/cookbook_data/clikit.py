@@ -11,13 +11,14 @@ import sys
 import tomllib
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.text import Text
 
+from cookbook_data.engines import EngineName
 from cookbook_data.schemas import describe_validation_error
 
 if TYPE_CHECKING:
@@ -26,6 +27,11 @@ if TYPE_CHECKING:
 C = TypeVar("C", bound=BaseModel)
 
 DEBUG_ENV = "COOKBOOK_DEBUG"
+
+EngineOption = Annotated[EngineName | None, typer.Option(help="local (default) or ray: run on a Ray cluster.")]
+"""``--engine`` of the batch commands (turn it into config keys with :func:`cookbook_data.engines.engine_options`)."""
+AddressOption = Annotated[str | None, typer.Option(help="Ray cluster: auto, ray://HOST:10001 or HOST:PORT.")]
+"""``--address``: the Ray cluster to join."""
 """Set to 1 to get full tracebacks instead of one-line errors."""
 
 STACK = ("torch", "torchvision", "transformers", "vllm", "cosmos-rl", "decord", "pydantic")

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cookbook_data.clikit import make_app, out_console, resolve_config, run_app
-from cookbook_data.engines import EngineName, engine_options
+from cookbook_data.clikit import AddressOption, EngineOption, make_app, out_console, resolve_config, run_app
+from cookbook_data.engines import engine_options
 
 if TYPE_CHECKING:
     from cookbook_eval.fid import FrechetResult
@@ -193,8 +193,6 @@ DeviceOption = Annotated[
 ]
 SeedOption = Annotated[int | None, typer.Option(help="Seed of random weights (default 0).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
-EngineOption = Annotated[EngineName | None, typer.Option(help="local (default) or ray: run on a Ray cluster.")]
-AddressOption = Annotated[str | None, typer.Option(help="Ray cluster: auto, ray://HOST:10001 or HOST:PORT.")]
 
 
 @app.command("fid")

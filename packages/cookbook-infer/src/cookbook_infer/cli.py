@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 
 import typer
 
-from cookbook_data.clikit import make_app, run_app
-from cookbook_data.engines import EngineName, engine_options
+from cookbook_data.clikit import AddressOption, EngineOption, make_app, run_app
+from cookbook_data.engines import engine_options
 from cookbook_infer.tasks import TASKS
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
@@ -115,8 +115,8 @@ def run_command(
     seed: Annotated[int | None, typer.Option(help="Sampling seed (default 0).")] = None,
     fps: Annotated[float | None, typer.Option(help="Override the model's frames per second.")] = None,
     nframes: Annotated[int | None, typer.Option(help="Sample exactly this many frames.")] = None,
-    engine: Annotated[EngineName | None, typer.Option(help="local (default) or ray: run on a Ray cluster.")] = None,
-    address: Annotated[str | None, typer.Option(help="Ray cluster: auto, ray://HOST:10001 or HOST:PORT.")] = None,
+    engine: EngineOption = None,
+    address: AddressOption = None,
     config_file: Annotated[
         Path | None, typer.Option("--config", exists=True, dir_okay=False, help="TOML file of run settings.")
     ] = None,

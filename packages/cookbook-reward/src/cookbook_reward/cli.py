@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from cookbook_data.clikit import make_app, run_app
-from cookbook_data.engines import EngineName, engine_options
+from cookbook_data.clikit import AddressOption, EngineOption, make_app, run_app
+from cookbook_data.engines import engine_options
 from cookbook_reward.rewards import TOKEN_ENV
 
 app = make_app(
@@ -43,8 +43,8 @@ def score_command(
     device: Annotated[str | None, typer.Option(help="cpu, cuda, ... (default: cuda when available).")] = None,
     fps: Annotated[float | None, typer.Option(help="Override the model's frames per second.")] = None,
     nframes: Annotated[int | None, typer.Option(help="Sample exactly this many frames.")] = None,
-    engine: Annotated[EngineName | None, typer.Option(help="local (default) or ray: run on a Ray cluster.")] = None,
-    address: Annotated[str | None, typer.Option(help="Ray cluster: auto, ray://HOST:10001 or HOST:PORT.")] = None,
+    engine: EngineOption = None,
+    address: AddressOption = None,
     config_file: ConfigOption = None,
     sets: SetOption = None,
 ) -> None:
@@ -98,7 +98,7 @@ def serve_command(
     replicas: Annotated[int | None, typer.Option(min=1, help="Serve N replicas on a Ray cluster (Ray Serve).")] = None,
     min_replicas: Annotated[int | None, typer.Option(min=0, help="Autoscale on Ray Serve: fewest replicas.")] = None,
     max_replicas: Annotated[int | None, typer.Option(min=1, help="Autoscale on Ray Serve: most replicas.")] = None,
-    address: Annotated[str | None, typer.Option(help="Ray cluster: auto, ray://HOST:10001 or HOST:PORT.")] = None,
+    address: AddressOption = None,
     config_file: ConfigOption = None,
     sets: SetOption = None,
 ) -> None:
