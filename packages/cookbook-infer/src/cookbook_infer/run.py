@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import Field
 
@@ -282,18 +283,24 @@ class PredictorFactory:
         return Predictor.from_config(self.config, self.media_root, self.backend)
 
 
-@dataclass
-class PredictorPreparer:
-    """The CPU step (``prepare``) of the jobs that run a predictor: decodes an item's videos for the model. It
-    describes the predictor where it runs (prompt and frame settings, no model), once per process."""
+class Prepares(Protocol):
+    """What makes an item ready for the model without one: a described predictor or scorer."""
 
-    config: PredictorConfig
-    media_root: Path
-    _described: Predictor | None = field(default=None, init=False, repr=False, compare=False)
+    def prepare(self, item: Item) -> Item: ...
+
+
+@dataclass
+class Preparer:
+    """The CPU step (``prepare``) of the jobs that run a model: decodes an item's videos for it. ``describe``
+    builds what prepares (a predictor or scorer with prompts and frame settings, no model) where the step runs,
+    once per process; it pickles to Ray tasks as a ``functools.partial``."""
+
+    describe: Callable[[], Prepares]
+    _described: Prepares | None = field(default=None, init=False, repr=False, compare=False)
 
     def __call__(self, item: Item) -> Item:
         if self._described is None:
-            self._described = Predictor.from_config(self.config, self.media_root, Unloaded(self.config.model))
+            self._described = self.describe()
         return self._described.prepare(item)
 
 
@@ -308,7 +315,9 @@ def run_inference(config: RunConfig, *, backend: Backend | None = None, progress
     job: Job[Item, Prediction] = Job(
         stage="infer",
         factory=PredictorFactory(config, media_root, backend),
-        prepare=PredictorPreparer(config, media_root) if config.backend != "openai" else None,
+        prepare=Preparer(partial(Predictor.from_config, config, media_root, Unloaded(config.model)))
+        if config.backend != "openai"
+        else None,
         item_id=sample_id,
         out=config.out,
         record_type=Prediction,

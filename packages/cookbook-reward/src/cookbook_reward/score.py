@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from cookbook_data.jobs import Job, JobReport, run_job
 from cookbook_data.records import read_records
 from cookbook_data.schemas import ScoreRecord, VideoSample
 from cookbook_infer.backends.base import Backend
-from cookbook_infer.run import Item, Unloaded, sample_id
+from cookbook_infer.run import Item, Preparer, Unloaded, sample_id
 from cookbook_reward.config import ScoreConfig, ScorerConfig
 from cookbook_reward.scorers import Scorer, build_scorer
 
@@ -26,21 +27,6 @@ class ScorerFactory:
 
     def __call__(self) -> Scorer:
         return build_scorer(self.config, self.media_root, self.backend)
-
-
-@dataclass
-class ScorerPreparer:
-    """The score job's CPU step (``prepare``): decodes a sample's video for the model. It describes the scorer
-    where it runs (prompts and frame settings, no model), once per process."""
-
-    config: ScorerConfig
-    media_root: Path
-    _described: Scorer | None = field(default=None, init=False, repr=False, compare=False)
-
-    def __call__(self, sample: Item) -> Item:
-        if self._described is None:
-            self._described = build_scorer(self.config, self.media_root, Unloaded(self.config.model or "no model"))
-        return self._described.prepare(sample)
 
 
 @dataclass(frozen=True)
@@ -65,7 +51,9 @@ def score_manifest(config: ScoreConfig, *, backend: Backend | None = None, progr
     job: Job[Item, ScoreRecord] = Job(
         stage="reward",
         factory=_ScoreBatches(ScorerFactory(config, media_root, backend)),
-        prepare=ScorerPreparer(config, media_root) if local_model else None,
+        prepare=Preparer(partial(build_scorer, config, media_root, Unloaded(config.model or "no model")))
+        if local_model
+        else None,
         item_id=sample_id,
         out=config.out,
         record_type=ScoreRecord,
