@@ -12,3 +12,8 @@ def usable_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def threads_for(tasks: int, most: int | None = None) -> int:
+    """Threads for ``tasks`` independent pieces of work: one each, up to the usable CPUs (and ``most``)."""
+    return max(1, min(tasks, usable_cores(), most or tasks))

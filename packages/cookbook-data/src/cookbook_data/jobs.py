@@ -31,7 +31,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, JsonValue
 
-from cookbook_data.cpus import usable_cores
+from cookbook_data.cpus import threads_for
 from cookbook_data.engines import LocalEngineConfig, RayEngineConfig, require_ray
 from cookbook_data.records import JsonlWriter, done_ids
 from cookbook_data.schemas import ItemError
@@ -221,8 +221,7 @@ def _run_local_batch(job: Job[T, R], process: Process[T, R], batch: list[tuple[s
     items: list[T | ItemError] = [item for _, item in batch]
     prepare = job.prepare
     if prepare is not None:
-        threads = max(1, min(len(batch), usable_cores()))
-        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"{job.stage}-prepare") as pool:
+        with ThreadPoolExecutor(max_workers=threads_for(len(batch)), thread_name_prefix=f"{job.stage}-prepare") as pool:
             items = list(pool.map(lambda pair: _prepare_item(job.stage, prepare, *pair), batch))
     return _run_batch(job.stage, process, ids, items)
 

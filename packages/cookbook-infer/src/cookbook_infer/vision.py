@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Literal
 
-from cookbook_data.cpus import usable_cores
+from cookbook_data.cpus import threads_for
 from cookbook_data.schemas import Conversation
 from cookbook_data.video import SampledVideo, VisionSettings, sample_frames
 
@@ -29,7 +29,7 @@ MAX_DECODE_THREADS = 16
 
 def decode_threads(videos: int) -> int:
     """Threads for decoding ``videos`` videos: one each, up to the CPUs this process may run on."""
-    return max(1, min(videos, usable_cores(), MAX_DECODE_THREADS))
+    return threads_for(videos, MAX_DECODE_THREADS)
 
 
 def model_video(video: SampledVideo) -> ModelVideo:
