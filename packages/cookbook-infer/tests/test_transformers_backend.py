@@ -1,13 +1,14 @@
 """The transformers backend generates from conversations with video parts, honouring their vision settings."""
 
 import pytest
+import torch
 
 from cookbook_data.prompts import load_prompt
 from cookbook_data.schemas import Conversation
 from cookbook_data.testing import VideoSet
 from cookbook_data.video import VisionSettings, sample_frames
 from cookbook_infer.backends.base import SamplingSettings
-from cookbook_infer.backends.transformers import TransformersBackend
+from cookbook_infer.backends.transformers import TransformersBackend, model_inputs
 from cookbook_infer.testing import Arch
 from cookbook_infer.testing.pytest_plugin import TinyCheckpoints
 
@@ -171,3 +172,20 @@ def test_a_batch_s_videos_are_decoded_on_parallel_threads_and_kept_in_order(
     assert all(video.frames.shape[0] == 0 for video, _ in ready)  # native-resolution frames dropped once resized
     assert len(threads) > 1
     assert all(name.startswith("decode") for name in threads)
+
+
+@pytest.mark.parametrize(
+    "device",
+    ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU"))],
+)
+def test_frames_are_patched_on_the_device_asked_for(
+    backend: TransformersBackend, synthetic_videos: VideoSet, device: str
+) -> None:
+    conversations = [critic(arch_of(backend), str(synthetic_videos.good["h264_24fps"].path), VisionSettings(nframes=4))]
+    processor, model_type = backend.loaded.processor, backend.model_type
+    on_cpu = model_inputs(processor, model_type, conversations)
+    moved = model_inputs(processor, model_type, conversations, device=device)
+    assert moved["pixel_values_videos"].device.type == device
+    assert moved["input_ids"].device.type == "cpu"
+    torch.testing.assert_close(moved["pixel_values_videos"].cpu(), on_cpu["pixel_values_videos"], rtol=0, atol=1e-6)
+    assert torch.equal(moved["video_grid_thw"].cpu(), on_cpu["video_grid_thw"])
