@@ -13,7 +13,7 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,29 +24,39 @@ import pytest
 
 from cookbook_data.schemas import ScoreKind, ScoreRecord, VideoSample
 from cookbook_data.testing import VideoSet
+from cookbook_infer.run import Item, PreparedSample
 from cookbook_infer.testing.pytest_plugin import TinyCheckpoints
 from cookbook_infer.testing.servers import serving_app
 from cookbook_reward.config import ReplicaSettings, RewardServiceSettings, ScorerConfig, ServeConfig
 from cookbook_reward.rewards import remote_reward
+from cookbook_reward.score import described_scorer
 from cookbook_reward.scorers import Scorer, build_scorer
 from cookbook_reward.service import create_app
 
 
 class Recording:
-    """Wraps a real scorer: records every batch, optionally sleeping first (to make requests queue up)."""
+    """Wraps a real scorer: records every batch and whether its items came prepared, optionally sleeping first
+    in ``score`` or ``prepare`` (to make requests queue up)."""
 
-    def __init__(self, scorer: Scorer, delay_s: float = 0.0) -> None:
+    def __init__(self, scorer: Scorer, delay_s: float = 0.0, prepare_delay_s: float = 0.0) -> None:
         self.scorer = scorer
         self.kind: ScoreKind = scorer.kind
         self.delay_s = delay_s
+        self.prepare_delay_s = prepare_delay_s
         self.batches: list[list[str]] = []
+        self.prepared: list[bool] = []
         self._lock = threading.Lock()
 
-    def score(self, samples: Sequence[VideoSample]) -> list[ScoreRecord]:
+    def score(self, samples: Sequence[Item]) -> list[ScoreRecord]:
         with self._lock:
             self.batches.append([s.id for s in samples])
+            self.prepared.extend(isinstance(s, PreparedSample) for s in samples)
         time.sleep(self.delay_s)
         return self.scorer.score(samples)
+
+    def prepare(self, sample: Item) -> Item:
+        time.sleep(self.prepare_delay_s)
+        return self.scorer.prepare(sample)
 
     def resolved(self) -> dict[str, Any]:
         return self.scorer.resolved()
@@ -71,9 +81,9 @@ def media(tmp_path_factory: pytest.TempPathFactory, synthetic_videos: VideoSet) 
     return root
 
 
-def serve(scorer: Any, media: Path, **settings: Any) -> Any:
+def serve(scorer: Any, media: Path, describe: Callable[[], Scorer] | None = None, **settings: Any) -> Any:
     options = {"media_roots": [media], "max_wait_ms": 5.0, **settings}
-    return serving_app(create_app(scorer, RewardServiceSettings(**options), model="tiny"))
+    return serving_app(create_app(scorer, RewardServiceSettings(**options), model="tiny", describe=describe))
 
 
 TOKEN = "s3cret"
@@ -104,10 +114,13 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module", params=["process", pytest.param("ray-serve", marks=pytest.mark.ray)])
 def service(request: pytest.FixtureRequest, yesno: Scorer, yesno_config: ScorerConfig, media: Path) -> Iterator[Served]:
+    """The service as ``cookbook-reward serve`` runs it: videos prepared by worker processes, or by Serve replicas."""
     settings = shared_settings(media)
     limits = {"upload_limit": settings["max_upload_bytes"], "body_limit": settings["max_request_bytes"]}
     if request.param == "process":
-        with serve(yesno, media, **settings) as url:
+        with serve(yesno, media, described_scorer(yesno_config, Path("/")), prepare_workers=2, **settings) as url:
+            health = httpx.get(f"{url}/healthz").json()
+            assert health["prepare_workers"] == 2
             yield Served(url, request.param, **limits)
         return
     request.getfixturevalue("ray_cluster")
@@ -239,6 +252,8 @@ def test_concurrent_clients_are_batched(yesno: Scorer, media: Path) -> None:
     assert max(len(batch) for batch in recording.batches) > 1
     assert len(recording.batches) < len(videos)
     assert health["largest_batch"] == max(len(batch) for batch in recording.batches)
+    assert recording.prepared == [True] * len(videos)  # decoded on arrival, not on the model's thread
+    assert health["preparing"] == 0
     assert elapsed < 60
     assert 'cookbook_reward_requests_total{endpoint="/v1/score",status="200"} 12.0' in metrics
     assert "cookbook_reward_batch_size_count" in metrics
@@ -260,6 +275,20 @@ def test_a_full_queue_answers_429_at_once(yesno: Scorer, media: Path) -> None:
     refused = next(r for r in responses if r.status_code == 429)
     assert refused.headers["retry-after"] == "1"
     assert "busy" in refused.json()["error"]["message"]
+
+
+def test_items_being_prepared_count_against_the_queue(yesno: Scorer, media: Path) -> None:
+    recording = Recording(yesno, prepare_delay_s=0.5)
+    with serve(recording, media, max_queue=2, prepare_workers=1, max_batch_size=1, max_wait_ms=0.0) as url:
+
+        def ask(_: int) -> httpx.Response:
+            return httpx.post(f"{url}/v1/score", json={"items": [item(media / "h264_24fps.mp4")]}, timeout=120)
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            responses = list(pool.map(ask, range(8)))
+        metrics = httpx.get(f"{url}/metrics").text
+    assert set(r.status_code for r in responses) == {200, 429}
+    assert "cookbook_reward_preparing 0.0" in metrics
 
 
 def test_a_slow_request_times_out_with_504(yesno: Scorer, media: Path) -> None:

@@ -116,6 +116,7 @@ def serve_command(
 
     from cookbook_data.clikit import resolve_config
     from cookbook_reward.config import ServeConfig
+    from cookbook_reward.score import described_scorer
     from cookbook_reward.scorers import build_scorer
     from cookbook_reward.service import run_service
 
@@ -138,7 +139,12 @@ def serve_command(
     }
     config = resolve_config(ServeConfig, config_file, sets, options)
     if config.ray is None:
-        run_service(build_scorer(config.scorer, Path.cwd()), config.service, model=config.scorer.model)
+        run_service(
+            build_scorer(config.scorer, Path.cwd()),
+            config.service,
+            model=config.scorer.model,
+            describe=described_scorer(config.scorer, Path.cwd()) if config.scorer.local_model else None,
+        )
         return
 
     import time

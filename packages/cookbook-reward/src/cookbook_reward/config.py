@@ -48,6 +48,12 @@ class ScorerConfig(PredictorConfig):
         default=0.5, ge=0, le=1, description="trajectory scorer with a model: weight of the VLM verdict."
     )
 
+    @property
+    def local_model(self) -> bool:
+        """Whether a model runs in this process (not none, nor one behind an OpenAI-compatible server): then
+        videos are decoded here, and their decoding can be spread over processes."""
+        return self.model is not None and self.backend != "openai"
+
     @model_validator(mode="after")
     def _check(self) -> Self:
         if "task" in self.model_fields_set:
@@ -107,6 +113,9 @@ class RewardServiceSettings(Strict):
     max_batch_size: int = Field(default=8, gt=0, description="Most items scored in one model call.")
     max_wait_ms: float = Field(default=10.0, ge=0, description="Longest wait for other items to join a batch.")
     max_queue: int = Field(default=64, gt=0, description="Most items waiting; requests beyond it get 429.")
+    prepare_workers: int | None = Field(
+        default=None, gt=0, description="Videos decoded at once as requests arrive (default: one per usable CPU)."
+    )
     request_timeout_s: float = Field(default=300.0, gt=0, description="A request taking longer gets 504.")
     media_roots: list[Path] = Field(default_factory=list, description="Folders whose videos requests may name.")
     max_upload_bytes: int = Field(default=64 * _MiB, gt=0, description="Largest uploaded video (decoded bytes).")

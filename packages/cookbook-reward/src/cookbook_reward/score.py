@@ -29,6 +29,12 @@ class ScorerFactory:
         return build_scorer(self.config, self.media_root, self.backend)
 
 
+def described_scorer(config: ScorerConfig, media_root: Path) -> Callable[[], Scorer]:
+    """Builds the scorer ``config`` names without its model (prompts and frame settings only), for the processes
+    that prepare items for it: a job's CPU step, the reward service's prepare workers. Picklable."""
+    return partial(build_scorer, config, media_root, Unloaded(config.model or "no model"))
+
+
 @dataclass(frozen=True)
 class _ScoreBatches:
     """The score job's factory: the scorer's ``score`` as the job's batch function."""
@@ -47,13 +53,11 @@ def score_manifest(config: ScoreConfig, *, backend: Backend | None = None, progr
     samples = list(read_records(config.manifest, VideoSample))
     media_root = config.manifest.parent
     described = build_scorer(config, media_root, backend or Unloaded(config.model or "no model"))
-    local_model = config.model is not None and config.backend != "openai"
+    local_model = config.local_model
     job: Job[Item, ScoreRecord] = Job(
         stage="reward",
         factory=_ScoreBatches(ScorerFactory(config, media_root, backend)),
-        prepare=Preparer(partial(build_scorer, config, media_root, Unloaded(config.model or "no model")))
-        if local_model
-        else None,
+        prepare=Preparer(described_scorer(config, media_root)) if local_model else None,
         item_id=sample_id,
         out=config.out,
         record_type=ScoreRecord,

@@ -9,8 +9,13 @@ Endpoints:
 - ``POST /get_reward``: OpenRLHF's remote reward-model protocol (``query`` = video references).
 - ``GET /healthz`` (liveness, queue depth) and ``GET /metrics`` (Prometheus text); neither asks for the token.
 
-Concurrent requests' items are batched (:mod:`cookbook_infer.batching`): up to ``max_batch_size`` items per
-scorer call, waiting at most ``max_wait_ms`` for company. At most ``max_queue`` items wait; a request that
+Each item's video is decoded and resized for the model as soon as its request arrives, by ``prepare_workers``
+worker processes (each with the scorer described without its model), so the model's thread spends its time on
+the model, and the decoding of concurrent requests runs in parallel without contending for this process's
+interpreter or its torch threads (without a description, the scorer's own ``prepare`` runs on threads).
+Prepared items of concurrent requests are then batched
+(:mod:`cookbook_infer.batching`): up to ``max_batch_size`` items per scorer call, waiting at most
+``max_wait_ms`` for company. At most ``max_queue`` items wait (being prepared or for a batch); a request that
 would exceed it gets 429 with ``Retry-After`` at once, and 503 while the service shuts down. A request that
 takes longer than ``request_timeout_s`` gets 504. Bodies above ``max_request_bytes`` get 413, uploads above
 ``max_upload_bytes`` fail their item. Malformed JSON or fields get 400 with the field named; the server never
@@ -24,10 +29,12 @@ import asyncio
 import base64
 import binascii
 import logging
+import multiprocessing
 import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -37,9 +44,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cookbook_data.cpus import threads_for
 from cookbook_data.schemas import ScoreRecord, VideoSample
 from cookbook_infer.access import MediaRefused, bearer_token_matches, local_media
 from cookbook_infer.batching import DynamicBatcher, QueueFull, ShuttingDown
+from cookbook_infer.run import Item, Prepares
 from cookbook_reward.config import RewardServiceSettings
 from cookbook_reward.protocol import (
     ItemScore,
@@ -100,7 +109,7 @@ class _BodyLimit:
 class _Metrics:
     """Prometheus metrics of one app (own registry, so several apps in a process do not collide)."""
 
-    def __init__(self, queued: Callable[[], int]) -> None:
+    def __init__(self, queued: Callable[[], int], preparing: Callable[[], int]) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.registry = CollectorRegistry()
@@ -118,6 +127,9 @@ class _Metrics:
             registry=self.registry,
         )
         Gauge("cookbook_reward_queue_depth", "Items waiting for a batch", registry=self.registry).set_function(queued)
+        Gauge("cookbook_reward_preparing", "Items whose videos are being decoded", registry=self.registry).set_function(
+            preparing
+        )
 
     def render(self) -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -149,16 +161,58 @@ class _Uploads:
         self._folder.cleanup()
 
 
-class _Scoring:
-    """Items in, ItemScores out: references checked, uploads saved and removed, items batched with those of
-    concurrent requests, and the request-level limits (queue, timeout) enforced."""
+_worker: dict[str, Prepares] = {}
+"""In a prepare worker process: ``"described"``, the scorer described without its model."""
 
-    def __init__(self, scorer: Scorer, settings: RewardServiceSettings, metrics: _Metrics) -> None:
+
+def _start_prepare_worker(describe: Callable[[], Prepares]) -> None:
+    """Initializer of a prepare worker process: the scorer described once, and torch on one thread (the workers
+    share the CPUs; torch's default of one thread per CPU in each would oversubscribe them many times over)."""
+    import torch
+
+    torch.set_num_threads(1)
+    _worker["described"] = describe()
+
+
+def _prepare_in_worker(sample: VideoSample) -> Item:
+    return _worker["described"].prepare(sample)
+
+
+def _worker_ready() -> bool:
+    return "described" in _worker
+
+
+class _Scoring:
+    """Items in, ItemScores out: references checked, uploads saved and removed, videos prepared on arrival, items
+    batched with those of concurrent requests, and the request-level limits (queue, timeout) enforced."""
+
+    def __init__(
+        self,
+        scorer: Scorer,
+        settings: RewardServiceSettings,
+        metrics: _Metrics,
+        describe: Callable[[], Prepares] | None,
+    ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.roots = tuple(root.expanduser().resolve() for root in settings.media_roots)
         self.uploads = _Uploads(settings.max_upload_bytes)
-        self.batcher: DynamicBatcher[VideoSample, ScoreRecord, None] = DynamicBatcher(
+        self.preparing = 0
+        self.prepare_workers = settings.prepare_workers or threads_for(settings.max_queue)
+        self._prepare_one: Callable[[VideoSample], Item]
+        self._prepare_pool: Executor
+        if describe is None:
+            self._prepare_one = scorer.prepare
+            self._prepare_pool = ThreadPoolExecutor(self.prepare_workers, thread_name_prefix="cookbook-reward-prepare")
+        else:
+            self._prepare_one = _prepare_in_worker
+            self._prepare_pool = ProcessPoolExecutor(
+                self.prepare_workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start_prepare_worker,
+                initargs=(describe,),
+            )
+        self.batcher: DynamicBatcher[Item, ScoreRecord, None] = DynamicBatcher(
             lambda _, samples: scorer.score(samples),
             max_batch_size=settings.max_batch_size,
             max_wait_s=settings.max_wait_ms / 1000,
@@ -181,12 +235,25 @@ class _Scoring:
             metadata["trajectory"] = item.trajectory
         return VideoSample(id=item_id, path=str(path), caption=item.caption, metadata=metadata), uploaded
 
+    @property
+    def waiting(self) -> int:
+        """Items accepted and not yet in a model call: being prepared or waiting for a batch."""
+        return self.preparing + self.batcher.queued
+
+    async def _prepare(self, sample: VideoSample) -> Item:
+        """``sample`` with its video decoded for the model, on the prepare pool (a bad video raises here)."""
+        self.preparing += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._prepare_pool, self._prepare_one, sample)
+        finally:
+            self.preparing -= 1
+
     async def _one(self, item: RewardItem, index: int) -> ItemScore:
         item_id = item.id or str(index)
         uploaded = None
         try:
             video, uploaded = self._sample(item, item_id)
-            record = await self.batcher.submit(video)
+            record = await self.batcher.submit(await self._prepare(video))
         except (QueueFull, ShuttingDown):
             raise
         except Exception as error:
@@ -209,8 +276,8 @@ class _Scoring:
     async def score(self, items: Sequence[RewardItem]) -> list[ItemScore]:
         """Every item's outcome, in order; raises :class:`_ServiceError` for 429, 503 and 504."""
         limit = self.settings.max_queue
-        if self.batcher.queued + len(items) > limit:
-            raise _ServiceError(429, f"busy: {self.batcher.queued} items waiting, limit {limit}", RETRY_LATER)
+        if self.waiting + len(items) > limit:
+            raise _ServiceError(429, f"busy: {self.waiting} items waiting, limit {limit}", RETRY_LATER)
         tasks = [asyncio.ensure_future(self._one(item, index)) for index, item in enumerate(items)]
         try:
             return list(await asyncio.wait_for(asyncio.gather(*tasks), self.settings.request_timeout_s))
@@ -224,22 +291,43 @@ class _Scoring:
             for task in tasks:
                 task.cancel()
 
+    async def start(self) -> None:
+        """Start every prepare worker process now, so the first requests do not wait for them."""
+        if isinstance(self._prepare_pool, ProcessPoolExecutor):
+            loop = asyncio.get_running_loop()
+            await asyncio.gather(
+                *(loop.run_in_executor(self._prepare_pool, _worker_ready) for _ in range(self.prepare_workers))
+            )
+
     async def close(self) -> None:
         await self.batcher.close()
+        self._prepare_pool.shutdown(wait=False, cancel_futures=True)
         self.uploads.close()
 
 
 RETRY_LATER = {"Retry-After": "1"}
 
 
-def create_app(scorer: Scorer, settings: RewardServiceSettings, *, model: str | None = None) -> FastAPI:
-    """The FastAPI application serving ``scorer`` (run it with any ASGI server)."""
+def create_app(
+    scorer: Scorer,
+    settings: RewardServiceSettings,
+    *,
+    model: str | None = None,
+    describe: Callable[[], Prepares] | None = None,
+) -> FastAPI:
+    """The FastAPI application serving ``scorer`` (run it with any ASGI server).
+
+    ``describe`` (picklable) builds the scorer without its model in each prepare worker process
+    (:func:`cookbook_reward.score.described_scorer`); without it, ``scorer.prepare`` runs on threads of this
+    process.
+    """
     token = settings.token.get_secret_value() if settings.token is not None else None
-    metrics = _Metrics(lambda: scoring.batcher.queued)
-    scoring = _Scoring(scorer, settings, metrics)
+    metrics = _Metrics(lambda: scoring.batcher.queued, lambda: scoring.preparing)
+    scoring = _Scoring(scorer, settings, metrics, describe)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await scoring.start()
         yield
         await scoring.close()
 
@@ -278,6 +366,8 @@ def create_app(scorer: Scorer, settings: RewardServiceSettings, *, model: str | 
             "scorer": scorer.kind,
             "model": model,
             "queued": scoring.batcher.queued,
+            "preparing": scoring.preparing,
+            "prepare_workers": scoring.prepare_workers,
             "batches": stats.batches,
             "items": stats.items,
             "largest_batch": stats.largest_batch,
@@ -315,9 +405,15 @@ def create_app(scorer: Scorer, settings: RewardServiceSettings, *, model: str | 
 _ENDPOINTS = frozenset({"/v1/score", "/get_reward", "/healthz", "/metrics"})
 
 
-def run_service(scorer: Scorer, settings: RewardServiceSettings, *, model: str | None = None) -> None:
-    """Serve ``scorer`` on ``settings.host:settings.port`` until interrupted."""
+def run_service(
+    scorer: Scorer,
+    settings: RewardServiceSettings,
+    *,
+    model: str | None = None,
+    describe: Callable[[], Prepares] | None = None,
+) -> None:
+    """Serve ``scorer`` on ``settings.host:settings.port`` until interrupted (``describe``: as :func:`create_app`)."""
     import uvicorn
 
-    app = create_app(scorer, settings, model=model)
+    app = create_app(scorer, settings, model=model, describe=describe)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
