@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _http_load import load_service
 from _machine import cpu_model
-from bench_reward_service import load_service
 
 from cookbook_data.engines import LocalEngineConfig, RayEngineConfig
 from cookbook_data.records import read_records

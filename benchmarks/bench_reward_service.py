@@ -2,7 +2,8 @@
 
 The same service, tiny Reason1 checkpoint, Yes/No scorer (one forward pass per video, the reward-model
 method) and videos in both runs; "off" is the service with ``max_batch_size = 1``, the reference measured in
-the same run. Each client sends one-video ``POST /v1/score`` requests back to back over HTTP on 127.0.0.1.
+the same run. Each client sends one-video ``POST /v1/score`` requests back to back over HTTP on 127.0.0.1,
+from a process apart from the service's (:mod:`_http_load`).
 The script checks that both services return the same scores, then writes the ratios to benchmarks/results/
 (``--device cuda`` runs the model on the GPU and names the card in the file name).
 Goal: at 32 clients, >= 3x the unbatched throughput with a p99 latency no worse than 2x the unbatched p99.
@@ -12,20 +13,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+from _http_load import load_service
 from _machine import cpu_model, gpu_name, results_name
 
 from cookbook_data.testing.videos import SyntheticVideo, write_video
 from cookbook_infer.testing import make_tiny_model
 from cookbook_infer.testing.servers import serving_app
 from cookbook_reward.config import RewardServiceSettings, ScorerConfig
+from cookbook_reward.score import described_scorer
 from cookbook_reward.scorers import Scorer, build_scorer
 from cookbook_reward.service import create_app
 
@@ -38,63 +38,27 @@ MAX_WAIT_MS = 20.0
 RESULTS = Path(__file__).parent / "results"
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def load_service(url: str, videos: list[Path], clients: int, requests: int) -> dict[str, Any]:
-    """``requests`` one-video requests from ``clients`` threads; throughput and latency percentiles."""
-    latencies: list[float] = []
-    scores: dict[str, float] = {}
-    lock = threading.Lock()
-    counter = iter(range(requests))
-
-    def client() -> None:
-        with httpx.Client(timeout=300) as http:
-            while True:
-                with lock:
-                    index = next(counter, None)
-                if index is None:
-                    return
-                video = videos[index % len(videos)]
-                started = time.perf_counter()
-                response = http.post(f"{url}/v1/score", json={"items": [{"id": video.stem, "video": str(video)}]})
-                elapsed = time.perf_counter() - started
-                response.raise_for_status()
-                [result] = response.json()["results"]
-                if result["error"] is not None:
-                    raise RuntimeError(result["error"])
-                with lock:
-                    latencies.append(elapsed)
-                    scores[video.stem] = result["score"]
-
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - started
-    return {
-        "requests_per_s": requests / wall,
-        "p50_ms": 1000 * statistics.median(latencies),
-        "p99_ms": 1000 * _percentile(latencies, 0.99),
-        "scores": scores,
-    }
-
-
 def _measure(
-    scorer: Scorer, root: Path, videos: list[Path], batch: int, requests: dict[int, int]
+    config: ScorerConfig, scorer: Scorer, root: Path, videos: list[Path], batch: int, requests: dict[int, int]
 ) -> tuple[dict[int, Any], dict[str, Any]]:
+    """The service as ``cookbook-reward serve`` runs it (videos prepared by worker processes) at each load."""
     settings = RewardServiceSettings(
         media_roots=[root], max_batch_size=batch, max_wait_ms=MAX_WAIT_MS if batch > 1 else 0.0, max_queue=1024
     )
-    with serving_app(create_app(scorer, settings)) as url:
+    with serving_app(create_app(scorer, settings, describe=described_scorer(config, root))) as url:
         load_service(url, videos, 4, 8)  # warm-up
         runs = {clients: load_service(url, videos, clients, requests[clients]) for clients in CLIENTS}
         health = httpx.get(f"{url}/healthz").json()
     return runs, health
+
+
+def _http_stack() -> str:
+    """The event loop and HTTP parser uvicorn picks here (uvloop and httptools when installed)."""
+    import importlib.util
+
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    return f"uvicorn, {loop} event loop, {http} parser"
 
 
 def main() -> None:
@@ -114,10 +78,11 @@ def main() -> None:
             for i in range(VIDEOS)
         ]
         model = str(make_tiny_model("reason1", root / "tiny"))
-        scorer = build_scorer(ScorerConfig(model=model, scorer="yesno", nframes=8, device=args.device), root)
+        config = ScorerConfig(model=model, scorer="yesno", nframes=8, device=args.device)
+        scorer = build_scorer(config, root)
         requests = REQUESTS["cuda" if args.device.startswith("cuda") else "cpu"]
-        off, _ = _measure(scorer, root, videos, 1, requests)
-        on, on_health = _measure(scorer, root, videos, MAX_BATCH, requests)
+        off, _ = _measure(config, scorer, root, videos, 1, requests)
+        on, on_health = _measure(config, scorer, root, videos, MAX_BATCH, requests)
 
     for clients in CLIENTS:
         reference, batched = off[clients]["scores"], on[clients]["scores"]
@@ -147,7 +112,14 @@ def main() -> None:
         "machine": f"CPU: {cpu_model()}, {torch.get_num_threads()} torch threads"
         + (f"; model on {gpu_name()}" if args.device.startswith("cuda") else ""),
         "model": "tiny Reason1 (Qwen2.5-VL architecture, random weights), Yes/No scorer, 8 frames per video",
-        "service": {"max_batch_size": MAX_BATCH, "max_wait_ms": MAX_WAIT_MS, "reference": "max_batch_size = 1"},
+        "service": {
+            "max_batch_size": MAX_BATCH,
+            "max_wait_ms": MAX_WAIT_MS,
+            "prepare_workers": on_health["prepare_workers"],
+            "reference": "max_batch_size = 1",
+        },
+        "http_server": _http_stack(),
+        "clients": "threads of a separate process, one-video requests back to back",
         "requests": requests,
         "largest_batch_seen": on_health["largest_batch"],
         "scores_identical": True,
