@@ -55,6 +55,31 @@ def test_indices_span_the_whole_video_evenly() -> None:
     assert indices == sorted(set(indices))
 
 
+def test_strided_sampling_keeps_every_kth_frame_at_most_the_cap_and_an_even_count() -> None:
+    strided = VisionSettings(max_strided_frames=160)
+    assert frame_indices(strided, 120, 24.0) == list(range(120))  # 5 s at 24 fps: every frame
+    assert frame_indices(strided, 480, 30.0) == list(range(0, 480, 3))  # k = 3: 160 frames
+    assert frame_indices(strided, 481, 30.0) == list(range(0, 481, 4))[:120]  # k = 4: 121 frames, last dropped
+    assert frame_indices(VisionSettings(max_strided_frames=4), 9, 24.0) == [0, 3]  # k = 3: 0, 3, 6 -> even
+    assert frame_count(strided, 481, 30.0) == 120
+    with pytest.raises(ValueError, match="cannot sample 2 frames from a video of 1 frames"):
+        frame_indices(strided, 1, 24.0)
+    with pytest.raises(ValidationError, match="not nframes and max_strided_frames"):
+        VisionSettings(nframes=8, max_strided_frames=160)
+
+
+def test_strided_settings_travel_in_the_video_part(synthetic_videos: VideoSet) -> None:
+    settings = VisionSettings(max_strided_frames=8, total_pixels=64 * 28 * 28)
+    part = settings.video_part("/a.mp4")
+    assert part.max_strided_frames == 8
+    assert VisionSettings.from_video_part(part, 28) == settings
+    video = synthetic_videos.good["h264_24fps"]
+    sampled = sample_frames(video.path, settings)
+    assert sampled.frame_indices == frame_indices(settings, video.num_frames, video.fps)
+    assert len(sampled.frame_indices) <= 8
+    assert np.array_equal(sampled.frames, decord_frames(video.path, sampled.frame_indices))
+
+
 def test_smart_resize_keeps_sides_multiples_of_the_factor_within_the_budget() -> None:
     assert smart_resize(120, 160, 28, 4 * 28 * 28, 100 * 28 * 28) == (112, 168)
     height, width = smart_resize(1080, 1920, 32, 128 * 32 * 32, 256 * 32 * 32)
@@ -76,7 +101,7 @@ def test_total_pixels_bounds_each_frame_by_the_frame_count() -> None:
 
 
 def test_settings_are_checked() -> None:
-    with pytest.raises(ValidationError, match="either `fps` or `nframes`"):
+    with pytest.raises(ValidationError, match="not fps and nframes"):
         VisionSettings(fps=2, nframes=8)
     with pytest.raises(ValidationError, match="min_frames"):
         VisionSettings(min_frames=10, max_frames=4)

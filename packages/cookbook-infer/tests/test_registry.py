@@ -2,7 +2,9 @@ from pathlib import Path
 
 import pytest
 
+from cookbook_data.video import frame_indices, resized_frame_size
 from cookbook_infer.registry import KNOWN_MODELS, Arch, resolve_model
+from cookbook_infer.run import PredictorConfig
 from cookbook_infer.tasks import TASKS, get_task
 from cookbook_infer.testing.pytest_plugin import TinyCheckpoints
 
@@ -41,3 +43,24 @@ def test_every_task_has_a_template_for_both_architectures() -> None:
             assert task.template(arch).user_prompt
     with pytest.raises(ValueError, match="unknown task 'critik'; tasks: critic"):
         get_task("critik")
+
+
+def test_the_reward_model_samples_frames_by_its_published_recipe() -> None:
+    vision = resolve_model("nvidia/Cosmos-Reason1-7B-Reward").vision
+    assert (vision.fps, vision.max_strided_frames, vision.total_pixels) == (None, 160, 9216 * 28 * 28)
+    # 10 s of 30 fps 720p: every 2nd frame (150), each within 9216 * 28 * 28 * 2 / 150 pixels
+    assert frame_indices(vision, 300, 30.0) == list(range(0, 300, 2))
+    height, width = resized_frame_size(vision, 720, 1280, 150)
+    assert height * width <= 9216 * 28 * 28 * 2 / 150
+    assert height % 28 == width % 28 == 0
+
+
+def test_a_run_s_frame_rule_replaces_the_model_s() -> None:
+    reward = resolve_model("nvidia/Cosmos-Reason1-7B-Reward")
+    assert PredictorConfig(model=reward.id, nframes=8).vision(reward).max_strided_frames is None
+    assert PredictorConfig(model=reward.id, nframes=8).vision(reward).nframes == 8
+    critic = resolve_model("nvidia/Cosmos-Reason1-7B")
+    strided = PredictorConfig(model=critic.id, max_strided_frames=32, max_pixels=4096).vision(critic)
+    assert (strided.fps, strided.max_strided_frames, strided.max_pixels) == (None, 32, 4096)
+    assert strided.total_pixels == critic.vision.total_pixels
+    assert PredictorConfig(model=critic.id, max_pixels=4096).vision(critic).fps == 4

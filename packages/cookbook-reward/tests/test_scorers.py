@@ -148,6 +148,20 @@ def test_the_yes_no_score_is_the_probability_of_no(tiny: TransformersBackend, sa
     assert "Does the video contain any anomalies or artifacts?" in str(scorer.predictor.conversations(samples)[0])
 
 
+def test_the_yes_no_scorer_takes_the_reward_model_s_frame_recipe(
+    tiny: TransformersBackend, samples: list[VideoSample]
+) -> None:
+    recipe = ScorerConfig(model=tiny.model_id, scorer="yesno", max_strided_frames=8, total_pixels=64 * 28 * 28)
+    scorer = build_scorer(recipe, Path("/"), tiny)
+    assert isinstance(scorer, YesNoScorer)
+    [part] = scorer.predictor.conversations(samples[:1])[0].video_parts()
+    assert (part.fps, part.nframes, part.max_strided_frames) == (None, None, 8)
+    assert scorer.resolved()["vision"]["max_strided_frames"] == 8
+    [record] = scorer.score(samples[:1])
+    _, p_no = hand_distribution(tiny, scorer.predictor.conversations(samples[:1])[0], "", ["Yes", "No"])
+    assert record.score == pytest.approx(p_no, rel=1e-4)
+
+
 def test_adherence_asks_about_the_caption_and_the_joint_verdict_needs_both(
     tiny: TransformersBackend, samples: list[VideoSample]
 ) -> None:

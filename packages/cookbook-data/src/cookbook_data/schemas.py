@@ -97,6 +97,17 @@ class ImagePart(Strict):
     max_pixels: PixelCount | None = Field(default=None, description="Upper bound of the resized image area.")
 
 
+FRAME_RULES = ("fps", "nframes", "max_strided_frames")
+"""The ways of choosing a video's frames; a video part or vision settings name at most one."""
+
+
+def check_one_frame_rule(settings: object) -> None:
+    """Raise when ``settings`` (a video part or vision settings) set more than one of :data:`FRAME_RULES`."""
+    chosen = [name for name in FRAME_RULES if getattr(settings, name) is not None]
+    if len(chosen) > 1:
+        raise ValueError(f"give one of `fps`, `nframes` or `max_strided_frames`, not {' and '.join(chosen)}")
+
+
 class VideoPart(Strict):
     """A video inside a message, with the vision settings it must be sampled with (Qwen-VL message format)."""
 
@@ -108,6 +119,9 @@ class VideoPart(Strict):
     nframes: Annotated[int, Field(gt=0)] | None = Field(
         default=None, description="Exact number of frames to sample; exclusive with `fps`."
     )
+    max_strided_frames: Annotated[int, Field(ge=2)] | None = Field(
+        default=None, description="Every k-th frame, at most this many (even); exclusive with `fps` and `nframes`."
+    )
     min_frames: Annotated[int, Field(gt=0)] | None = Field(default=None, description="Fewest frames to keep.")
     max_frames: Annotated[int, Field(gt=0)] | None = Field(default=None, description="Most frames to keep.")
     min_pixels: PixelCount | None = Field(default=None, description="Lower bound of each frame's area.")
@@ -117,9 +131,8 @@ class VideoPart(Strict):
     )
 
     @model_validator(mode="after")
-    def _fps_or_nframes(self) -> Self:
-        if self.fps is not None and self.nframes is not None:
-            raise ValueError("give either `fps` or `nframes` for a video, not both")
+    def _one_frame_rule(self) -> Self:
+        check_one_frame_rule(self)
         return self
 
 

@@ -33,7 +33,7 @@ from numpy.typing import NDArray
 from pydantic import Field, model_validator
 
 from cookbook_data.cpus import usable_cores
-from cookbook_data.schemas import Strict, VideoPart
+from cookbook_data.schemas import Strict, VideoPart, check_one_frame_rule
 
 FRAME_FACTOR = 2
 """Frame counts are multiples of the temporal patch size."""
@@ -59,6 +59,12 @@ class VisionSettings(Strict):
         description=f"Frames per second to sample (default {DEFAULT_FPS} when no nframes).",
     )
     nframes: int | None = Field(default=None, gt=0, description="Exact number of frames (rounded to even).")
+    max_strided_frames: int | None = Field(
+        default=None,
+        ge=FRAME_FACTOR,
+        description="Every k-th frame from the first, k the smallest stride leaving at most this many, trimmed to "
+        "an even count (the Cosmos-Reason1-7B-Reward recipe, 160); exclusive with fps and nframes.",
+    )
     min_frames: int = Field(default=4, gt=0, description="Fewest frames when sampling by fps.")
     max_frames: int = Field(default=768, gt=0, description="Most frames when sampling by fps.")
     min_pixels: int | None = Field(default=None, gt=0, description="Smallest area of one resized frame.")
@@ -72,8 +78,7 @@ class VisionSettings(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> Self:
-        if self.fps is not None and self.nframes is not None:
-            raise ValueError("give either `fps` or `nframes`, not both")
+        check_one_frame_rule(self)
         if self.min_frames > self.max_frames:
             raise ValueError(f"min_frames ({self.min_frames}) is above max_frames ({self.max_frames})")
         if self.min_pixels and self.max_pixels and self.min_pixels > self.max_pixels:
@@ -86,6 +91,7 @@ class VisionSettings(Strict):
             video=video,
             fps=self.fps,
             nframes=self.nframes,
+            max_strided_frames=self.max_strided_frames,
             min_frames=self.min_frames,
             max_frames=self.max_frames,
             min_pixels=self.min_pixels,
@@ -167,6 +173,8 @@ def _floor(value: float, factor: int) -> int:
 
 def frame_count(settings: VisionSettings, total_frames: int, video_fps: float) -> int:
     """How many frames to sample: a multiple of 2 within [2, total_frames]."""
+    if settings.max_strided_frames is not None:
+        return len(strided_indices(settings.max_strided_frames, total_frames))
     if settings.nframes is not None:
         count = _round(settings.nframes, FRAME_FACTOR)
     else:
@@ -181,9 +189,22 @@ def frame_count(settings: VisionSettings, total_frames: int, video_fps: float) -
 
 
 def frame_indices(settings: VisionSettings, total_frames: int, video_fps: float) -> list[int]:
-    """Indices of the frames to sample, evenly spread from the first frame to the last."""
+    """Indices of the frames to sample: evenly spread from the first frame to the last, or, with
+    ``max_strided_frames``, every k-th frame from the first."""
+    if settings.max_strided_frames is not None:
+        return strided_indices(settings.max_strided_frames, total_frames)
     count = frame_count(settings, total_frames, video_fps)
     return [int(i) for i in np.linspace(0, total_frames - 1, count).round()]
+
+
+def strided_indices(at_most: int, total_frames: int) -> list[int]:
+    """Every k-th frame from the first, k = ceil(total / at_most) so at most ``at_most`` are kept, and the last
+    one dropped when that leaves an odd count (frames go to the model in pairs)."""
+    stride = max(1, math.ceil(total_frames / at_most))
+    kept = list(range(0, total_frames, stride))
+    if len(kept) < FRAME_FACTOR:
+        raise ValueError(f"cannot sample {FRAME_FACTOR} frames from a video of {total_frames} frames")
+    return kept[: len(kept) // FRAME_FACTOR * FRAME_FACTOR]
 
 
 def smart_resize(height: int, width: int, factor: int, min_pixels: float, max_pixels: float) -> tuple[int, int]:

@@ -44,13 +44,21 @@ class ModelSpec(Strict):
     direct_sampling: SamplingSettings = Field(description="Sampling preset for a direct answer.")
 
 
+REWARD_MODEL_VISION = VisionSettings(max_strided_frames=160, total_pixels=9216 * 28 * 28, patch_factor=28)
+"""Frames as Cosmos-Reason1-7B-Reward was published with: every k-th frame, at most 160 (an even count), each
+frame within 9216 * 28 * 28 * 2 / frames pixels (and the usual cap of 768 tokens a frame)."""
+
+VISION_PRESETS: dict[str, VisionSettings] = {"nvidia/Cosmos-Reason1-7B-Reward": REWARD_MODEL_VISION}
+"""Models whose published frame sampling differs from their family's."""
+
+
 def _defaults(model_id: str, arch: Arch) -> ModelSpec:
     if arch == "reason1":
         sampling = SamplingSettings(temperature=0.6, top_p=0.95, max_new_tokens=4096)
         return ModelSpec(
             id=model_id,
             arch=arch,
-            vision=VisionSettings(fps=4, total_pixels=8192 * 28 * 28, patch_factor=28),
+            vision=VISION_PRESETS.get(model_id) or VisionSettings(fps=4, total_pixels=8192 * 28 * 28, patch_factor=28),
             reasoning_sampling=sampling,
             direct_sampling=sampling,
         )

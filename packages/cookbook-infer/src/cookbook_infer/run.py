@@ -15,7 +15,7 @@ from cookbook_data.engines import EngineConfig, LocalEngineConfig
 from cookbook_data.jobs import Job, JobReport, run_job
 from cookbook_data.prompts import PromptTemplate
 from cookbook_data.records import read_records
-from cookbook_data.schemas import Conversation, Prediction, Strict, VideoSample
+from cookbook_data.schemas import FRAME_RULES, Conversation, Prediction, Strict, VideoSample
 from cookbook_data.tasks import resolve_path
 from cookbook_data.video import VisionSettings
 from cookbook_infer.backends.base import Backend, CandidateProbabilities, Generation, SamplingSettings
@@ -45,16 +45,19 @@ class PredictorConfig(Strict):
     seed: int = Field(default=0, description="Sampling seed.")
     fps: float | None = Field(default=None, gt=0, description="Override the model's frames per second.")
     nframes: int | None = Field(default=None, gt=0, description="Sample exactly this many frames instead.")
+    max_strided_frames: int | None = Field(
+        default=None, ge=2, description="Sample every k-th frame instead, at most this many (the reward model's way)."
+    )
     max_pixels: int | None = Field(default=None, gt=0, description="Override the largest frame area.")
     total_pixels: int | None = Field(default=None, gt=0, description="Override the pixel budget per video.")
 
     def vision(self, spec: ModelSpec) -> VisionSettings:
-        """The model's frame sampling with this run's overrides (``nframes`` replaces the fps)."""
-        overrides = {"fps": self.fps, "nframes": self.nframes, "max_pixels": self.max_pixels}
-        overrides |= {"total_pixels": self.total_pixels}
-        chosen: dict[str, float | None] = {k: v for k, v in overrides.items() if v is not None}
-        if self.nframes is not None:
-            chosen["fps"] = None
+        """The model's frame sampling with this run's overrides (a frame rule given replaces the model's)."""
+        rules = {name: getattr(self, name) for name in FRAME_RULES}
+        sizes = {"max_pixels": self.max_pixels, "total_pixels": self.total_pixels}
+        chosen: dict[str, float | None] = {k: v for k, v in sizes.items() if v is not None}
+        if any(value is not None for value in rules.values()):
+            chosen |= rules
         return VisionSettings.model_validate({**spec.vision.model_dump(), **chosen})
 
     def sampling(self, spec: ModelSpec, reasoning: bool) -> SamplingSettings:
