@@ -104,11 +104,12 @@ def serve_command(
 ) -> None:
     """Serve a scorer over HTTP: POST /v1/score, POST /get_reward (OpenRLHF), GET /healthz, GET /metrics.
 
-    Requests name videos under a --media-root (absolute paths or file:// URLs) or upload them as base64;
-    concurrent requests are batched. With a token (--token-file, or the COOKBOOK_REWARD_TOKEN environment
-    variable), scoring needs "Authorization: Bearer <token>". With --replicas (or --min-replicas and
-    --max-replicas, or --address) the same service runs as Ray Serve replicas, each loading its own scorer,
-    one GPU each when the cluster has GPUs. The TOML file holds a [scorer] table (ScorerConfig: model, scorer,
+    Requests name videos under a --media-root (absolute paths or file:// URLs) or upload them as base64; videos
+    are decoded as requests arrive, by worker processes (service.prepare_workers, default one per CPU), and
+    concurrent requests are batched for the model. With a token (--token-file, or the COOKBOOK_REWARD_TOKEN
+    environment variable), scoring needs "Authorization: Bearer <token>". With --replicas (or --min-replicas and
+    --max-replicas, or --address) the same service runs as Ray Serve replicas, each loading its own scorer, one
+    GPU each when the cluster has GPUs. The TOML file holds a [scorer] table (ScorerConfig: model, scorer,
     samples, ...), a [service] table (RewardServiceSettings) and a [ray] table (ReplicaSettings); --set takes
     scorer.*, service.* and ray.* keys. Precedence: defaults < TOML < --set < options < environment.
     """
