@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from cookbook_data.records import read_records
 from cookbook_data.schemas import ItemError, VideoSample
 from cookbook_data.testing import SyntheticVideo, VideoSet, write_video
+from cookbook_eval.features import ExtractorSettings, InceptionFeatures
 from cookbook_eval.fid import (
     FIDConfig,
     FrechetResult,
@@ -156,6 +157,14 @@ def test_config_checks() -> None:
         FVDConfig(real=Path("a"), generated=Path("b"), out=Path("c"), weights="random", frames=3)  # type: ignore[call-arg]
     with pytest.raises(ValidationError, match="weights"):
         FIDConfig(real=Path("a"), generated=Path("b"), out=Path("c"))  # type: ignore[call-arg]
+
+
+def test_only_an_extractor_off_the_cpu_asks_the_engine_for_a_gpu() -> None:
+    def on(device: str | None) -> bool:
+        return ExtractorSettings(InceptionFeatures, "random", device=device).wants_gpu
+
+    assert (on(None), on("cuda"), on("cuda:1")) == (True, True, True)
+    assert (on("cpu"), on("cpu:0")) == (False, False)
 
 
 def test_config_modules_stay_light() -> None:

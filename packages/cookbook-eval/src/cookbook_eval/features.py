@@ -301,6 +301,12 @@ class ExtractorSettings:
     batch_size: int = 16
 
     @property
+    def wants_gpu(self) -> bool:
+        """Whether the extractor runs on a GPU where one is (every device but the CPU): a cluster then gives
+        each extracting actor one, and an extractor told to use the CPU does not hold one idle."""
+        return self.device is None or self.device.split(":")[0] != "cpu"
+
+    @property
     def size(self) -> int:
         """Side of the square network input."""
         return self.image_size or self.kind.default_size

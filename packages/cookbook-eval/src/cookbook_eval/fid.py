@@ -461,7 +461,7 @@ class _Extraction:
             stage=f"features-{name}",
             factory=embedder,
             prepare=partial(_sample, self.sampler),
-            gpu=True,
+            gpu=self.extractor.wants_gpu,
             item_id=lambda item: item.sample_id,
             out=config.out / f"features-{name}.jsonl",
             record_type=VideoFeatures,
