@@ -9,7 +9,10 @@ wrapped in this process (batching, queue and timeout limits) or another scorer r
 from __future__ import annotations
 
 import base64
+import multiprocessing
+import os
 import shutil
+import signal
 import socket
 import threading
 import time
@@ -289,6 +292,33 @@ def test_items_being_prepared_count_against_the_queue(yesno: Scorer, media: Path
         metrics = httpx.get(f"{url}/metrics").text
     assert set(r.status_code for r in responses) == {200, 429}
     assert "cookbook_reward_preparing 0.0" in metrics
+
+
+def test_a_dead_prepare_worker_fails_its_items_and_the_service_goes_on(
+    yesno: Scorer, yesno_config: ScorerConfig, media: Path
+) -> None:
+    before = set(multiprocessing.active_children())
+    with serve(yesno, media, described_scorer(yesno_config, Path("/")), prepare_workers=1) as url:
+
+        def ask() -> dict[str, Any]:
+            body = {"items": [item(media / "h264_24fps.mp4")]}
+            result: dict[str, Any] = httpx.post(f"{url}/v1/score", json=body, timeout=120).json()["results"][0]
+            return result
+
+        assert ask()["error"] is None
+        workers = set(multiprocessing.active_children()) - before
+        assert len(workers) == 1
+        for worker in workers:
+            assert worker.pid is not None
+            os.kill(worker.pid, signal.SIGKILL)
+            worker.join(timeout=30)
+        results = [ask() for _ in range(3)]
+        health = httpx.get(f"{url}/healthz").json()
+    errors = [result["error"] for result in results if result["error"] is not None]
+    assert len(errors) <= 1
+    assert all("the worker process decoding it died" in error for error in errors)
+    assert results[-1]["error"] is None and results[-1]["reward"] is not None
+    assert health["status"] == "ok"
 
 
 def test_a_slow_request_times_out_with_504(yesno: Scorer, media: Path) -> None:

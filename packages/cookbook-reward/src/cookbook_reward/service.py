@@ -35,6 +35,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -199,19 +200,9 @@ class _Scoring:
         self.uploads = _Uploads(settings.max_upload_bytes)
         self.preparing = 0
         self.prepare_workers = settings.prepare_workers or threads_for(settings.max_queue)
-        self._prepare_one: Callable[[VideoSample], Item]
-        self._prepare_pool: Executor
-        if describe is None:
-            self._prepare_one = scorer.prepare
-            self._prepare_pool = ThreadPoolExecutor(self.prepare_workers, thread_name_prefix="cookbook-reward-prepare")
-        else:
-            self._prepare_one = _prepare_in_worker
-            self._prepare_pool = ProcessPoolExecutor(
-                self.prepare_workers,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_start_prepare_worker,
-                initargs=(describe,),
-            )
+        self._describe = describe
+        self._prepare_one: Callable[[VideoSample], Item] = scorer.prepare if describe is None else _prepare_in_worker
+        self._prepare_pool = self._new_pool()
         self.batcher: DynamicBatcher[Item, ScoreRecord, None] = DynamicBatcher(
             lambda _, samples: scorer.score(samples),
             max_batch_size=settings.max_batch_size,
@@ -235,16 +226,37 @@ class _Scoring:
             metadata["trajectory"] = item.trajectory
         return VideoSample(id=item_id, path=str(path), caption=item.caption, metadata=metadata), uploaded
 
+    def _new_pool(self) -> Executor:
+        if self._describe is None:
+            return ThreadPoolExecutor(self.prepare_workers, thread_name_prefix="cookbook-reward-prepare")
+        return ProcessPoolExecutor(
+            self.prepare_workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_prepare_worker,
+            initargs=(self._describe,),
+        )
+
     @property
     def waiting(self) -> int:
         """Items accepted and not yet in a model call: being prepared or waiting for a batch."""
         return self.preparing + self.batcher.queued
 
     async def _prepare(self, sample: VideoSample) -> Item:
-        """``sample`` with its video decoded for the model, on the prepare pool (a bad video raises here)."""
+        """``sample`` with its video decoded for the model, on the prepare pool (a bad video raises here). A dead
+        worker process fails the items it held and the pool is replaced, so one crash does not stop scoring."""
+        pool = self._prepare_pool
         self.preparing += 1
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._prepare_pool, self._prepare_one, sample)
+            return await asyncio.get_running_loop().run_in_executor(pool, self._prepare_one, sample)
+        except BrokenProcessPool:
+            if pool is self._prepare_pool:  # the first item to see it replaces the pool; the others just fail
+                logger.error("a prepare worker process died; starting a new pool")
+                pool.shutdown(wait=False, cancel_futures=True)
+                self._prepare_pool = self._new_pool()
+            raise RuntimeError(
+                f"{sample.path}: the worker process decoding it died (killed, out of memory, or the file crashed "
+                "the decoder); the service goes on with new workers"
+            ) from None
         finally:
             self.preparing -= 1
 
