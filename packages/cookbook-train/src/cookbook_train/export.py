@@ -36,22 +36,14 @@ def _has_processor(folder: Path) -> bool:
     return any((folder / name).is_file() for name in ("processor_config.json", "preprocessor_config.json"))
 
 
-def _processor(name: str) -> Any:
-    from transformers import AutoProcessor
-
-    auto: Any = AutoProcessor
-    return auto.from_pretrained(name)
-
-
 def export_checkpoint(source: Path, out: Path, *, base: str | None = None) -> Path:
     """Load ``source`` (a checkpoint folder, or an adapter folder merged into ``base``) and save it to ``out``.
 
     The processor comes from ``source`` when it holds one (cosmos-rl exports do), else from ``base``.
     """
-    from transformers import AutoModelForImageTextToText
-
     from cookbook_infer.backends.transformers import load_pretrained
 
+    own_processor = str(source) if _has_processor(source) else None
     adapter = source / ADAPTER_CONFIG
     model: Any
     if adapter.is_file():
@@ -60,20 +52,16 @@ def export_checkpoint(source: Path, out: Path, *, base: str | None = None) -> Pa
         base = base or json.loads(adapter.read_text()).get("base_model_name_or_path")
         if not base:
             raise ValueError(f"{source}: a LoRA adapter without base_model_name_or_path; pass the base model")
-        loaded = load_pretrained(base)
+        loaded = load_pretrained(base, processor_from=own_processor)
         model = PeftModel.from_pretrained(loaded.model, str(source))
-        processor = _processor(str(source)) if _has_processor(source) else loaded.processor
     elif not (source / "config.json").is_file():
         raise FileNotFoundError(f"{source}: neither a checkpoint (config.json) nor a LoRA adapter ({ADAPTER_CONFIG})")
-    elif _has_processor(source):
-        loaded = load_pretrained(str(source))
-        model, processor = loaded.model, loaded.processor
-    elif base is not None:
-        model = AutoModelForImageTextToText.from_pretrained(source, dtype="auto")
-        processor = _processor(base)
-    else:
+    elif own_processor is None and base is None:
         raise ValueError(f"{source}: holds no processor files; pass the base model to take them from")
-    return save_hf(model, processor, out)
+    else:
+        loaded = load_pretrained(str(source), processor_from=None if own_processor else base)
+        model = loaded.model
+    return save_hf(model, loaded.processor, out)
 
 
 _STEP = re.compile(r"^step_(\d+)$")

@@ -50,18 +50,24 @@ def load_pretrained(
     device: str = "cpu",
     dtype: Dtype = "auto",
     revision: str | None = None,
+    processor_from: str | None = None,
 ) -> LoadedModel:
     """Load a checkpoint by hub id or local path with the Auto classes, in eval mode on ``device``.
 
     The processor pads on the left so batched generation continues every prompt from its last token, and the
     vision tower attends its windows in batched calls (:mod:`cookbook_infer.backends._vision_attention`).
+    ``processor_from`` names where the processor comes from when the checkpoint has none (a training export
+    of the weights alone takes its base model's).
     """
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from cookbook_infer.backends._vision_attention import batch_vision_attention
 
-    processor = AutoProcessor.from_pretrained(model_id, revision=revision)
+    if processor_from is None:
+        processor = AutoProcessor.from_pretrained(model_id, revision=revision)
+    else:
+        processor = AutoProcessor.from_pretrained(processor_from)
     processor.tokenizer.padding_side = "left"
     torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
     model: Any = AutoModelForImageTextToText.from_pretrained(model_id, revision=revision, dtype=torch_dtype)

@@ -1,0 +1,37 @@
+"""Exporting a checkpoint folder that holds weights without a processor (what some training exports write)."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from cookbook_infer.backends.transformers import load_pretrained
+from cookbook_infer.testing.pytest_plugin import TinyCheckpoints
+from cookbook_train.export import export_checkpoint
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    return {name: tensor for file in folder.glob("*.safetensors") for name, tensor in load_file(file).items()}
+
+
+def test_weights_without_a_processor_take_the_base_model_s(tiny_checkpoints: TinyCheckpoints, tmp_path: Path) -> None:
+    base = tiny_checkpoints("reason1")
+    weights_only = tmp_path / "step_3"
+    load_pretrained(str(base)).model.save_pretrained(weights_only)
+    assert not (weights_only / "preprocessor_config.json").exists()
+
+    with pytest.raises(ValueError, match="holds no processor files; pass the base model"):
+        export_checkpoint(weights_only, tmp_path / "refused")
+    exported = export_checkpoint(weights_only, tmp_path / "exported", base=str(base))
+
+    reloaded = load_pretrained(str(exported))  # a plain checkpoint: model and processor from one folder
+    assert reloaded.processor.tokenizer.get_vocab() == load_pretrained(str(base)).processor.tokenizer.get_vocab()
+    original, saved = weights(weights_only), weights(exported)
+    assert original.keys() == saved.keys()
+    assert all(torch.equal(tensor, saved[name]) for name, tensor in original.items())
+
+
+def test_a_folder_that_is_no_checkpoint_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="neither a checkpoint"):
+        export_checkpoint(tmp_path, tmp_path / "out")
