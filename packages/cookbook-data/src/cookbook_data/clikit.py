@@ -27,12 +27,12 @@ if TYPE_CHECKING:
 C = TypeVar("C", bound=BaseModel)
 
 DEBUG_ENV = "COOKBOOK_DEBUG"
+"""Set to 1 to get full tracebacks instead of one-line errors."""
 
 EngineOption = Annotated[EngineName | None, typer.Option(help="local (default) or ray: run on a Ray cluster.")]
 """``--engine`` of the batch commands (turn it into config keys with :func:`cookbook_data.engines.engine_options`)."""
 AddressOption = Annotated[str | None, typer.Option(help="Ray cluster: auto, ray://HOST:10001 or HOST:PORT.")]
 """``--address``: the Ray cluster to join."""
-"""Set to 1 to get full tracebacks instead of one-line errors."""
 
 STACK = ("torch", "torchvision", "transformers", "vllm", "cosmos-rl", "decord", "pydantic")
 """Distributions whose versions matter in a bug report."""

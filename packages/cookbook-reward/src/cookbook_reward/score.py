@@ -53,18 +53,17 @@ def score_manifest(config: ScoreConfig, *, backend: Backend | None = None, progr
     samples = list(read_records(config.manifest, VideoSample))
     media_root = config.manifest.parent
     described = build_scorer(config, media_root, backend or Unloaded(config.model or "no model"))
-    local_model = config.local_model
     job: Job[Item, ScoreRecord] = Job(
         stage="reward",
         factory=_ScoreBatches(ScorerFactory(config, media_root, backend)),
-        prepare=Preparer(described_scorer(config, media_root)) if local_model else None,
+        prepare=Preparer(described_scorer(config, media_root)) if config.local_model else None,
         item_id=sample_id,
         out=config.out,
         record_type=ScoreRecord,
         errors=config.errors_path(),
         batch_size=config.batch_size,
         workers=config.workers,
-        gpu=local_model,
+        gpu=config.local_model,
     )
     resolved = {"score": config.model_dump(mode="json"), **described.resolved()}
     return run_job(job, samples, config=resolved, progress=progress, engine=config.engine)
