@@ -522,6 +522,22 @@ def test_config_is_strict_and_checked(tmp_path: Path, five: list[Path]) -> None:
     assert report.prompt.startswith("ask@")
 
 
+def test_the_reward_models_strided_frames_are_recorded_instead_of_fps(tmp_path: Path, five: list[Path]) -> None:
+    manifest = write_manifest(tmp_path / "m.jsonl", critic_samples(five[:1], [4]))
+    config = BuildConfig(manifest=manifest, out=tmp_path / "rl", max_strided_frames=160, val_fraction=0)
+    report = build_rl(config)
+
+    [row] = load(tmp_path / "rl")["train"]
+    [part] = [part for part in messages(row)[-1]["content"] if part["type"] == "video"]
+    expected = video_part(five[0], max_strided_frames=160)
+    del expected["fps"]
+    assert part == expected
+    assert report.vision == VisionSettings(max_strided_frames=160, total_pixels=REASON1_BUDGET)
+    assert VisionSettings.from_video_part(VideoPart.model_validate(part), 28) == report.vision
+    with pytest.raises(ValidationError, match="not fps and max_strided_frames"):
+        BuildConfig(manifest=manifest, out=tmp_path / "x", fps=2, max_strided_frames=160)
+
+
 def test_report_round_trips_and_reads_as_a_summary(tmp_path: Path, five: list[Path]) -> None:
     manifest = write_manifest(tmp_path / "m.jsonl", critic_samples(five[:2], [4, 9]))
     report = build_sft(BuildConfig(manifest=manifest, out=tmp_path / "out", val_fraction=0))

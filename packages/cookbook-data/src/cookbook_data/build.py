@@ -50,7 +50,7 @@ from cookbook_data._balance import Balance, Split, balance, label_counts, shuffl
 from cookbook_data.jobs import write_resolved_config
 from cookbook_data.prompts import PromptTemplate, load_prompt
 from cookbook_data.records import JsonlWriter, read_records
-from cookbook_data.schemas import AssistantMessage, Conversation, ItemError, Strict, VideoSample
+from cookbook_data.schemas import FRAME_RULES, AssistantMessage, Conversation, ItemError, Strict, VideoSample
 from cookbook_data.tasks import (
     CLASS_TASKS,
     DEFAULT_PROMPTS,
@@ -89,7 +89,7 @@ DROPPED = "dropped.jsonl"
 COLUMNS = ("id", "conversations", "reference")
 SPLITS: tuple[Split, ...] = ("train", "val")
 DEFAULT_FPS = 4.0
-"""Frames per second when neither ``fps`` nor ``nframes`` is given (Cosmos Reason's documented input rate)."""
+"""Frames per second when no other frame rule (``nframes``, ``max_strided_frames``) is given (Cosmos Reason's documented input rate)."""
 REASON1_TOTAL_PIXELS = 8192 * 28 * 28
 """Cosmos Reason1's documented pixel budget over all frames of a video."""
 
@@ -159,9 +159,13 @@ class BuildConfig(Strict):
     workers: int = Field(default=4, ge=1, description="Threads hashing and probing video files.")
     overwrite: bool = Field(default=False, description="Replace an existing build in `out`.")
     fps: Annotated[float, Field(gt=0)] | None = Field(
-        default=None, description=f"Frames per second to sample (default {DEFAULT_FPS} unless nframes is given)."
+        default=None, description=f"Frames per second to sample (default {DEFAULT_FPS} unless another frame rule is given)."
     )
     nframes: Annotated[int, Field(gt=0)] | None = Field(default=None, description="Exact number of frames.")
+    max_strided_frames: Annotated[int, Field(ge=2)] | None = Field(
+        default=None,
+        description="Every k-th frame instead, at most this many (the Cosmos-Reason1-7B-Reward recipe, 160).",
+    )
     min_frames: int = Field(default=4, gt=0, description="Fewest frames when sampling by fps.")
     max_frames: int = Field(default=768, gt=0, description="Most frames when sampling by fps.")
     min_pixels: Annotated[int, Field(gt=0)] | None = Field(default=None, description="Smallest area of one frame.")
@@ -192,9 +196,11 @@ class BuildConfig(Strict):
         patch = self.patch_factor
         if patch is None:
             patch = 32 if Path(self.prompt_source()).stem.startswith("reason2") else 28
+        rules = {name: getattr(self, name) for name in FRAME_RULES}
+        if all(value is None for value in rules.values()):
+            rules["fps"] = DEFAULT_FPS
         return VisionSettings(
-            fps=self.fps if self.fps is not None or self.nframes is not None else DEFAULT_FPS,
-            nframes=self.nframes,
+            **rules,
             min_frames=self.min_frames,
             max_frames=self.max_frames,
             min_pixels=self.min_pixels,
