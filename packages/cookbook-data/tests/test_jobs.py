@@ -67,6 +67,25 @@ def test_a_rerun_skips_done_items_and_retries_failed_ones(tmp_path: Path) -> Non
     assert len(ids) == len(set(ids))
 
 
+def test_each_item_keeps_only_the_errors_of_its_latest_attempt(tmp_path: Path) -> None:
+    the_job = job(tmp_path, square)
+    run_job(the_job, [1, 3, 1, 10], progress=False)
+    run_job(the_job, [1, 3, 1, 10], progress=False)  # s3 fails again, s1 is repeated again
+    errors = [(e.sample_id, e.error_type) for e in read_records(the_job.errors, ItemError)]
+    assert sorted(errors) == [("s1", "DuplicateId"), ("s10", "ValueError"), ("s3", "ValueError")]
+
+    the_job.errors.write_text(the_job.errors.read_text() + "not a record\n")  # what it cannot read, it keeps
+
+    def fixed(batch: list[int]) -> list[Prediction]:
+        return [Prediction(sample_id=f"s{i}", model="m", raw_text=str(i * i)) for i in batch]
+
+    report = run_job(job(tmp_path, fixed), [1, 3, 10], progress=False)
+    assert (report.skipped, report.succeeded, report.failed) == (1, 2, 0)
+    assert the_job.errors.read_text().splitlines()[-1] == "not a record"
+    assert [json.loads(line)["sample_id"] for line in the_job.errors.read_text().splitlines()[:-1]] == ["s1"]
+    assert not list(the_job.errors.parent.glob(".*partial"))
+
+
 def test_duplicate_ids_are_reported_not_dropped_silently(tmp_path: Path) -> None:
     the_job = job(tmp_path, square)
     report = run_job(the_job, [1, 2, 1, 2, 4], progress=False)

@@ -4,7 +4,8 @@ Every batch job of the toolkit (validation, ingestion, inference, scoring, featu
 through :func:`run_job`, so each gets the same guarantees without writing them again:
 
 - **resume**: items whose id is already in the output are skipped, so a rerun after a crash continues
-  where it stopped and never writes a record twice;
+  where it stopped and never writes a record twice; an item tried again replaces its earlier error lines
+  with its new outcome, so reruns do not pile up copies of the same failure;
 - **no silent loss**: an item that fails becomes an :class:`~cookbook_data.schemas.ItemError` line in the
   errors file and the job goes on; when a whole batch raises, its items are retried one by one so only the
   culprit fails; an id seen twice in the input is reported, not dropped quietly;
@@ -232,6 +233,8 @@ class _Outputs(Generic[R]):
     def __init__(self, job: Job[Any, R], report: JobReport, advance: Callable[[int], None]) -> None:
         self.records = JsonlWriter(job.out, job.record_type)
         self.errors = JsonlWriter(job.errors, ItemError)
+        self.earlier_errors = job.errors.stat().st_size
+        """Bytes of the errors file written by earlier runs (after any torn line was set aside)."""
         self.report = report
         self.advance = advance
 
@@ -253,10 +256,10 @@ class _Outputs(Generic[R]):
 
 
 def _pending(
-    job: Job[T, R], items: Iterable[T], report: JobReport, duplicates: list[ItemError]
+    job: Job[T, R], items: Iterable[T], report: JobReport, duplicates: list[ItemError], attempted: set[str]
 ) -> Iterator[tuple[str, T]]:
     """(id, item) of the items still to do: ids already written are counted as skipped, repeated ids become
-    errors."""
+    errors. The id of every item given an outcome this run is added to ``attempted``."""
     already = done_ids(job.out, key=job.id_field)
     if not job.retry_failed:
         already |= done_ids(job.errors)
@@ -267,12 +270,42 @@ def _pending(
         if key in seen:
             message = f"id {key!r} appears more than once in the input; later copies are not processed"
             duplicates.append(ItemError(sample_id=key, stage=job.stage, error_type="DuplicateId", message=message))
+            attempted.add(key)
             continue
         seen.add(key)
         if key in already:
             report.skipped += 1
             continue
+        attempted.add(key)
         yield key, item
+
+
+def _error_id(line: bytes) -> str | None:
+    """The item id of an errors-file line (None for a line that is not a JSON object, which is kept)."""
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return None
+    return str(value["sample_id"]) if isinstance(value, dict) and "sample_id" in value else None
+
+
+def _drop_superseded_errors(path: Path, earlier: int, attempted: set[str]) -> None:
+    """Remove, from the first ``earlier`` bytes of the errors file, the lines of items this run gave an outcome
+    again (a retried failure, a repeated id reported anew), so that each item's errors are those of its latest
+    attempt and reruns do not pile up copies. Runs only after a run completes; the file is rewritten beside
+    itself and renamed, so a crash leaves the old file or the new one."""
+    if earlier == 0 or not attempted:
+        return
+    with path.open("rb") as handle:
+        before = handle.read(earlier)
+        after = handle.read()
+    lines = before.splitlines(keepends=True)
+    kept = [line for line in lines if _error_id(line) not in attempted]
+    if len(kept) == len(lines):
+        return
+    staging = path.with_name(f".{path.name}.partial")
+    staging.write_bytes(b"".join(kept) + after)
+    staging.replace(path)
 
 
 def _run_local(job: Job[T, R], pending: Iterable[tuple[str, T]], write: Callable[[Iterable[Any]], None]) -> None:
@@ -318,6 +351,7 @@ def run_job(
         total = len(items)
     report = JobReport(stage=job.stage)
     duplicates: list[ItemError] = []
+    attempted: set[str] = set()
     console = Console(stderr=True)
     columns = (TextColumn(f"[bold]{job.stage}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     started = time.perf_counter()
@@ -327,7 +361,7 @@ def run_job(
         task = bar.add_task(job.stage, total=total)
         outputs = _Outputs(job, report, lambda count: bar.advance(task, count))
         try:
-            pending = _pending(job, items, report, duplicates)
+            pending = _pending(job, items, report, duplicates, attempted)
             if isinstance(engine, RayEngineConfig):
                 from cookbook_data._ray_engine import run_on_ray
 
@@ -338,5 +372,6 @@ def run_job(
             bar.advance(task, report.skipped)
         finally:
             outputs.close()
+        _drop_superseded_errors(job.errors, outputs.earlier_errors, attempted)
     report.elapsed_s = time.perf_counter() - started
     return report
