@@ -89,7 +89,8 @@ DROPPED = "dropped.jsonl"
 COLUMNS = ("id", "conversations", "reference")
 SPLITS: tuple[Split, ...] = ("train", "val")
 DEFAULT_FPS = 4.0
-"""Frames per second when no other frame rule (``nframes``, ``max_strided_frames``) is given (Cosmos Reason's documented input rate)."""
+"""Frames per second when no other frame rule (``nframes``, ``max_strided_frames``) is given (Cosmos Reason's
+documented input rate)."""
 REASON1_TOTAL_PIXELS = 8192 * 28 * 28
 """Cosmos Reason1's documented pixel budget over all frames of a video."""
 
@@ -159,7 +160,7 @@ class BuildConfig(Strict):
     workers: int = Field(default=4, ge=1, description="Threads hashing and probing video files.")
     overwrite: bool = Field(default=False, description="Replace an existing build in `out`.")
     fps: Annotated[float, Field(gt=0)] | None = Field(
-        default=None, description=f"Frames per second to sample (default {DEFAULT_FPS} unless another frame rule is given)."
+        default=None, description=f"Frames per second to sample (default {DEFAULT_FPS} without another frame rule)."
     )
     nframes: Annotated[int, Field(gt=0)] | None = Field(default=None, description="Exact number of frames.")
     max_strided_frames: Annotated[int, Field(ge=2)] | None = Field(
