@@ -15,6 +15,7 @@ changed, and only their vision attention modules (instance by instance, never tr
 
 from __future__ import annotations
 
+import functools
 import itertools
 import sys
 import types
@@ -33,12 +34,36 @@ def _window_starts(cu_seqlens: Any) -> dict[int, list[int]]:
     return groups
 
 
+class _WindowGroups:
+    """The windows of the last ``cu_seqlens`` a tower passed to its layers, as (length, count, positions) per
+    group: every layer of one forward pass gets the same tensor, so the grouping (a read back from the GPU and
+    a few index kernels) is done once per pass instead of once per layer."""
+
+    def __init__(self) -> None:
+        self._last: tuple[Any, list[tuple[int, int, Any]]] | None = None
+
+    def of(self, cu_seqlens: Any, device: Any) -> list[tuple[int, int, Any]]:
+        import torch
+
+        last = self._last
+        if last is not None and last[0] is cu_seqlens:
+            return last[1]
+        groups = [
+            (length, len(starts), (torch.tensor(starts)[:, None] + torch.arange(length)).reshape(-1).to(device))
+            for length, starts in _window_starts(cu_seqlens).items()
+        ]
+        self._last = (cu_seqlens, groups)  # holding the tensor keeps its identity from being reused
+        return groups
+
+
 def _grouped_forward(
     self: Any,
     hidden_states: Any,
     cu_seqlens: Any,
     rotary_pos_emb: Any = None,
     position_embeddings: Any = None,
+    *,
+    windows: _WindowGroups,
     **kwargs: Any,
 ) -> Any:
     """The attention module's forward, with each group of equal-length windows attended in one call."""
@@ -51,12 +76,9 @@ def _grouped_forward(
     cos, sin = position_embeddings
     query, key = rotate(query, key, cos, sin)  # (seq, heads, head_dim)
     output = torch.empty_like(query)
-    for length, starts in _window_starts(cu_seqlens).items():
-        positions = (
-            torch.tensor(starts, device=query.device)[:, None] + torch.arange(length, device=query.device)
-        ).reshape(-1)
+    for length, count, positions in windows.of(cu_seqlens, query.device):
         query_w, key_w, value_w = (
-            tensor[positions].unflatten(0, (len(starts), length)).transpose(1, 2) for tensor in (query, key, value)
+            tensor[positions].unflatten(0, (count, length)).transpose(1, 2) for tensor in (query, key, value)
         )
         attended = F.scaled_dot_product_attention(query_w, key_w, value_w, scale=self.scaling)  # (n, heads, len, dim)
         output[positions] = attended.transpose(1, 2).reshape(-1, *output.shape[1:])
@@ -70,8 +92,9 @@ def batch_vision_attention(model: Any) -> int:
     if visual is None or getattr(visual.config, "_attn_implementation", None) != "sdpa":
         return 0
     changed = 0
+    windows = _WindowGroups()
     for module in visual.modules():
         if type(module).__name__ in VISION_ATTENTION_CLASSES:
-            module.forward = types.MethodType(_grouped_forward, module)
+            module.forward = types.MethodType(functools.partial(_grouped_forward, windows=windows), module)
             changed += 1
     return changed

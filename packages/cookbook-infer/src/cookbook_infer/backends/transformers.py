@@ -54,14 +54,16 @@ def load_pretrained(
 ) -> LoadedModel:
     """Load a checkpoint by hub id or local path with the Auto classes, in eval mode on ``device``.
 
-    The processor pads on the left so batched generation continues every prompt from its last token, and the
-    vision tower attends its windows in batched calls (:mod:`cookbook_infer.backends._vision_attention`).
+    The processor pads on the left so batched generation continues every prompt from its last token, the
+    vision tower attends its windows in batched calls (:mod:`cookbook_infer.backends._vision_attention`), and
+    the per-video index work is done on the CPU once per frame grid (:mod:`cookbook_infer.backends._grid_indices`).
     ``processor_from`` names where the processor comes from when the checkpoint has none (a training export
     of the weights alone takes its base model's).
     """
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    from cookbook_infer.backends._grid_indices import index_grids_once
     from cookbook_infer.backends._vision_attention import batch_vision_attention
 
     if processor_from is None:
@@ -74,6 +76,7 @@ def load_pretrained(
     model.to(resolve_device(device))
     model.eval()
     batch_vision_attention(model)
+    index_grids_once(model)
     return LoadedModel(model_id=model_id, model=model, processor=processor)
 
 
