@@ -137,6 +137,7 @@ def service(request: pytest.FixtureRequest, yesno: Scorer, yesno_config: ScorerC
 
         deployment = ray.serve.status().applications["cookbook-reward"].deployments["RewardService"]
         assert deployment.replica_states == {"RUNNING": 2}
+        assert httpx.get(f"{url}/healthz").json()["prepare_workers"] == 1  # half a CPU reserved: one worker
         yield Served(url, request.param, **limits)
 
 

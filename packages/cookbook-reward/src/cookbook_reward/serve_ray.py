@@ -3,8 +3,9 @@
 Each replica is one Ray actor that builds its own scorer (the model is loaded there, never in the process that
 deploys) and serves the same FastAPI application as the single-process service
 (:func:`cookbook_reward.service.create_app`): the same endpoints, token, media-folder policy, limits and
-metrics, and dynamic batching of the requests that reach it. Ray Serve's proxy spreads requests over the
-replicas; ``/healthz`` and ``/metrics`` describe the replica that answers.
+metrics, videos prepared by worker processes as requests arrive, and dynamic batching of the requests that
+reach it. Ray Serve's proxy spreads requests over the replicas; ``/healthz`` and ``/metrics`` describe the
+replica that answers.
 
 A replica takes at most ``max_queue + max_batch_size`` requests at once, so its own queue limit (429) still
 holds; up to ``max_queue`` more wait in Ray Serve for a free replica, and beyond that Ray Serve answers 503.
@@ -16,6 +17,7 @@ Ray is imported only by the functions here (``pip install 'cookbook-data[ray]'``
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,7 +27,7 @@ from fastapi import FastAPI
 
 from cookbook_data.engines import connect
 from cookbook_reward.config import ReplicaSettings, ServeConfig
-from cookbook_reward.score import ScorerFactory
+from cookbook_reward.score import ScorerFactory, described_scorer
 from cookbook_reward.service import create_app
 
 log = logging.getLogger(__name__)
@@ -35,11 +37,23 @@ DEPLOYMENT_NAME = "RewardService"
 
 
 class RewardReplica:
-    """One replica: its own scorer and the reward service's application around it."""
+    """One replica: its own scorer and the reward service's application around it.
+
+    As in the single-process service, a model run in the replica has videos prepared by worker processes of
+    the replica; unless ``service.prepare_workers`` says otherwise, as many as the CPUs the replica reserves
+    (at least one), since the replica's share of its node is what Ray gave it, not the node's CPU count.
+    """
 
     def __init__(self, config: ServeConfig, media_root: str) -> None:
         scorer = ScorerFactory(config.scorer, Path(media_root))()
-        self._app = create_app(scorer, config.service, model=config.scorer.model)
+        service = config.service
+        describe = None
+        if config.scorer.local_model:
+            describe = described_scorer(config.scorer, Path(media_root))
+            if service.prepare_workers is None:
+                reserved = (config.ray or ReplicaSettings()).cpus_per_replica
+                service = service.model_copy(update={"prepare_workers": max(1, math.floor(reserved))})
+        self._app = create_app(scorer, service, model=config.scorer.model, describe=describe)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return self._app
