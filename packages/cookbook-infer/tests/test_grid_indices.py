@@ -1,5 +1,6 @@
 """The per-video index work done once per frame grid gives what transformers' own functions give, reads the
-grid once whatever the number of videos, and keeps nothing that stops training."""
+grid a fixed number of times whatever the number of videos, and keeps nothing that stops training (the rope
+positions and whole forward passes are compared in test_vision_attention.py)."""
 
 from collections import Counter
 from collections.abc import Callable
@@ -18,7 +19,6 @@ from cookbook_infer.backends.transformers import load_pretrained, model_inputs
 from cookbook_infer.testing import Arch
 from cookbook_infer.testing.pytest_plugin import TinyCheckpoints
 
-PROMPTS = {"reason1": "reason1_videophy2_critic_thinking", "reason2": "reason2_videophy2_critic"}
 TOWER_FUNCTIONS = {
     "reason1": ("rot_pos_emb", "get_window_index"),
     "reason2": ("rot_pos_emb", "fast_pos_embed_interpolate"),
@@ -71,41 +71,11 @@ def test_tower_indices_equal_the_stock_functions_and_read_the_grid_once(
         assert stock_reads[1] > stock_reads[0], name  # transformers' loop reads each video's grid
 
 
-@pytest.mark.parametrize("arch", ["reason1", "reason2"])
-def test_rope_positions_equal_the_stock_ones(
-    arch: Arch, tiny_checkpoints: TinyCheckpoints, synthetic_videos: VideoSet
-) -> None:
-    checkpoint = str(tiny_checkpoints(arch))
-    ours = load_pretrained(checkpoint)
-    stock: Any = AutoModelForImageTextToText.from_pretrained(checkpoint)
-    factor = 28 if arch == "reason1" else 32
-    chosen = {"h264_24fps": {"nframes": 8, "max_pixels": 90 * factor**2}, "mpeg4_8fps": {"nframes": 4}}
-    conversations = [
-        load_prompt(PROMPTS[arch]).conversation(
-            [VisionSettings(**settings).video_part(str(synthetic_videos.good[name].path))]
-        )
-        for name, settings in chosen.items()
-    ]
-    inputs = model_inputs(ours.processor, stock.config.model_type, conversations)
-    arguments = {
-        "input_ids": inputs["input_ids"],
-        "video_grid_thw": inputs["video_grid_thw"],
-        "attention_mask": inputs["attention_mask"],
-    }
-    if arch == "reason1":
-        arguments["second_per_grid_ts"] = inputs["second_per_grid_ts"]
-    positions, deltas = ours.model.model.get_rope_index(**arguments)
-    stock_positions, stock_deltas = stock.model.get_rope_index(**arguments)
-    assert torch.equal(positions, stock_positions)
-    assert torch.equal(deltas, stock_deltas)
-    assert positions.device == inputs["input_ids"].device
-
-
 def test_indices_kept_during_inference_serve_training_too(
     tiny_checkpoints: TinyCheckpoints, synthetic_videos: VideoSet
 ) -> None:
     loaded = load_pretrained(str(tiny_checkpoints("reason1")))
-    conversation = load_prompt(PROMPTS["reason1"]).conversation(
+    conversation = load_prompt("reason1_videophy2_critic_thinking").conversation(
         [VisionSettings(nframes=4).video_part(str(synthetic_videos.good["h264_24fps"].path))]
     )
     inputs = model_inputs(loaded.processor, "qwen2_5_vl", [conversation])

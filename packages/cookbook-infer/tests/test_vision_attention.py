@@ -1,4 +1,5 @@
-"""The vision towers attend their windows in batched calls, with the same outputs as transformers' per-window loop."""
+"""The vision towers attend their windows in batched calls, with the same outputs as transformers' per-window loop
+(and, the models being those ``load_pretrained`` gives, with their per-grid index work)."""
 
 from typing import Any
 
@@ -46,6 +47,15 @@ def test_batched_windows_give_the_per_window_loop_s_logits(
     with torch.inference_mode():
         ours, theirs = batched.model(**inputs).logits, reference(**inputs).logits
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+
+    # The prompt's rope positions, computed on CPU copies (cookbook_infer.backends._grid_indices), are the same.
+    arguments = {name: inputs[name] for name in ("input_ids", "video_grid_thw", "attention_mask")}
+    if arch == "reason1":
+        arguments["second_per_grid_ts"] = inputs["second_per_grid_ts"]
+    for mine, stock in zip(
+        batched.model.model.get_rope_index(**arguments), reference.model.get_rope_index(**arguments), strict=True
+    ):
+        assert torch.equal(mine, stock)
     lengths = _window_starts(torch.cumsum(torch.tensor([0, *inputs["video_grid_thw"].prod(-1).tolist()]), 0))
     assert len(lengths) >= 2  # the videos really differ in size
 
