@@ -9,7 +9,8 @@ steady rate (records after the first, over the time after the first); Ray's own 
 timed on its own. The script checks that both engines write the same scores.
 
 Part 2, the reward service: 8 clients sending one-video `POST /v1/score` requests back to back to 1 and to 2
-Ray Serve replicas (1 CPU each), and, as the reference, to the single-process server in this script.
+Ray Serve replicas (1 CPU each, so one prepare worker process each), and, as the reference, to the
+single-process server in this script (prepare worker processes on every core, as `cookbook-reward serve`).
 
 On a machine shared with other work a run can only be slowed down, so the engines alternate over 2 rounds
 (and each server gets 2 load rounds) and the best round of each is reported; every round is kept in the JSON.
@@ -36,7 +37,7 @@ from cookbook_data.testing.videos import SyntheticVideo, write_video
 from cookbook_infer.testing import make_tiny_model
 from cookbook_infer.testing.servers import serving_app
 from cookbook_reward.config import ReplicaSettings, RewardServiceSettings, ScoreConfig, ScorerConfig, ServeConfig
-from cookbook_reward.score import score_manifest
+from cookbook_reward.score import described_scorer, score_manifest
 from cookbook_reward.scorers import build_scorer
 from cookbook_reward.service import create_app
 
@@ -176,7 +177,11 @@ def main() -> None:
 
         scorer_config = ScorerConfig(model=model, scorer="yesno", nframes=NFRAMES, device="cpu")
         service = {"media_roots": [root], "max_batch_size": 8, "max_wait_ms": 10.0, "max_queue": 256}
-        in_process = create_app(build_scorer(scorer_config, root), RewardServiceSettings(**service))
+        in_process = create_app(
+            build_scorer(scorer_config, root),
+            RewardServiceSettings(**service),
+            describe=described_scorer(scorer_config, root),  # as `cookbook-reward serve` runs it
+        )
         with serving_app(in_process) as url:
             _load(url, videos[:16])  # warm-up
             single = [_load(url, videos), _load(url, videos)]
