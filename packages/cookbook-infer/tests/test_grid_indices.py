@@ -42,6 +42,7 @@ def _item_reads(function: Callable[[torch.Tensor], object], grid: torch.Tensor) 
 
 
 def _equal(ours: Any, theirs: Any) -> None:
+    """Equal to the bit, through the tuples and lists the tower functions return."""
     if isinstance(ours, torch.Tensor):
         assert torch.equal(ours, theirs)
     elif isinstance(ours, tuple | list):
@@ -53,7 +54,7 @@ def _equal(ours: Any, theirs: Any) -> None:
 
 
 @pytest.mark.parametrize("arch", ["reason1", "reason2"])
-def test_tower_indices_equal_the_stock_functions_and_read_the_grid_once(
+def test_tower_indices_equal_the_stock_ones_and_do_not_read_the_grid_per_video(
     arch: Arch, tiny_checkpoints: TinyCheckpoints
 ) -> None:
     checkpoint = str(tiny_checkpoints(arch))
