@@ -144,7 +144,7 @@ def serve_command(
             build_scorer(config.scorer, Path.cwd()),
             config.service,
             model=config.scorer.model,
-            describe=described_scorer(config.scorer, Path.cwd()) if config.scorer.local_model else None,
+            describe=described_scorer(config.scorer, Path.cwd()),
         )
         return
 

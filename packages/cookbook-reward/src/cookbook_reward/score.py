@@ -29,9 +29,12 @@ class ScorerFactory:
         return build_scorer(self.config, self.media_root, self.backend)
 
 
-def described_scorer(config: ScorerConfig, media_root: Path) -> Callable[[], Scorer]:
+def described_scorer(config: ScorerConfig, media_root: Path) -> Callable[[], Scorer] | None:
     """Builds the scorer ``config`` names without its model (prompts and frame settings only), for the processes
-    that prepare items for it: a job's CPU step, the reward service's prepare workers. Picklable."""
+    that prepare items for it: a job's CPU step, the reward service's prepare workers. Picklable. None when no
+    model runs in this process (no model, or one behind a server): there is then no video to decode here."""
+    if not config.local_model:
+        return None
     return partial(build_scorer, config, media_root, Unloaded(config.model or "no model"))
 
 
@@ -53,10 +56,11 @@ def score_manifest(config: ScoreConfig, *, backend: Backend | None = None, progr
     samples = list(read_records(config.manifest, VideoSample))
     media_root = config.manifest.parent
     described = build_scorer(config, media_root, backend or Unloaded(config.model or "no model"))
+    describe = described_scorer(config, media_root)
     job: Job[Item, ScoreRecord] = Job(
         stage="reward",
         factory=_ScoreBatches(ScorerFactory(config, media_root, backend)),
-        prepare=Preparer(described_scorer(config, media_root)) if config.local_model else None,
+        prepare=Preparer(describe) if describe is not None else None,
         item_id=sample_id,
         out=config.out,
         record_type=ScoreRecord,

@@ -47,12 +47,10 @@ class RewardReplica:
     def __init__(self, config: ServeConfig, media_root: str) -> None:
         scorer = ScorerFactory(config.scorer, Path(media_root))()
         service = config.service
-        describe = None
-        if config.scorer.local_model:
-            describe = described_scorer(config.scorer, Path(media_root))
-            if service.prepare_workers is None:
-                reserved = (config.ray or ReplicaSettings()).cpus_per_replica
-                service = service.model_copy(update={"prepare_workers": max(1, math.floor(reserved))})
+        describe = described_scorer(config.scorer, Path(media_root))
+        if describe is not None and service.prepare_workers is None:
+            reserved = (config.ray or ReplicaSettings()).cpus_per_replica
+            service = service.model_copy(update={"prepare_workers": max(1, math.floor(reserved))})
         self._app = create_app(scorer, service, model=config.scorer.model, describe=describe)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
