@@ -50,7 +50,7 @@ from cookbook_data._balance import Balance, Split, balance, label_counts, shuffl
 from cookbook_data.jobs import write_resolved_config
 from cookbook_data.prompts import PromptTemplate, load_prompt
 from cookbook_data.records import JsonlWriter, read_records
-from cookbook_data.schemas import FRAME_RULES, AssistantMessage, Conversation, ItemError, Strict, VideoSample
+from cookbook_data.schemas import AssistantMessage, Conversation, ItemError, Strict, VideoSample, given_frame_rules
 from cookbook_data.tasks import (
     CLASS_TASKS,
     DEFAULT_PROMPTS,
@@ -197,11 +197,8 @@ class BuildConfig(Strict):
         patch = self.patch_factor
         if patch is None:
             patch = 32 if Path(self.prompt_source()).stem.startswith("reason2") else 28
-        rules = {name: getattr(self, name) for name in FRAME_RULES}
-        if all(value is None for value in rules.values()):
-            rules["fps"] = DEFAULT_FPS
         return VisionSettings(
-            **rules,
+            **(given_frame_rules(self) or {"fps": DEFAULT_FPS}),
             min_frames=self.min_frames,
             max_frames=self.max_frames,
             min_pixels=self.min_pixels,

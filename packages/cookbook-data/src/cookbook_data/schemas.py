@@ -101,9 +101,14 @@ FRAME_RULES = ("fps", "nframes", "max_strided_frames")
 """The ways of choosing a video's frames; a video part or vision settings name at most one."""
 
 
+def given_frame_rules(settings: object) -> dict[str, Any]:
+    """The :data:`FRAME_RULES` that ``settings`` (a video part, vision settings or a config carrying them) set."""
+    return {name: value for name in FRAME_RULES if (value := getattr(settings, name)) is not None}
+
+
 def check_one_frame_rule(settings: object) -> None:
     """Raise when ``settings`` (a video part or vision settings) set more than one of :data:`FRAME_RULES`."""
-    chosen = [name for name in FRAME_RULES if getattr(settings, name) is not None]
+    chosen = list(given_frame_rules(settings))
     if len(chosen) > 1:
         raise ValueError(f"give one of `fps`, `nframes` or `max_strided_frames`, not {' and '.join(chosen)}")
 

@@ -15,7 +15,7 @@ from cookbook_data.engines import EngineConfig, LocalEngineConfig
 from cookbook_data.jobs import Job, JobReport, run_job
 from cookbook_data.prompts import PromptTemplate
 from cookbook_data.records import read_records
-from cookbook_data.schemas import FRAME_RULES, Conversation, Prediction, Strict, VideoSample
+from cookbook_data.schemas import FRAME_RULES, Conversation, Prediction, Strict, VideoSample, given_frame_rules
 from cookbook_data.tasks import resolve_path
 from cookbook_data.video import VisionSettings
 from cookbook_infer.backends.base import Backend, CandidateProbabilities, Generation, SamplingSettings
@@ -53,11 +53,11 @@ class PredictorConfig(Strict):
 
     def vision(self, spec: ModelSpec) -> VisionSettings:
         """The model's frame sampling with this run's overrides (a frame rule given replaces the model's)."""
-        rules = {name: getattr(self, name) for name in FRAME_RULES}
+        rules = given_frame_rules(self)
         sizes = {"max_pixels": self.max_pixels, "total_pixels": self.total_pixels}
         chosen: dict[str, float | None] = {k: v for k, v in sizes.items() if v is not None}
-        if any(value is not None for value in rules.values()):
-            chosen |= rules
+        if rules:
+            chosen |= dict.fromkeys(FRAME_RULES) | rules
         return VisionSettings.model_validate({**spec.vision.model_dump(), **chosen})
 
     def sampling(self, spec: ModelSpec, reasoning: bool) -> SamplingSettings:
