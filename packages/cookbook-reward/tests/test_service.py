@@ -236,6 +236,18 @@ def test_the_token_guards_scoring_but_not_health(service: Served, media: Path) -
     assert remote_reward(str(media / "h264_24fps.mp4"), base_url=url, token=TOKEN)[0] > 0
 
 
+def test_metrics_count_requests_by_endpoint_and_status(yesno: Scorer, media: Path) -> None:
+    with serve(yesno, media) as url:
+        assert httpx.post(f"{url}/v1/score", json={"items": [item(media / "h264_24fps.mp4")]}, timeout=60).is_success
+        assert httpx.post(f"{url}/v1/score", content=b"{not json", timeout=60).status_code == 400
+        assert httpx.get(f"{url}/nowhere").status_code == 404
+        httpx.get(f"{url}/healthz")
+        metrics = httpx.get(f"{url}/metrics").text
+    for endpoint, status in [("/v1/score", 200), ("/v1/score", 400), ("other", 404), ("/healthz", 200)]:
+        assert f'cookbook_reward_requests_total{{endpoint="{endpoint}",status="{status}"}} 1.0' in metrics
+    assert 'cookbook_reward_request_seconds_count{endpoint="/v1/score"} 2.0' in metrics
+
+
 def test_concurrent_clients_are_batched(yesno: Scorer, media: Path) -> None:
     recording = Recording(yesno)
     videos = [media / "h264_24fps.mp4", media / "mpeg4_8fps.mp4"] * 6
