@@ -17,7 +17,7 @@ import nox
 nox.options.default_venv_backend = "uv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_external_run = True
-nox.options.sessions = ["lint", "typecheck", "tests", "boundaries", "integration", "containers"]
+nox.options.sessions = ["lint", "typecheck", "typecheck-workspace", "tests", "boundaries", "integration", "containers"]
 
 PACKAGES = ["cookbook-data", "cookbook-infer", "cookbook-reward", "cookbook-train", "cookbook-eval"]
 RAY_EXTRA = {"cookbook-data", "cookbook-infer", "cookbook-reward", "cookbook-eval"}
@@ -51,6 +51,13 @@ def typecheck(session: nox.Session, package: str) -> None:
     """mypy (strict) on one package, in an environment holding only that package's dependencies."""
     sync(session, "--package", package, "--group", "typecheck", "--group", "test")
     session.run("mypy", f"packages/{package}/src", f"packages/{package}/tests")
+
+
+@nox.session(name="typecheck-workspace")
+def typecheck_workspace(session: nox.Session) -> None:
+    """mypy (strict) on what uses every package together: the cross-package tests and the benchmarks."""
+    sync(session, "--all-packages", "--group", "typecheck", "--group", "test")
+    session.run("mypy", "tests", "benchmarks")
 
 
 @nox.session

@@ -4,9 +4,10 @@ full size.
 The model has the Qwen2.5-VL-7B architecture of Cosmos-Reason1-7B-Reward (8.3 B parameters, bfloat16) with
 random weights: its weights cannot be downloaded here, and a forward pass costs the same whatever the weights
 are. It runs through the toolkit's own path (the Yes/No scorer over the transformers backend, frames sampled by
-cookbook-data), on clips shaped like the recipe's input: 5 s of 1280x720 video at 24 fps, every frame kept
-(at most 160), each frame resized to the published per-frame budget of 9216 * 28 * 28 * 2 / frames pixels
-(about 7.2 k visual tokens per clip). Measured at batch sizes 1, 4 and 8:
+cookbook-data), on clips shaped like the recipe's input: 5 s of 1280x720 video at 24 fps, sampled with the
+published frame rule of the reward model (:data:`cookbook_infer.registry.REWARD_MODEL_VISION`: every k-th frame,
+at most 160, so here every frame; each frame within 9216 * 28 * 28 * 2 / frames pixels; about 7.2 k visual
+tokens per clip). Measured at batch sizes 1, 4 and 8:
 
 - videos/s end to end (decoding on this host's CPUs, then the model), and the model's share alone
   (end-to-end time minus the decode and preprocessing time of the same batch, measured on its own);
@@ -20,6 +21,7 @@ Needs a CUDA GPU; on a machine without one it says so and writes nothing.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import tempfile
@@ -32,12 +34,12 @@ from _machine import cores, cpu_model, gpu_name, results_name
 from cookbook_data.schemas import VideoSample
 from cookbook_data.testing.videos import SyntheticVideo, write_video
 from cookbook_infer.backends._vision_attention import batch_vision_attention
+from cookbook_infer.registry import REWARD_MODEL_VISION
 from cookbook_infer.testing import make_tiny_model
 
 RESULTS = Path(__file__).parent / "results"
-CLIP = {"fps": 24, "num_frames": 120, "width": 1280, "height": 720, "codec": "h264", "square": 96}
-FRAME_BUDGET = 9216 * 28 * 28 * 2
-"""Pixels shared among a clip's frames by the published reward recipe."""
+CLIP = SyntheticVideo(Path("clip.mp4"), fps=24, num_frames=120, width=1280, height=720, codec="h264", square=96)
+"""The clips' shape (each written under its own name, its square moving at its own speed)."""
 BATCH_SIZES = (1, 4, 8)
 
 
@@ -80,7 +82,7 @@ def reason1_7b_config(tokenizer: Any) -> Any:
         "fullatt_block_indexes": [7, 15, 23, 31],
         "tokens_per_second": 2,
     }
-    return Qwen2_5_VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=False, **ids)
+    return Qwen2_5_VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=False, **ids)  # type: ignore[no-untyped-call]
 
 
 def random_7b_backend(processor_dir: Path) -> Any:
@@ -91,30 +93,31 @@ def random_7b_backend(processor_dir: Path) -> Any:
 
     from cookbook_infer.backends.transformers import LoadedModel, TransformersBackend
 
-    processor = AutoProcessor.from_pretrained(processor_dir)
+    processor = AutoProcessor.from_pretrained(processor_dir)  # type: ignore[no-untyped-call]
     processor.tokenizer.padding_side = "left"
     config = reason1_7b_config(processor.tokenizer)
     torch.manual_seed(0)
     with torch.device("cuda"):
-        model = AutoModelForImageTextToText.from_config(config, dtype=torch.bfloat16)
+        model = AutoModelForImageTextToText.from_config(config, dtype=torch.bfloat16)  # type: ignore[no-untyped-call]
     model.eval()
     return TransformersBackend.from_loaded(LoadedModel(model_id=str(processor_dir), model=model, processor=processor))
 
 
-def decode_cost(scorer: Any, samples: list[VideoSample], patch_factor: int) -> tuple[float, float, int]:
-    """(CPU seconds, wall seconds) per clip to sample and resize its frames, and its visual tokens (one per
-    ``patch_factor``-pixel square of two frames)."""
+def decode_cost(scorer: Any, samples: list[VideoSample], patch_factor: int) -> tuple[float, float, int, int]:
+    """(CPU seconds, wall seconds) per clip to sample and resize its frames, its frames kept, and its visual
+    tokens (one per ``patch_factor``-pixel square of two frames)."""
     from cookbook_infer.vision import model_videos
 
     conversations = scorer.predictor.conversations(samples)
-    cpu, wall, tokens = [], [], 0
+    cpu, wall, frames, tokens = [], [], 0, 0
     for conversation in conversations:
         started_cpu, started = time.process_time(), time.perf_counter()
         [(video, _)] = model_videos([conversation], patch_factor)  # type: ignore[arg-type]
         cpu.append(time.process_time() - started_cpu)
         wall.append(time.perf_counter() - started)
-        tokens = len(video.frame_indices) * video.resized_height * video.resized_width // (2 * patch_factor**2)
-    return statistics.median(cpu), statistics.median(wall), tokens
+        frames = len(video.frame_indices)
+        tokens = frames * video.resized_height * video.resized_width // (2 * patch_factor**2)
+    return statistics.median(cpu), statistics.median(wall), frames, tokens
 
 
 def measure(scorer: Any, samples: list[VideoSample], batch_size: int) -> dict[str, float]:
@@ -165,7 +168,8 @@ def main() -> None:
         root = Path(scratch)
         samples = [
             VideoSample(
-                id=f"clip{i}", path=str(write_video(SyntheticVideo(root / f"clip{i}.mp4", **CLIP, velocity=(5 + i, 3))))
+                id=f"clip{i}",
+                path=str(write_video(dataclasses.replace(CLIP, path=root / f"clip{i}.mp4", velocity=(5 + i, 3)))),
             )
             for i in range(args.videos)
         ]
@@ -174,12 +178,16 @@ def main() -> None:
         backend = random_7b_backend(processor_dir)
         build_s = time.perf_counter() - started
         parameters = sum(p.numel() for p in backend.loaded.model.parameters())
-        frames = CLIP["num_frames"]
+        recipe = REWARD_MODEL_VISION
         settings = ScorerConfig(
-            model=str(processor_dir), scorer="yesno", nframes=frames, max_pixels=FRAME_BUDGET // frames, device="cuda"
+            model=str(processor_dir),
+            scorer="yesno",
+            max_strided_frames=recipe.max_strided_frames,
+            total_pixels=recipe.total_pixels,
+            device="cuda",
         )
         scorer = build_scorer(settings, root, backend)
-        cpu_s, wall_s, tokens = decode_cost(scorer, samples[:4], backend.patch_factor)
+        cpu_s, wall_s, frames, tokens = decode_cost(scorer, samples[:4], backend.patch_factor)
         per_window = measure(scorer, samples, 4)
         batch_vision_attention(backend.loaded.model)
         rows = [measure(scorer, samples, size) for size in BATCH_SIZES]
@@ -193,9 +201,9 @@ def main() -> None:
             "weights, bfloat16, transformers backend (sdpa attention), Yes/No scorer"
         ),
         "clip": {
-            **CLIP,
+            **{key: value for key, value in dataclasses.asdict(CLIP).items() if key not in ("path", "velocity")},
+            "frame_rule": recipe.model_dump(exclude_none=True),
             "frames_kept": frames,
-            "max_pixels_per_frame": FRAME_BUDGET // frames,
             "visual_tokens": tokens,
         },
         "model_build_s": round(build_s, 1),

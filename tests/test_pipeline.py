@@ -83,13 +83,14 @@ def test_the_pipeline_end_to_end(tiny_checkpoints: TinyCheckpoints, synthetic_vi
     assert (model / "config.json").exists()
 
     # Inference with the trained checkpoint: it answers each video with its label.
-    infer = ["--model", model, "--prompt", "prompt.yaml", "--temperature", "0", "--device", "cpu", *VISION]
+    infer: list[str | Path] = ["--model", model, "--prompt", "prompt.yaml", "--temperature", "0", "--device", "cpu"]
+    infer += VISION
     run("cookbook-infer", "run", valid, "--out", tmp_path / "preds.jsonl", *infer, cwd=tmp_path)
     predictions = {p.sample_id: p for p in read_records(tmp_path / "preds.jsonl", Prediction)}
     assert {name: p.answer for name, p in predictions.items()} == {name: str(v) for name, v in LABELS.items()}
 
     # Reward: Likert scores with the expected score from the answer token's probabilities.
-    score = ["--scorer", "likert", "--model", model, "--temperature", "0", "--device", "cpu"]
+    score: list[str | Path] = ["--scorer", "likert", "--model", model, "--temperature", "0", "--device", "cpu"]
     score += ["--set", "prompt=prompt.yaml", *VISION]
     run("cookbook-reward", "score", valid, "--out", tmp_path / "scores.jsonl", *score, cwd=tmp_path)
     scores = {s.sample_id: s for s in read_records(tmp_path / "scores.jsonl", ScoreRecord)}
@@ -146,4 +147,5 @@ def test_the_pipeline_end_to_end(tiny_checkpoints: TinyCheckpoints, synthetic_vi
         record = scores[result["id"]]
         assert result["score"] == record.score
         assert result["expected_score"] == pytest.approx(record.expected_score, abs=1e-4)
+        assert record.expected_score is not None
         assert result["reward"] == pytest.approx((record.expected_score - 1) / 4, abs=1e-4)
