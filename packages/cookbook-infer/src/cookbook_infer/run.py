@@ -187,31 +187,39 @@ class Predictor:
     def prepare_batch(self, items: Sequence[Item]) -> list[PreparedSample]:
         """Each item with its video parts decoded and resized for the model (the batch's videos on parallel
         threads); needs no model, so a job runs it apart from the model's worker."""
-        raw = [item for item in items if not isinstance(item, PreparedSample)]
-        conversations = self.conversations(raw)
-        videos = iter(model_videos(conversations, self.vision.patch_factor))
-        made = iter(
-            PreparedSample(sample, tuple(next(videos) for _ in conversation.video_parts()))
-            for sample, conversation in zip(raw, conversations, strict=True)
-        )
-        return [item if isinstance(item, PreparedSample) else next(made) for item in items]
+        samples = [sample_of(item) for item in items]
+        videos = self._ready_videos(items, self.conversations(samples))
+        return [PreparedSample(sample, ready) for sample, ready in zip(samples, videos, strict=True)]
 
     def prepare(self, item: Item) -> PreparedSample:
         """One item made ready for the model (the ``prepare`` step of the jobs that run this predictor)."""
         [prepared] = self.prepare_batch([item])
         return prepared
 
+    def _ready_videos(
+        self, items: Sequence[Item], conversations: Sequence[Conversation]
+    ) -> list[tuple[ModelVideo, ...]]:
+        """Per item, its prepared videos, or those of its conversation decoded now (all of a batch's at once)."""
+        pairs = list(zip(items, conversations, strict=True))
+        raw = [conversation for item, conversation in pairs if not isinstance(item, PreparedSample)]
+        decoded = iter(model_videos(raw, self.vision.patch_factor))
+        return [
+            item.videos
+            if isinstance(item, PreparedSample)
+            else tuple(next(decoded) for _ in conversation.video_parts())
+            for item, conversation in pairs
+        ]
+
     def ask(
         self, items: Sequence[Item]
     ) -> tuple[list[VideoSample], list[Conversation], list[tuple[ModelVideo, ...]] | None]:
         """The samples, their conversations, and each conversation's prepared videos (None when no item was
         prepared: the backend then decodes them)."""
-        if any(isinstance(item, PreparedSample) for item in items):
-            prepared = self.prepare_batch(items)
-            samples = [item.sample for item in prepared]
-            return samples, self.conversations(samples), [item.videos for item in prepared]
         samples = [sample_of(item) for item in items]
-        return samples, self.conversations(samples), None
+        conversations = self.conversations(samples)
+        if not any(isinstance(item, PreparedSample) for item in items):
+            return samples, conversations, None
+        return samples, conversations, self._ready_videos(items, conversations)
 
     def __call__(self, batch: Sequence[Item]) -> list[Prediction]:
         samples, conversations, videos = self.ask(batch)
