@@ -183,6 +183,7 @@ def run_cli(session: nox.Session, package: str, script: Path) -> None:
         straight = {"x": [0.5 * step for step in range(40)], "y": [0.0] * 40, "dt": 0.1}
         Path("trajectory.json").write_text(json.dumps(straight))
         cli("verify-trajectory", "trajectory.json")
+        cli("healthcheck", "--address-file", "no-service.url")  # the image's HEALTHCHECK where no service runs
     elif package == "cookbook-eval":
         listed = cli("--help").partition("Commands:")[2]
         commands = re.findall(r"^  ([a-z][a-z0-9-]*)(?:  |$)", listed, flags=re.MULTILINE)

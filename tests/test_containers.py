@@ -101,8 +101,9 @@ def test_infer_and_reward_install_the_ray_extra_and_reward_checks_its_health() -
     reward = final_stage(dockerfile("cookbook-reward"))
     assert ("EXPOSE", "8100") in reward
     (health,) = [args for keyword, args in reward if keyword == "HEALTHCHECK"]
-    assert "http://127.0.0.1:8100/healthz" in health
-    assert "urllib.request" in health
+    assert '["cookbook-reward", "healthcheck"' in health
+    env = " ".join(args for keyword, args in reward if keyword == "ENV")
+    assert "COOKBOOK_REWARD_ADDRESS_FILE=/tmp/" in env  # a path uid 1000 may write
     assert ("EXPOSE", "8000") in final_stage(dockerfile("cookbook-infer"))
 
 

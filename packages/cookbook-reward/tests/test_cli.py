@@ -1,6 +1,9 @@
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -12,6 +15,7 @@ from cookbook_data.records import read_records
 from cookbook_data.schemas import ItemError, ScoreRecord, VideoSample
 from cookbook_data.testing import VideoSet
 from cookbook_infer.testing.pytest_plugin import TinyCheckpoints
+from cookbook_reward.health import ADDRESS_FILE_ENV
 from cookbook_reward.testing import straight_drive
 
 
@@ -25,8 +29,9 @@ def test_version_names_the_package_and_the_stack() -> None:
     assert any(line.strip().startswith("pydantic 2.") for line in lines[1:])
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cookbook_reward", *args], capture_output=True, text=True, check=False)
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "cookbook_reward", *args]
+    return subprocess.run(command, capture_output=True, text=True, check=False, env=env)
 
 
 def write_manifest(path: Path, samples: list[VideoSample]) -> Path:
@@ -116,8 +121,38 @@ def test_verify_trajectory_names_a_bad_file(tmp_path: Path) -> None:
     assert str(bad) in result.stderr
 
 
-@pytest.mark.parametrize("command", ["score", "serve", "verify-trajectory", "filter"])
+@pytest.mark.parametrize("command", ["score", "serve", "healthcheck", "verify-trajectory", "filter"])
 def test_every_command_explains_itself(command: str) -> None:
     result = cli(command, "--help")
     assert result.returncode == 0
     assert "Usage" in result.stdout
+
+
+def test_the_health_check_finds_the_port_serve_listens_on(tiny_checkpoints: TinyCheckpoints, tmp_path: Path) -> None:
+    address = tmp_path / "reward.url"
+    env = {**os.environ, ADDRESS_FILE_ENV: str(address)}
+    args = ["serve", "--scorer", "yesno", "--model", str(tiny_checkpoints("reason1")), "--device", "cpu"]
+    args += ["--port", "0", "--media-root", str(tmp_path), "--set", "service.prepare_workers=1"]
+    server = subprocess.Popen([sys.executable, "-m", "cookbook_reward", *args], env=env, stderr=subprocess.PIPE)
+    try:
+        assert cli("healthcheck", env=env).returncode == 0  # nothing listens yet: nothing to check
+        deadline = time.monotonic() + 120
+        while (check := cli("healthcheck", env=env)).returncode != 0 or not address.exists():
+            assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
+            assert time.monotonic() < deadline, check.stderr
+            time.sleep(0.5)
+        url = address.read_text().strip()
+        assert url.startswith("http://127.0.0.1:") and not url.endswith(":0")  # the port bound, not the one asked
+        assert check.stdout.strip() == f"{url}/healthz: HTTP 200"
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=60)
+    assert not address.exists()  # removed when the service stops
+    assert "no reward service runs here" in cli("healthcheck", env=env).stdout
+
+    address.write_text(url)  # left behind by a service that died: the check fails and says where it asked
+    stale = cli("healthcheck", "--timeout", "2", env=env)
+    assert stale.returncode == 1
+    assert f"{url}/healthz" in stale.stderr
+    unset = {name: value for name, value in env.items() if name != ADDRESS_FILE_ENV}
+    assert cli("healthcheck", env=unset).returncode == 2

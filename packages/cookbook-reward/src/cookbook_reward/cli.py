@@ -10,6 +10,7 @@ import typer
 
 from cookbook_data.clikit import AddressOption, EngineOption, make_app, run_app
 from cookbook_data.engines import engine_options
+from cookbook_reward.health import ADDRESS_FILE_ENV
 from cookbook_reward.rewards import TOKEN_ENV
 
 app = make_app(
@@ -111,7 +112,8 @@ def serve_command(
     --max-replicas, or --address) the same service runs as Ray Serve replicas, each loading its own scorer, one
     GPU each when the cluster has GPUs. The TOML file holds a [scorer] table (ScorerConfig: model, scorer,
     samples, ...), a [service] table (RewardServiceSettings) and a [ray] table (ReplicaSettings); --set takes
-    scorer.*, service.* and ray.* keys. Precedence: defaults < TOML < --set < options < environment.
+    scorer.*, service.* and ray.* keys. Precedence: defaults < TOML < --set < options < environment. While it
+    runs, the URL it listens on is in the file $COOKBOOK_REWARD_ADDRESS_FILE names, when set (for `healthcheck`).
     """
     import os
 
@@ -153,15 +155,42 @@ def serve_command(
     from cookbook_data.engines import require_ray
 
     require_ray()
+    from cookbook_reward.health import address_noted
     from cookbook_reward.serve_ray import serving_replicas
 
-    with serving_replicas(config, Path.cwd()) as url:
+    service = config.service
+    with serving_replicas(config, Path.cwd()) as url, address_noted(service.host, service.port):
         typer.echo(f"reward service on Ray Serve at {url} (Ctrl-C stops it and removes the deployment)")
         try:
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:
             pass
+
+
+@app.command("healthcheck")
+def healthcheck_command(
+    address_file: Annotated[
+        Path | None,
+        typer.Option(envvar=ADDRESS_FILE_ENV, help=f"File `serve` writes its URL to (default: ${ADDRESS_FILE_ENV})."),
+    ] = None,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for the answer.")] = 4.0,
+) -> None:
+    """Exit 0 when the reward service running here answers GET /healthz, or when none runs; else exit 1.
+
+    `serve` writes the URL it listens on to the file $COOKBOOK_REWARD_ADDRESS_FILE names, whatever its --port,
+    and removes it when it stops; the reward image sets that variable and uses this command as its
+    HEALTHCHECK. Without the file (a batch job, or a service still loading its model) there is nothing to check.
+    """
+    from cookbook_reward.health import check_health
+
+    if address_file is None:
+        typer.echo(f"no address file: pass --address-file or set {ADDRESS_FILE_ENV}", err=True)
+        raise typer.Exit(2)
+    healthy, why = check_health(address_file, timeout)
+    typer.echo(why, err=not healthy)
+    if not healthy:
+        raise typer.Exit(1)
 
 
 @app.command("verify-trajectory")

@@ -51,6 +51,7 @@ from cookbook_infer.access import MediaRefused, bearer_token_matches, local_medi
 from cookbook_infer.batching import DynamicBatcher, QueueFull, ShuttingDown
 from cookbook_infer.run import Item, Prepares
 from cookbook_reward.config import RewardServiceSettings
+from cookbook_reward.health import address_noted
 from cookbook_reward.protocol import (
     ItemScore,
     OpenRLHFRequest,
@@ -449,8 +450,15 @@ def run_service(
     model: str | None = None,
     describe: Callable[[], Prepares] | None = None,
 ) -> None:
-    """Serve ``scorer`` on ``settings.host:settings.port`` until interrupted (``describe``: as :func:`create_app`)."""
+    """Serve ``scorer`` on ``settings.host:settings.port`` until interrupted (``describe``: as :func:`create_app`).
+
+    The socket is bound first, so that the URL written for the health check (:mod:`cookbook_reward.health`)
+    has the port really listened on, ``port = 0`` included.
+    """
     import uvicorn
 
     app = create_app(scorer, settings, model=model, describe=describe)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+    listening = config.bind_socket()
+    with address_noted(settings.host, listening.getsockname()[1]):
+        uvicorn.Server(config).run(sockets=[listening])

@@ -1,0 +1,59 @@
+"""Where a running reward service listens, for a health check that was not told its port.
+
+A container's health check is fixed when the image is built, but the port is chosen when ``serve`` starts
+(``--port``, a TOML file, ``--set``). So ``serve`` writes its URL to the file that ``$COOKBOOK_REWARD_ADDRESS_FILE``
+names while it runs, and ``cookbook-reward healthcheck`` asks ``GET /healthz`` there. No file means no service
+in this container (a batch job, or a service still loading its model), which is not a failure.
+Standard library only: the check runs every few seconds and should start fast.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ADDRESS_FILE_ENV = "COOKBOOK_REWARD_ADDRESS_FILE"
+
+
+def local_url(host: str, port: int) -> str:
+    """The URL a process on this machine reaches a server bound to ``host:port`` at (the wildcard addresses by
+    the loopback address of their family)."""
+    connect = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://[{connect}]:{port}" if ":" in connect else f"http://{connect}:{port}"
+
+
+@contextmanager
+def address_noted(host: str, port: int) -> Iterator[str]:
+    """For the duration of the block, the service's URL in the file ``$COOKBOOK_REWARD_ADDRESS_FILE`` names
+    (when it is set; written whole, then renamed into place); yields the URL."""
+    url = local_url(host, port)
+    target = os.environ.get(ADDRESS_FILE_ENV)
+    if not target:
+        yield url
+        return
+    path = Path(target)
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text(url + "\n")
+    partial.replace(path)
+    try:
+        yield url
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def check_health(address_file: Path, timeout_s: float) -> tuple[bool, str]:
+    """(healthy, why): the service named in ``address_file`` answers ``GET /healthz`` with 200 within
+    ``timeout_s``; healthy too when there is no such file (no service runs here)."""
+    if not address_file.exists():
+        return True, f"no reward service runs here ({address_file} does not exist)"
+    url = address_file.read_text().strip() + "/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            status = response.status
+    except (urllib.error.URLError, OSError) as error:
+        return False, f"{url}: {getattr(error, 'reason', error)}"
+    return status == 200, f"{url}: HTTP {status}"
