@@ -1,15 +1,15 @@
 """Local GRPO (our loop: sampling, rewards, group advantages, clipped policy gradient, KL) raises the reward."""
 
-import json
 from pathlib import Path
 from typing import Any
 
+from cookbook_data.records import read_records
 from cookbook_infer.backends.base import SamplingSettings
 from cookbook_infer.backends.transformers import TransformersBackend
 from cookbook_infer.testing.pytest_plugin import TinyCheckpoints
 from cookbook_train.config import GRPOConfig
 from cookbook_train.data import load_split, parse_conversation, split_target
-from cookbook_train.local._model import METRICS
+from cookbook_train.local._model import METRICS, StepMetrics
 from cookbook_train.local.grpo import train_grpo_local
 
 
@@ -52,8 +52,10 @@ def test_grpo_raises_the_mean_reward_for_emitting_a_chosen_token(
         local={"device": "cpu"},
     )
     result = train_grpo_local(config, rewards=[(starts_with_target, 1.0)])
-    lines = [json.loads(line) for line in (tmp_path / "run" / METRICS).open()]
-    assert [line["step"] for line in lines] == list(range(1, 9))
+    logged = list(read_records(tmp_path / "run" / METRICS, StepMetrics))
+    assert logged == result.metrics
+    assert [line.step for line in logged] == list(range(1, 9))
+    lines = [line.values for line in logged]
     assert all(line["completion_length"] <= 4 and line["reward/starts_with_target"] == line["reward"] for line in lines)
     rewards = [line["reward"] for line in lines]
     assert sum(rewards[-3:]) / 3 > rewards[0] + 0.2, rewards

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from cookbook_data.jobs import RESOLVED_CONFIG
+from cookbook_data.records import read_records
 from cookbook_infer.backends.base import SamplingSettings
 from cookbook_infer.backends.transformers import TransformersBackend
 from cookbook_infer.parsing import parse_reasoning
@@ -12,7 +13,7 @@ from cookbook_infer.testing.pytest_plugin import TinyCheckpoints
 from cookbook_train.config import SFTConfig
 from cookbook_train.data import load_split, parse_conversation, split_target
 from cookbook_train.launch import launch, plan_run
-from cookbook_train.local._model import METRICS
+from cookbook_train.local._model import METRICS, StepMetrics
 
 
 def test_sft_overfits_a_few_labelled_videos_and_the_export_answers_like_the_labels(
@@ -40,7 +41,8 @@ def test_sft_overfits_a_few_labelled_videos_and_the_export_answers_like_the_labe
     assert final == tmp_path / "run" / "final"
     assert json.loads((tmp_path / "run" / RESOLVED_CONFIG).read_text())["config"]["max_steps"] == 60
 
-    losses = [line["loss"] for line in map(json.loads, (tmp_path / "run" / METRICS).open()) if "loss" in line]
+    logged = read_records(tmp_path / "run" / METRICS, StepMetrics)
+    losses = [line.values["loss"] for line in logged if "loss" in line.values]
     assert len(losses) == 60
     assert losses[0] > 5 and max(losses[-5:]) < 0.4
 

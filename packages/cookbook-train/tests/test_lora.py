@@ -48,7 +48,7 @@ def test_lora_sft_resumes_and_exports_merged_weights(
 
     second = train_sft_local(SFTConfig(max_steps=3, **settings))
     assert second.resumed_from == tmp_path / "run" / "checkpoints" / "checkpoint-2"
-    assert second.steps == 3 and [line["step"] for line in second.metrics if "loss" in line] == [3]
+    assert second.steps == 3 and [line.step for line in second.metrics if "loss" in line.values] == [3]
 
     before, after = weights(base), weights(second.final)
     assert before.keys() == after.keys()  # plain weights: no adapter tensors, loadable without peft
@@ -84,10 +84,11 @@ def test_lora_grpo_with_a_kl_penalty_to_the_adapter_free_model(
         local={"device": "cpu"},
     )
     result = train_grpo_local(config)
-    assert [line["step"] for line in result.metrics] == [1, 2]
+    assert [line.step for line in result.metrics] == [1, 2]
+    kl = [line.values["kl"] for line in result.metrics]
     for line in result.metrics:
-        assert {"reward/format", "reward/score_accuracy", "kl", "loss"} <= set(line)
-        assert line["kl"] >= 0
-    assert result.metrics[0]["kl"] < 1e-6  # before the first update the policy is the reference
+        assert {"reward/format", "reward/score_accuracy", "kl", "loss"} <= set(line.values)
+    assert all(value >= 0 for value in kl)
+    assert kl[0] < 1e-6  # before the first update the policy is the reference
     exported = weights(result.final)
     assert not any("lora" in name for name in exported)

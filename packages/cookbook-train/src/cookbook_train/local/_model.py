@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import Field
+
+from cookbook_data.records import JsonlWriter
+from cookbook_data.schemas import Strict
 from cookbook_infer.backends.transformers import load_pretrained, resolve_device
 from cookbook_train.config import TrainConfig
 
 METRICS = "metrics.jsonl"
-"""One JSON object per logged step, in the run folder."""
+"""One :class:`StepMetrics` record per logged step, in the run folder."""
 CHECKPOINTS = "checkpoints"
 """Folder of the resumable checkpoints, in the run folder."""
 HF_SCHEDULES = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}
@@ -79,19 +82,27 @@ class LocalResult:
     """Optimizer steps done, counting those of a resumed run."""
     resumed_from: Path | None = None
     """The checkpoint the run continued from."""
-    metrics: list[dict[str, Any]] = field(default_factory=list)
+    metrics: list[StepMetrics] = field(default_factory=list)
     """The metric lines this run wrote (also appended to metrics.jsonl)."""
 
 
+class StepMetrics(Strict):
+    """One logged step of a local run: a line of ``metrics.jsonl``."""
+
+    step: int = Field(ge=0, description="Optimizer steps done when the line was logged.")
+    values: dict[str, float] = Field(description="Metric name -> value: loss, reward, grad_norm, lr, ...")
+
+
 class MetricsLog:
-    """Appends metric lines to ``metrics.jsonl`` and keeps them."""
+    """Appends each logged step to ``metrics.jsonl`` through the record writer (a resumed run appends after a
+    line torn by a crash, not onto it) and keeps this run's lines."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.lines: list[dict[str, Any]] = []
+        self.lines: list[StepMetrics] = []
 
-    def write(self, line: dict[str, Any]) -> None:
+    def write(self, step: int, values: dict[str, Any]) -> None:
+        line = StepMetrics(step=step, values=values)
+        with JsonlWriter(self.path, StepMetrics) as writer:
+            writer.write(line)
         self.lines.append(line)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(line) + "\n")

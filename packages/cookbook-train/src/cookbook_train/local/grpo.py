@@ -353,7 +353,6 @@ class GRPOLoop:
             rewards = torch.tensor([r for group in groups for r in group.rewards])
             lengths = torch.cat([group.completion_mask.sum(dim=1) for group in groups]).float()
             line: dict[str, Any] = {
-                "step": step + 1,
                 "epoch": step / self.steps_per_epoch,
                 "reward": float(rewards.mean()),
                 "reward_std": float(rewards.std(unbiased=False)),
@@ -366,7 +365,7 @@ class GRPOLoop:
             if self.val_rows is not None and config.validate_every and (step + 1) % config.validate_every == 0:
                 line["val_reward"] = self.validate()
             if (step + 1) % config.local.logging_steps == 0 or step + 1 == self.total_steps:
-                log.write(line)
+                log.write(step + 1, line)
             if (step + 1) % config.save_every == 0 or step + 1 == self.total_steps:
                 checkpoints.save(step + 1, model, optimizer, scheduler)
         final = save_hf(model, self.training.processor, run / FINAL)

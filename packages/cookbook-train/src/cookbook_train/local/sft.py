@@ -35,7 +35,7 @@ def _metrics_callback(log: MetricsLog) -> Any:
             self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any
         ) -> None:
             if logs:
-                log.write({"step": state.global_step, **logs})
+                log.write(state.global_step, logs)
 
     return WriteMetrics()
 
