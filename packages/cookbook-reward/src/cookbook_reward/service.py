@@ -202,9 +202,14 @@ _worker: dict[str, Prepares] = {}
 
 def _start_prepare_worker(describe: Callable[[], Prepares]) -> None:
     """Initializer of a prepare worker process: the scorer described once, and torch on one thread (the workers
-    share the CPUs; torch's default of one thread per CPU in each would oversubscribe them many times over)."""
+    share the CPUs; torch's default of one thread per CPU in each would oversubscribe them many times over).
+    Ctrl-C is left to the service, which stops its workers as it shuts down (instead of each printing a
+    KeyboardInterrupt traceback)."""
+    import signal
+
     import torch
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
     _worker["described"] = describe()
 
@@ -455,10 +460,15 @@ def run_service(
     The socket is bound first, so that the URL written for the health check (:mod:`cookbook_reward.health`)
     has the port really listened on, ``port = 0`` included.
     """
+    import socket
+
     import uvicorn
 
     app = create_app(scorer, settings, model=model, describe=describe)
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    listening = socket.create_server((settings.host, settings.port), family=family)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level)
-    listening = config.bind_socket()
-    with address_noted(settings.host, listening.getsockname()[1]):
+    with listening, address_noted(settings.host, listening.getsockname()[1]) as url:
+        # uvicorn announces its address only for sockets it binds itself
+        logging.getLogger("uvicorn.error").info("Uvicorn running on %s (Press CTRL+C to quit)", url)
         uvicorn.Server(config).run(sockets=[listening])
