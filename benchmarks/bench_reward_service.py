@@ -5,7 +5,9 @@ method) and videos in both runs; "off" is the service with ``max_batch_size = 1`
 the same run. Each client sends one-video ``POST /v1/score`` requests back to back over HTTP on 127.0.0.1,
 from a process apart from the service's (:mod:`_http_load`).
 The script checks that both services return the same scores, then writes the ratios to benchmarks/results/
-(``--device cuda`` runs the model on the GPU and names the card in the file name).
+(``--device cuda`` runs the model on the GPU and names the card in the file name), with each run's mean batch
+and the fraction of its wall time the model's thread spent scoring (near 1: the model is the bottleneck;
+well below: requests are held up elsewhere, decoding or HTTP).
 Goal: at 32 clients, >= 3x the unbatched throughput with a p99 latency no worse than 2x the unbatched p99.
 """
 
@@ -45,9 +47,16 @@ def _measure(
     settings = RewardServiceSettings(
         media_roots=[root], max_batch_size=batch, max_wait_ms=MAX_WAIT_MS if batch > 1 else 0.0, max_queue=1024
     )
+    runs = {}
     with serving_app(create_app(scorer, settings, describe=described_scorer(config, root))) as url:
         load_service(url, videos, 4, 8)  # warm-up
-        runs = {clients: load_service(url, videos, clients, requests[clients]) for clients in CLIENTS}
+        for clients in CLIENTS:
+            before = httpx.get(f"{url}/healthz").json()
+            runs[clients] = load_service(url, videos, clients, requests[clients])
+            after = httpx.get(f"{url}/healthz").json()
+            wall = requests[clients] / runs[clients]["requests_per_s"]
+            runs[clients]["mean_batch"] = (after["items"] - before["items"]) / (after["batches"] - before["batches"])
+            runs[clients]["model_busy"] = (after["model_busy_s"] - before["model_busy_s"]) / wall
         health = httpx.get(f"{url}/healthz").json()
     return runs, health
 
@@ -104,6 +113,9 @@ def main() -> None:
                 "unbatched_p99_ms": round(a["p99_ms"], 1),
                 "batched_p99_ms": round(b["p99_ms"], 1),
                 "p99_ratio": round(b["p99_ms"] / a["p99_ms"], 2),
+                "batched_mean_batch": round(b["mean_batch"], 1),
+                "unbatched_model_busy": round(a["model_busy"], 2),
+                "batched_model_busy": round(b["model_busy"], 2),
             }
         )
     at_32 = rows[-1]

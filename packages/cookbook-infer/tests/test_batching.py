@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from cookbook_infer.batching import DynamicBatcher, QueueFull, ShuttingDown
+from cookbook_infer.batching import BatchStats, DynamicBatcher, QueueFull, ShuttingDown
 
 
 def doubling(calls: list[list[int]], delay_s: float = 0.0):  # type: ignore[no-untyped-def]
@@ -68,19 +68,21 @@ def test_a_full_queue_refuses_at_once_instead_of_growing() -> None:
     calls: list[list[int]] = []
     started = threading.Event()
 
-    async def main() -> tuple[list[object], int]:
+    async def main() -> tuple[list[object], BatchStats]:
         batcher = DynamicBatcher(doubling(calls, delay_s=0.3), max_batch_size=1, max_wait_s=0.0, max_queue=2)
         try:
             results = await asyncio.gather(*(batcher.submit(i, "", 1) for i in range(6)), return_exceptions=True)
-            return list(results), batcher.stats.rejected
+            return list(results), batcher.stats
         finally:
             started.set()
             await batcher.close()
 
-    results, rejected = asyncio.run(main())
+    results, stats = asyncio.run(main())
     refused = [r for r in results if isinstance(r, QueueFull)]
-    assert len(refused) == rejected == 4
+    assert len(refused) == stats.rejected == 4
     assert [r for r in results if not isinstance(r, Exception)] == [0, 1]
+    assert (stats.batches, stats.items) == (2, 2)
+    assert stats.busy_s >= 2 * 0.3  # both calls slept in the worker thread
 
 
 def test_closing_fails_the_waiting_items() -> None:

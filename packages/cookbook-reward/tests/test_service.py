@@ -268,6 +268,7 @@ def test_concurrent_clients_are_batched(yesno: Scorer, media: Path) -> None:
     assert max(len(batch) for batch in recording.batches) > 1
     assert len(recording.batches) < len(videos)
     assert health["largest_batch"] == max(len(batch) for batch in recording.batches)
+    assert 0 < health["model_busy_s"] < elapsed
     assert recording.prepared == [True] * len(videos)  # decoded on arrival, not on the model's thread
     assert health["preparing"] == 0
     assert elapsed < 60

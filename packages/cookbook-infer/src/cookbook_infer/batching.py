@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
@@ -54,6 +55,8 @@ class BatchStats:
     items: int = 0
     largest_batch: int = 0
     rejected: int = 0
+    busy_s: float = 0.0
+    """Seconds the worker thread spent in ``process`` calls: against the wall time, how busy the model was."""
 
 
 class DynamicBatcher(Generic[Item, Result, Context]):
@@ -182,7 +185,11 @@ class DynamicBatcher(Generic[Item, Result, Context]):
         if self._on_batch is not None:
             self._on_batch(len(items))
         loop = asyncio.get_running_loop()
-        results = await loop.run_in_executor(self._executor, self.process, context, items)
+        started = time.perf_counter()
+        try:
+            results = await loop.run_in_executor(self._executor, self.process, context, items)
+        finally:
+            self.stats.busy_s += time.perf_counter() - started
         if len(results) != len(items):
             raise RuntimeError(f"the model returned {len(results)} results for {len(items)} inputs")
         return results

@@ -414,6 +414,7 @@ def create_app(
             "batches": stats.batches,
             "items": stats.items,
             "largest_batch": stats.largest_batch,
+            "model_busy_s": round(stats.busy_s, 3),
         }
 
     @app.get("/metrics")
