@@ -9,6 +9,7 @@ Standard library only: the check runs every few seconds and should start fast.
 
 from __future__ import annotations
 
+import logging
 import os
 import urllib.error
 import urllib.request
@@ -17,6 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 ADDRESS_FILE_ENV = "COOKBOOK_REWARD_ADDRESS_FILE"
+
+logger = logging.getLogger(__name__)
 
 
 def local_url(host: str, port: int) -> str:
@@ -37,8 +40,14 @@ def address_noted(host: str, port: int) -> Iterator[str]:
         return
     path = Path(target)
     partial = path.with_name(f".{path.name}.{os.getpid()}")
-    partial.write_text(url + "\n")
-    partial.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(url + "\n")
+        partial.replace(path)
+    except OSError as error:  # the service matters more than its health check: warn and serve on
+        logger.warning("%s: cannot write the service's URL (%s); a health check will not find it", path, error)
+        yield url
+        return
     try:
         yield url
     finally:
