@@ -136,6 +136,10 @@ def test_unusable_waypoints_earn_nothing(completion: str) -> None:
     assert trajectory_reward(completion) == (0.0, {"trajectory_unparseable": 1.0})
 
 
+FAULTS = {"/broken": (500, b"model not loaded"), "/garbage": (200, b"<html>hello</html>")}
+"""Routes of the service below that always answer the same wrong thing."""
+
+
 class RewardService:
     """A real reward service on 127.0.0.1 speaking the OpenRLHF protocol; it records what it was sent."""
 
@@ -143,26 +147,34 @@ class RewardService:
 
     def __init__(self) -> None:
         self.requests: list[dict[str, object]] = []
+        self.busy_answers = 0
         service = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                if self.path.startswith("/broken"):
-                    return self._send(500, b"model not loaded")
-                if self.path.startswith("/garbage"):
-                    return self._send(200, b"<html>hello</html>")
+                for prefix, (status, text) in FAULTS.items():
+                    if self.path.startswith(prefix):
+                        return self._send(status, text)
+                if self.path.startswith("/full"):  # a Ray Serve proxy whose replicas are all full
+                    service.busy_answers += 1
+                    return self._send(503, b"Service Unavailable")
+                if self.path.startswith("/busy") and service.busy_answers < 2:  # a queue full for a moment
+                    service.busy_answers += 1
+                    return self._send(429, b"busy: 64 items waiting, limit 64", {"Retry-After": "0"})
                 if self.headers.get("Authorization") != f"Bearer {service.token}":
                     return self._send(401, b"bad token")
-                if self.path != "/get_reward":
+                if self.path.removeprefix("/busy") != "/get_reward":
                     return self._send(404, b"no such route")
                 request = json.loads(body)
                 service.requests.append(request)
                 reward = len(request["query"][0]) / 100
                 return self._send(200, json.dumps({"rewards": [reward], "scores": [reward]}).encode())
 
-            def _send(self, status: int, body: bytes) -> None:
+            def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
                 self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -223,6 +235,23 @@ def test_remote_reward_failures_name_the_url(service: RewardService, path: str, 
 
     assert f"{service.url}{path}/get_reward" in str(caught.value)
     assert message in str(caught.value)
+
+
+def test_a_busy_service_is_asked_again(service: RewardService) -> None:
+    reward, _ = remote_reward("abcd", base_url=service.url + "/busy", token=service.token, timeout_s=30)
+
+    assert reward == 0.04
+    assert service.busy_answers == 2  # two 429s with Retry-After: 0, then the answer
+    assert service.requests == [{"query": ["abcd"], "prompts": [""], "labels": [""]}]
+
+
+def test_a_service_busy_past_the_timeout_is_an_error(service: RewardService) -> None:
+    with pytest.raises(RemoteRewardError) as caught:
+        remote_reward("abcd", base_url=service.url + "/full", token=service.token, timeout_s=1.0)
+
+    assert f"{service.url}/full/get_reward answered HTTP 503: Service Unavailable" in str(caught.value)
+    assert service.busy_answers > 1  # asked again with a growing wait before giving up
+    assert f"after {service.busy_answers} tries in 1 s" in str(caught.value)
 
 
 def test_an_unreachable_service_is_an_error(service: RewardService) -> None:

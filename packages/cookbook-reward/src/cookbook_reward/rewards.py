@@ -21,6 +21,7 @@ import json
 import math
 import os
 import re
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -122,21 +123,46 @@ def _reward_url(base_url: str) -> str:
     return url
 
 
+BUSY = frozenset({429, 503})
+"""Answers of a service that is full for now (our service's queue, Ray Serve's proxy): asked again."""
+
+
+def _retry_after(error: urllib.error.HTTPError, attempt: int) -> float:
+    """Seconds to wait before asking a busy service again: its ``Retry-After`` (in seconds) when it gives one,
+    else a doubling back-off from 0.25 s; at most 10 s."""
+    given = (error.headers.get("Retry-After") or "").strip()
+    wait = float(given) if given.isdigit() else 0.25 * 2**attempt
+    return min(wait, 10.0)
+
+
 def _post_json(url: str, body: dict[str, object], token: str | None, timeout_s: float) -> bytes:
+    """POST ``body`` and return the answer's bytes. A busy answer (429, 503) is asked again after the wait it
+    names, until ``timeout_s`` has passed since the first try: under a training step's burst the queue of a
+    shared service fills for a moment, which should slow the step down, not fail it."""
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            payload: bytes = response.read()
-            return payload
-    except urllib.error.HTTPError as error:
-        detail = error.read(300).decode("utf-8", errors="replace").strip()
-        raise RemoteRewardError(f"reward service {url} answered HTTP {error.code}: {detail or error.reason}") from None
-    except (urllib.error.URLError, OSError) as error:
-        reason = getattr(error, "reason", error)
-        raise RemoteRewardError(f"reward service {url} could not be reached: {reason}") from None
+    data = json.dumps(body).encode()
+    deadline = time.monotonic() + timeout_s
+    attempt = 0
+    while True:
+        request = urllib.request.Request(url, data=data, headers=headers, method="POST")
+        left = max(deadline - time.monotonic(), 0.001)
+        try:
+            with urllib.request.urlopen(request, timeout=left) as response:
+                payload: bytes = response.read()
+                return payload
+        except urllib.error.HTTPError as error:
+            detail = error.read(300).decode("utf-8", errors="replace").strip() or str(error.reason)
+            wait = _retry_after(error, attempt)
+            if error.code not in BUSY or time.monotonic() + wait >= deadline:
+                tried = f" (after {attempt + 1} tries in {timeout_s:g} s)" if error.code in BUSY else ""
+                raise RemoteRewardError(f"reward service {url} answered HTTP {error.code}: {detail}{tried}") from None
+        except (urllib.error.URLError, OSError) as error:
+            reason = getattr(error, "reason", error)
+            raise RemoteRewardError(f"reward service {url} could not be reached: {reason}") from None
+        time.sleep(wait)
+        attempt += 1
 
 
 def _single_reward(payload: bytes, url: str) -> float:
@@ -166,9 +192,10 @@ def remote_reward(
 
     ``POST {base_url}/get_reward`` with ``{"query": [completion], "prompts": [prompt], "labels": [reference]}``
     answered by ``{"rewards": [r], ...}``. A bearer token comes from `token` or else from the
-    ``COOKBOOK_REWARD_TOKEN`` environment variable. Only the standard library is used, so it runs in the
-    forked reward processes; any failure raises :class:`RemoteRewardError` naming the URL, because a silent 0
-    would train the policy on an outage.
+    ``COOKBOOK_REWARD_TOKEN`` environment variable. A busy service (429, 503) is asked again, as its
+    ``Retry-After`` says, for up to ``timeout_s`` in all. Only the standard library is used, so it runs in the
+    forked reward processes; any other failure raises :class:`RemoteRewardError` naming the URL, because a
+    silent 0 would train the policy on an outage.
     """
     url = _reward_url(base_url)
     body: dict[str, object] = {"query": [completion], "prompts": [_as_text(prompt)], "labels": [_as_text(reference)]}
