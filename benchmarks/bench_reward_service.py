@@ -3,7 +3,8 @@
 The same service, tiny Reason1 checkpoint, Yes/No scorer (one forward pass per video, the reward-model
 method) and videos in both runs; "off" is the service with ``max_batch_size = 1``, the reference measured in
 the same run. Each client sends one-video ``POST /v1/score`` requests back to back over HTTP on 127.0.0.1,
-from a process apart from the service's (:mod:`_http_load`).
+from a process apart from the service's (:mod:`_http_load`), after a warm-up at the same load (two requests per
+client: the first batches of a new size allocate memory and pick kernels, which is not the steady state).
 The script checks that both services return the same scores, then writes the ratios to benchmarks/results/
 (``--device cuda`` runs the model on the GPU and names the card in the file name), with each run's mean batch
 and the fraction of its wall time the model's thread spent scoring (near 1: the model is the bottleneck;
@@ -49,8 +50,8 @@ def _measure(
     )
     runs = {}
     with serving_app(create_app(scorer, settings, describe=described_scorer(config, root))) as url:
-        load_service(url, videos, 4, 8)  # warm-up
         for clients in CLIENTS:
+            load_service(url, videos, clients, 2 * clients)  # warm-up at this load: its batch shapes, its memory
             before = httpx.get(f"{url}/healthz").json()
             runs[clients] = load_service(url, videos, clients, requests[clients])
             after = httpx.get(f"{url}/healthz").json()
