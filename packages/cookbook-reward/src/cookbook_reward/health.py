@@ -32,26 +32,29 @@ def local_url(host: str, port: int) -> str:
 @contextmanager
 def address_noted(host: str, port: int) -> Iterator[str]:
     """For the duration of the block, the service's URL in the file ``$COOKBOOK_REWARD_ADDRESS_FILE`` names
-    (when it is set; written whole, then renamed into place); yields the URL."""
+    (when it is set); yields the URL."""
     url = local_url(host, port)
     target = os.environ.get(ADDRESS_FILE_ENV)
-    if not target:
-        yield url
-        return
-    path = Path(target)
-    partial = path.with_name(f".{path.name}.{os.getpid()}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial.write_text(url + "\n")
-        partial.replace(path)
-    except OSError as error:  # the service matters more than its health check: warn and serve on
-        logger.warning("%s: cannot write the service's URL (%s); a health check will not find it", path, error)
-        yield url
-        return
+    noted = Path(target) if target and _write_whole(Path(target), url + "\n") else None
     try:
         yield url
     finally:
-        path.unlink(missing_ok=True)
+        if noted is not None:
+            noted.unlink(missing_ok=True)
+
+
+def _write_whole(path: Path, text: str) -> bool:
+    """Write ``text`` beside ``path`` and rename it into place (a reader never sees half of it); False, with a
+    warning, where it cannot be written: the service matters more than its health check, so it serves on."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(text)
+        partial.replace(path)
+    except OSError as error:
+        logger.warning("%s: cannot write the service's URL (%s); a health check will not find it", path, error)
+        return False
+    return True
 
 
 def check_health(address_file: Path, timeout_s: float) -> tuple[bool, str]:

@@ -27,6 +27,7 @@ from fastapi import FastAPI
 
 from cookbook_data.engines import connect
 from cookbook_reward.config import ReplicaSettings, ServeConfig
+from cookbook_reward.health import local_url
 from cookbook_reward.score import ScorerFactory, described_scorer
 from cookbook_reward.service import create_app
 
@@ -107,6 +108,6 @@ def serving_replicas(config: ServeConfig, media_root: Path) -> Iterator[str]:
     application = reward_application(config, media_root, ray.cluster_resources().get("GPU", 0.0))
     serve.run(application, name=APP_NAME, route_prefix="/")
     try:
-        yield f"http://{service.host}:{service.port}"
+        yield local_url(service.host, service.port)
     finally:
         serve.delete(APP_NAME)
