@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from cookbook_data.schemas import Conversation
 from cookbook_infer.backends._messages import chat_prompt
+from cookbook_infer.backends._video_patches import patching_processor
 from cookbook_infer.backends.base import (
     CandidateProbabilities,
     Generation,
@@ -114,9 +115,10 @@ def model_inputs(
     video parts already made ready elsewhere (:func:`cookbook_infer.vision.model_videos`, by a job's CPU step), in
     order; without them the parts are decoded here.
 
-    The frames are normalised and cut into patches on ``device`` (the CPU when None): on a GPU that work, a few
-    milliseconds of CPU per video that would otherwise hold up the model's thread, costs next to nothing. The
-    text tensors stay on the CPU.
+    The frames are cut into patches as uint8 and the batch's patches normalised in one call
+    (:mod:`cookbook_infer.backends._video_patches`), on ``device`` (the CPU when None): on a GPU the
+    normalisation, which would otherwise hold up the model's thread, costs next to nothing. The text tensors
+    stay on the CPU.
     """
 
     if model_type not in PATCH_FACTORS:
@@ -139,6 +141,7 @@ def model_inputs(
             video_kwargs["do_sample_frames"] = False
         else:
             video_kwargs["fps"] = [video.sample_fps for video in sampled]
+        processor = patching_processor(processor)
     return processor(text=texts, return_tensors="pt", padding=True, **video_kwargs)
 
 
