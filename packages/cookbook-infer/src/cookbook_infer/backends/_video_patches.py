@@ -7,7 +7,7 @@ thread. Here each video's uint8 frames are moved to the device (when one is give
 (a quarter of the bytes of a float copy), then normalised by the video processor's own
 ``rescale_and_normalize`` a video at a time into one tensor for the batch, so the float temporaries are
 reused rather than faulted in anew. On the tiny Reason1 and a 2-core CPU a batch of 32 videos' model input
-took 17 to 24 ms a video the stock way and 13 to 15 ms this way (``docs/reward.md``). The values are the
+took 24.7 ms a video the stock way and 15.8 ms this way (``benchmarks/bench_model_input.py``). The values are the
 stock processor's, bit for bit (the tests compare them), and the processor's text side (the video tokens,
 Qwen3-VL's timestamps) is its own, unchanged.
 """
