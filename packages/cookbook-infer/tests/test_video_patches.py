@@ -1,5 +1,7 @@
-"""Video frames cut into patches as uint8 and normalised once per batch give the stock Qwen-VL processors'
+"""Video frames cut into patches as uint8 and normalised a video at a time give the stock Qwen-VL processors'
 model input bit for bit: the patches, the grids, the prompt's video tokens and (Qwen3-VL) timestamps."""
+
+import copy
 
 import pytest
 import torch
@@ -77,3 +79,13 @@ def test_patches_keep_each_patchs_pixels_together() -> None:
     columns = per_patch[:, 2].amin(dim=(1, 2, 3))
     assert rows.tolist() == [0, 0, 2, 2] and columns.tolist() == [0, 2, 0, 2]  # one 2x2 merge block, row by row
     assert torch.equal(per_patch[:, 0, 1], torch.ones(4, 2, 2, dtype=per_patch.dtype))  # the second frame's pixels
+
+
+def test_a_copy_of_the_patching_processor_works_alike(tiny_checkpoints: TinyCheckpoints) -> None:
+    processor = AutoProcessor.from_pretrained(tiny_checkpoints("reason1"))  # type: ignore[no-untyped-call]
+    patching = patching_processor(processor)
+    frames = torch.randint(0, 256, (4, 3, 56, 84), dtype=torch.uint8)
+    first = patching.video_processor([frames])
+    again = copy.deepcopy(patching.video_processor)([frames])
+    assert torch.equal(first["pixel_values_videos"], again["pixel_values_videos"])
+    assert first["video_grid_thw"].tolist() == [[2, 4, 6]]

@@ -62,6 +62,8 @@ class _PatchingVideoProcessor:
         self._stock = stock
 
     def __getattr__(self, name: str) -> Any:
+        if name == "_stock":  # not set yet (a copy being made): no stock processor to ask
+            raise AttributeError(name)
         return getattr(self._stock, name)
 
     def __call__(self, videos: list[torch.Tensor], **kwargs: Any) -> Any:

@@ -115,10 +115,9 @@ def model_inputs(
     video parts already made ready elsewhere (:func:`cookbook_infer.vision.model_videos`, by a job's CPU step), in
     order; without them the parts are decoded here.
 
-    The frames are cut into patches as uint8 and the batch's patches normalised in one call
-    (:mod:`cookbook_infer.backends._video_patches`), on ``device`` (the CPU when None): on a GPU the
-    normalisation, which would otherwise hold up the model's thread, costs next to nothing. The text tensors
-    stay on the CPU.
+    The frames are cut into patches as uint8 and normalised a video at a time into the batch's tensor
+    (:mod:`cookbook_infer.backends._video_patches`), on ``device`` (the CPU when None): on a GPU that work,
+    which would otherwise hold up the model's thread, costs next to nothing. The text tensors stay on the CPU.
     """
 
     if model_type not in PATCH_FACTORS:
