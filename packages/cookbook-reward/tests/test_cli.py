@@ -121,6 +121,22 @@ def test_verify_trajectory_names_a_bad_file(tmp_path: Path) -> None:
     assert str(bad) in result.stderr
 
 
+def test_verify_trajectory_goes_on_past_a_file_it_cannot_judge(tmp_path: Path) -> None:
+    uneven, good = tmp_path / "uneven.json", tmp_path / "good.json"
+    uneven.write_text(json.dumps({"x": [0, 1, 2, 3, 4], "y": [0] * 5, "t": [0, 0.1, 0.25, 0.3, 0.4]}))
+    good.write_text(json.dumps(straight_drive(10.0)))
+
+    result = cli("verify-trajectory", str(uneven), str(good))
+    assert result.returncode == 1
+    assert f"{uneven}: cannot be judged: savgol derivatives need evenly spaced timestamps" in result.stderr
+    assert f"{good}: reward 1.000 (passed)" in result.stdout
+
+    as_json = cli("verify-trajectory", str(uneven), str(good), "--json")
+    first, second = (json.loads(line) for line in as_json.stdout.splitlines())
+    assert first["file"] == str(uneven) and "evenly spaced" in first["error"]
+    assert second["file"] == str(good) and second["passed"] is True
+
+
 @pytest.mark.parametrize("command", ["score", "serve", "healthcheck", "verify-trajectory", "filter"])
 def test_every_command_explains_itself(command: str) -> None:
     result = cli(command, "--help")

@@ -1,8 +1,10 @@
+import email.message
 import json
 import pickle
 import subprocess
 import sys
 import threading
+import urllib.error
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -11,6 +13,7 @@ import pytest
 
 from cookbook_reward.rewards import (
     RemoteRewardError,
+    _retry_after,
     as_trl,
     choice_accuracy_reward,
     format_reward,
@@ -243,6 +246,16 @@ def test_a_busy_service_is_asked_again(service: RewardService) -> None:
     assert reward == 0.04
     assert service.busy_answers == 2  # two 429s with Retry-After: 0, then the answer
     assert service.requests == [{"query": ["abcd"], "prompts": [""], "labels": [""]}]
+
+
+@pytest.mark.parametrize(("given", "attempt", "wait"), [("0", 0, 0.1), ("3", 0, 3.0), ("600", 0, 10.0), (None, 2, 1.0)])
+def test_the_wait_before_asking_again_is_bounded(given: str | None, attempt: int, wait: float) -> None:
+    headers = email.message.Message()
+    if given is not None:
+        headers["Retry-After"] = given
+    busy = urllib.error.HTTPError("http://reward/get_reward", 429, "busy", headers, None)
+
+    assert _retry_after(busy, attempt) == wait
 
 
 def test_a_service_busy_past_the_timeout_is_an_error(service: RewardService) -> None:

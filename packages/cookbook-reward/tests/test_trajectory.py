@@ -180,6 +180,26 @@ def test_a_short_trajectory_uses_the_largest_window_it_holds() -> None:
     np.testing.assert_allclose(motion.lon_acceleration, 2.0, atol=1e-6)
 
 
+def test_a_trajectory_too_short_for_a_savgol_fit_is_judged_by_finite_differences() -> None:
+    t = np.arange(4) * DT
+    trajectory = Trajectory(x=(3 * t + t**2).tolist(), y=[0.0] * 4)
+
+    motion = compute_kinematics(trajectory)  # 4 points hold a 3-point window, too small for order 3
+
+    np.testing.assert_allclose(motion.lon_acceleration, 2.0, atol=1e-6)
+    assert verify_trajectory(trajectory).passed
+
+
+def test_savgol_takes_evenly_spaced_unix_timestamps() -> None:
+    t = 1.7e9 + np.arange(POINTS) * DT  # their float rounding makes the steps differ by ~1e-7 s
+    x = 20 * (t - t[0]) - (t - t[0]) ** 2
+    trajectory = Trajectory(x=x.tolist(), y=[0.0] * POINTS, t=t.tolist())
+
+    motion = compute_kinematics(trajectory, VerifierConfig(derivative="savgol"))
+
+    np.testing.assert_allclose(motion.lon_acceleration, -2.0, atol=1e-3)
+
+
 def test_given_headings_are_used_for_the_projection() -> None:
     t = np.arange(POINTS) * DT
     trajectory = Trajectory(

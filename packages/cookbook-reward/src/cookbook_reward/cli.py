@@ -204,17 +204,27 @@ def verify_trajectory_command(
     """Check driving trajectories against the nuPlan/NAVSIM comfort limits (acceleration, jerk, yaw rate, ...).
 
     Prints per check the worst value, the limit, the margin (negative: exceeded) and pass/fail, then the
-    reward (the fraction of checks passed). Exits 1 when any trajectory fails a check.
+    reward (the fraction of checks passed). A file that cannot be read or judged is reported with its reason
+    and the others are still checked. Exits 1 when any trajectory fails a check or cannot be judged.
     """
     from rich.table import Table
 
     from cookbook_data.clikit import out_console
-    from cookbook_reward.trajectory import VerifierConfig, load_trajectory, verify_trajectory
+    from cookbook_reward.trajectory import TrajectoryError, VerifierConfig, load_trajectory, verify_trajectory
 
     config = VerifierConfig.model_validate({"derivative": derivative})
     failed = False
     for path in files:
-        report = verify_trajectory(load_trajectory(path), config)
+        try:
+            report = verify_trajectory(load_trajectory(path), config)
+        except TrajectoryError as error:
+            failed = True
+            reason = str(error).removeprefix(f"{path}: ")
+            if as_json:
+                typer.echo(json.dumps({"file": str(path), "error": reason}))
+            else:
+                typer.echo(f"{path}: cannot be judged: {reason}", err=True)
+            continue
         failed |= not report.passed
         if as_json:
             typer.echo(json.dumps({"file": str(path), **report.model_dump(mode="json")}))

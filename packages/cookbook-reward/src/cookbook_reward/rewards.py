@@ -129,10 +129,11 @@ BUSY = frozenset({429, 503})
 
 def _retry_after(error: urllib.error.HTTPError, attempt: int) -> float:
     """Seconds to wait before asking a busy service again: its ``Retry-After`` (in seconds) when it gives one,
-    else a doubling back-off from 0.25 s; at most 10 s."""
+    else a doubling back-off from 0.25 s; at least 0.1 s (``Retry-After: 0`` would otherwise ask a full service
+    again thousands of times a second) and at most 10 s."""
     given = (error.headers.get("Retry-After") or "").strip()
     wait = float(given) if given.isdigit() else 0.25 * 2**attempt
-    return min(wait, 10.0)
+    return min(max(wait, 0.1), 10.0)
 
 
 def _post_json(url: str, body: dict[str, object], token: str | None, timeout_s: float) -> bytes:

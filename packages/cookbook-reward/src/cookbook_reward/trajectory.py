@@ -115,7 +115,8 @@ class VerifierConfig(Strict):
         ge=3,
         description=(
             "Savitzky–Golay window in waypoints, odd (1.5 s at 10 Hz). A trajectory shorter than the window is "
-            "fitted with the largest odd window it holds."
+            "fitted with the largest odd window it holds, and by finite differences when that is too small for "
+            "`savgol_order`."
         ),
     )
     savgol_order: int = Field(
@@ -259,12 +260,16 @@ def _differentiator(times: FloatArray, config: VerifierConfig) -> Differentiate:
 
         return finite_difference
 
+    window = _window_for(config, len(times))
+    if window is None:
+        return _differentiator(times, config.model_copy(update={"derivative": "finite_difference"}))
     steps = np.diff(times)
-    if not np.allclose(steps, steps[0], rtol=1e-6, atol=1e-9):
+    # Timestamps far from zero (Unix seconds) carry their float rounding into every step.
+    rounding = 4 * float(np.spacing(np.abs(times).max()))
+    if not np.allclose(steps, steps[0], rtol=1e-6, atol=max(1e-9, rounding)):
         raise TrajectoryError(
             "savgol derivatives need evenly spaced timestamps; use derivative='finite_difference' for uneven ones"
         )
-    window = _window_for(config, len(times))
     step = float(steps.mean())
 
     def savgol(values: FloatArray, order: int) -> FloatArray:
@@ -274,14 +279,12 @@ def _differentiator(times: FloatArray, config: VerifierConfig) -> Differentiate:
     return savgol
 
 
-def _window_for(config: VerifierConfig, count: int) -> int:
-    """The configured window, or the largest odd window a short trajectory holds."""
+def _window_for(config: VerifierConfig, count: int) -> int | None:
+    """The configured window, or the largest odd window a short trajectory holds; None when even that is too
+    small for a fit of the configured order (the trajectory is then differentiated by finite differences, so a
+    short answer is still judged rather than refused)."""
     window = min(config.savgol_window, count if count % 2 else count - 1)
-    if window <= config.savgol_order:
-        raise TrajectoryError(
-            f"{count} waypoints leave a savgol window of {window}, too small for order {config.savgol_order}"
-        )
-    return window
+    return window if window > config.savgol_order else None
 
 
 def _heading(trajectory: Trajectory, vx: FloatArray, vy: FloatArray, moving: npt.NDArray[np.bool_]) -> FloatArray:
