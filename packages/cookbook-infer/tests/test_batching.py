@@ -95,3 +95,27 @@ def test_closing_fails_the_waiting_items() -> None:
             await waiting
 
     asyncio.run(main())
+
+
+def test_an_item_whose_caller_stops_waiting_leaves_the_queue_at_once() -> None:
+    calls: list[list[int]] = []
+
+    async def main() -> tuple[int, int, int]:
+        batcher = DynamicBatcher(doubling(calls, delay_s=0.5), max_batch_size=1, max_wait_s=0.0, max_queue=1)
+        try:
+            running = asyncio.ensure_future(batcher.submit(1, "", 1))
+            await asyncio.sleep(0.1)  # 1 is in the model call
+            given_up = asyncio.ensure_future(batcher.submit(2, "", 1))
+            await asyncio.sleep(0.05)
+            queued_before = batcher.queued
+            given_up.cancel()
+            await asyncio.sleep(0)
+            queued_after = batcher.queued
+            third = await batcher.submit(3, "", 1)  # the queue has room again while 1 is still running
+            await running
+            return queued_before, queued_after, third
+        finally:
+            await batcher.close()
+
+    assert asyncio.run(main()) == (1, 0, 3)
+    assert calls == [[1], [3]]

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from cookbook_data.schemas import Conversation, SystemMessage
 from cookbook_data.testing import VideoSet
 from cookbook_data.video import VisionSettings
+from cookbook_infer.access import bearer_token_matches
 from cookbook_infer.backends.base import Backend, CandidateProbabilities, Generation, SamplingSettings
 from cookbook_infer.backends.transformers import TransformersBackend
 from cookbook_infer.serve import ServeSettings
@@ -500,6 +501,13 @@ def test_models_and_healthz_name_the_served_model(reason2: TransformersBackend) 
     assert models.data[0].object == "model"
     assert health.status_code == 200
     assert health.json() == {"status": "ok", "model": "cosmos-tiny", "queued": 0}
+
+
+def test_a_blank_api_key_is_refused_and_never_matches() -> None:
+    with pytest.raises(ValueError, match="token is empty"):
+        ServeSettings(api_key="")
+    assert not bearer_token_matches("Bearer ", "")  # what a blank key would have let in
+    assert bearer_token_matches("Bearer s3cret", "s3cret")
 
 
 def test_the_api_key_is_enforced_when_set(reason2: TransformersBackend) -> None:

@@ -8,7 +8,9 @@ wrapped in this process (batching, queue and timeout limits) or another scorer r
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
 import multiprocessing
 import os
 import shutil
@@ -48,6 +50,7 @@ class Recording:
         self.prepare_delay_s = prepare_delay_s
         self.batches: list[list[str]] = []
         self.prepared: list[bool] = []
+        self.prepares = 0
         self._lock = threading.Lock()
 
     def score(self, samples: Sequence[Item]) -> list[ScoreRecord]:
@@ -58,6 +61,8 @@ class Recording:
         return self.scorer.score(samples)
 
     def prepare(self, sample: Item) -> Item:
+        with self._lock:
+            self.prepares += 1
         time.sleep(self.prepare_delay_s)
         return self.scorer.prepare(sample)
 
@@ -208,6 +213,29 @@ def test_a_body_over_the_limit_is_refused_with_413(service: Served) -> None:
     assert httpx.get(f"{service.url}/healthz").status_code == 200
 
 
+def test_a_chunked_body_over_the_limit_is_refused_with_413(service: Served) -> None:
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the body's size shows only as it arrives
+        yield b'{"items": [{"video_base64": "'
+        yield b"A" * service.body_limit
+        yield b'"}]}'
+
+    response = httpx.post(f"{service.url}/v1/score", content=chunks(), headers=AUTH, timeout=60)
+    assert response.status_code == 413
+    assert "over" in response.json()["error"]["message"]
+
+
+def test_a_chunked_body_within_the_limit_is_scored(service: Served, media: Path) -> None:
+    body = json.dumps({"items": [item(media / "h264_24fps.mp4")]}).encode()
+    response = httpx.post(
+        f"{service.url}/v1/score",
+        content=iter([body[:10], body[10:]]),
+        headers={**AUTH, "content-type": "application/json"},
+        timeout=60,
+    )
+    assert response.status_code == 200
+    assert response.json()["results"][0]["reward"] is not None
+
+
 def test_bad_json_and_bad_fields_get_400_and_the_server_lives_on(service: Served) -> None:
     url, json_body = service.url, {"content-type": "application/json", **AUTH}
     bad = [
@@ -341,6 +369,53 @@ def test_a_slow_request_times_out_with_504(yesno: Scorer, media: Path) -> None:
     assert response.status_code == 504
 
 
+def test_timed_out_items_give_their_places_back_at_once(yesno: Scorer, media: Path) -> None:
+    recording = Recording(yesno, delay_s=3.0)
+    settings: dict[str, Any] = {"max_queue": 2, "max_batch_size": 1, "max_wait_ms": 0.0, "request_timeout_s": 0.5}
+    with serve(recording, media, **settings) as url:
+        body = {"items": [item(media / "h264_24fps.mp4"), item(media / "mpeg4_8fps.mp4")]}
+        assert httpx.post(f"{url}/v1/score", json=body, timeout=60).status_code == 504
+        # one item is in the 3 s model call; the other, timed out while queued, no longer counts
+        health = httpx.get(f"{url}/healthz").json()
+        metrics = httpx.get(f"{url}/metrics").text
+        again = httpx.post(f"{url}/v1/score", json={"items": [item(media / "h264_24fps.mp4")]}, timeout=60)
+    assert health["queued"] == 0 and health["preparing"] == 0
+    assert "cookbook_reward_queue_depth 0.0" in metrics
+    assert again.status_code == 504  # admitted (not 429), then timed out behind the model call
+
+
+def test_requests_arriving_together_cannot_overfill_the_queue(yesno: Scorer, media: Path) -> None:
+    recording = Recording(yesno, prepare_delay_s=0.3)
+    settings = RewardServiceSettings(media_roots=[media], max_queue=4, prepare_workers=4, max_batch_size=4)
+    app = create_app(recording, settings)
+    body = {"items": [item(media / "h264_24fps.mp4", id=f"v{i}") for i in range(4)]}
+
+    async def together() -> list[httpx.Response]:  # in-process: the three requests reach the app in one go
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://reward", timeout=120) as client:
+                return list(await asyncio.gather(*(client.post("/v1/score", json=body) for _ in range(3))))
+
+    responses = asyncio.run(together())
+    assert sorted(r.status_code for r in responses) == [200, 429, 429]
+    refusals = [r.json()["error"]["message"] for r in responses if r.status_code == 429]
+    assert all(message.startswith("busy: 4 items waiting, limit 4") for message in refusals)
+    assert recording.prepares == 4  # refused before any of their videos was decoded
+
+
+def test_a_request_larger_than_the_queue_is_refused_with_413(yesno: Scorer, media: Path) -> None:
+    with serve(yesno, media, max_queue=2) as url:
+        body = {"items": [item(media / "h264_24fps.mp4", id=f"v{i}") for i in range(3)]}
+        response = httpx.post(f"{url}/v1/score", json=body, timeout=60)
+    assert response.status_code == 413  # asking again (as for 429) could never succeed
+    assert "at most 2" in response.json()["error"]["message"]
+
+
+def test_a_blank_token_is_refused() -> None:
+    with pytest.raises(ValueError, match="token is empty"):
+        RewardServiceSettings(token="  ")
+
+
 def test_openrlhf_get_reward(service: Served, media: Path) -> None:
     body = {"query": [str(media / "h264_24fps.mp4"), str(media / "truncated.mp4")], "prompts": ["a", "b"]}
     response = httpx.post(f"{service.url}/get_reward", json=body, headers=AUTH, timeout=60)
@@ -368,3 +443,20 @@ def test_the_trajectory_scorer_is_served_too(media: Path) -> None:
     assert results[0]["reward"] == 1.0
     assert results[0]["rewards"]["lon_acceleration"] == 1.0
     assert "at least 4" in results[1]["error"] or "points" in results[1]["error"]
+
+
+def test_waypoint_files_are_held_to_the_media_roots(media: Path, tmp_path: Path) -> None:
+    plan = json.dumps({"x": [1.0 * i for i in range(64)], "y": [0.0] * 64})
+    (media / "plan.json").write_text(plan)
+    (tmp_path / "outside.json").write_text(plan)
+    (media / "escape.json").symlink_to(tmp_path / "outside.json")
+    scorer = build_scorer(ScorerConfig(scorer="trajectory"), Path("/"))
+    video = media / "h264_24fps.mp4"
+    references = [str(media / "plan.json"), str(tmp_path / "outside.json"), str(media / "escape.json"), "plan.json"]
+    with serve(scorer, media) as url:
+        items = [item(video, id=f"t{i}", trajectory=reference) for i, reference in enumerate(references)]
+        results = httpx.post(f"{url}/v1/score", json={"items": items}, timeout=60).json()["results"]
+    assert results[0]["reward"] == 1.0
+    assert "outside the media folders" in results[1]["error"]
+    assert "outside the media folders" in results[2]["error"]
+    assert "must be absolute" in results[3]["error"]

@@ -8,8 +8,11 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
+
+from pydantic import AfterValidator, SecretStr
 
 
 class MediaRefused(Exception):
@@ -40,7 +43,7 @@ def local_media(reference: str, roots: Sequence[Path]) -> Path:
     else:
         path = Path(reference)
     if not path.is_absolute():
-        raise MediaRefused(400, f"{reference}: video paths must be absolute")
+        raise MediaRefused(400, f"{reference}: media paths must be absolute")
     resolved = path.resolve()
     if not roots:
         raise MediaRefused(403, f"{path}: this server reads no local files (no media roots are configured)")
@@ -51,7 +54,23 @@ def local_media(reference: str, roots: Sequence[Path]) -> Path:
     return resolved
 
 
+def _not_blank(token: SecretStr) -> SecretStr:
+    if not token.get_secret_value().strip():
+        raise ValueError("the token is empty (an empty token file?): give one, or none to leave the server open")
+    return token
+
+
+BearerToken = Annotated[SecretStr, AfterValidator(_not_blank)]
+"""A token a server requires of its callers. A blank one is refused: it would admit any request whose
+``Authorization`` header is a bare ``Bearer``."""
+
+
 def bearer_token_matches(authorization: str | None, token: str) -> bool:
-    """Whether an ``Authorization`` header carries ``Bearer <token>``, compared in constant time."""
+    """Whether an ``Authorization`` header carries ``Bearer <token>``, compared in constant time (never for a
+    blank ``token``)."""
     scheme, _, given = (authorization or "").partition(" ")
-    return scheme.lower() == "bearer" and secrets.compare_digest(given.strip().encode(), token.encode())
+    return (
+        bool(token.strip())
+        and scheme.lower() == "bearer"
+        and secrets.compare_digest(given.strip().encode(), token.encode())
+    )

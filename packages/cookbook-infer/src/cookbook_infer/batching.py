@@ -34,7 +34,7 @@ class ShuttingDown(Exception):
     """The batcher was closed while the item waited."""
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: items may be tensors, whose == is elementwise
 class _Waiting(Generic[Item, Result]):
     item: Item
     future: asyncio.Future[Result]
@@ -103,9 +103,26 @@ class DynamicBatcher(Generic[Item, Result, Context]):
             self._task = loop.create_task(self._run())
         future: asyncio.Future[Result] = loop.create_future()
         group = self._groups.setdefault(key, _Group(context))  # type: ignore[arg-type]
-        group.waiting.append(_Waiting(item, future, loop.time()))
+        waiting = _Waiting(item, future, loop.time())
+        group.waiting.append(waiting)
         self._wake.set()
-        return await future
+        try:
+            return await future
+        except asyncio.CancelledError:
+            self._withdraw(key, waiting)
+            raise
+
+    def _withdraw(self, key: str, waiting: _Waiting[Item, Result]) -> None:
+        """Take back an item whose caller stopped waiting (a timed-out request, or one a sibling item's refusal
+        ended): its place in the queue is free at once, not when the worker next looks at the queue, which may
+        be only after the model call in progress ends."""
+        group = self._groups.get(key)
+        if group is None or waiting not in group.waiting:
+            return  # already in a batch
+        group.waiting.remove(waiting)
+        if not group.waiting:
+            del self._groups[key]
+        self._wake.set()
 
     async def close(self) -> None:
         """Stop the worker; items waiting or being processed fail with :class:`ShuttingDown`."""

@@ -41,7 +41,7 @@ from typing import Any, Literal
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, ValidationError
 
 from cookbook_data.schemas import (
     AssistantMessage,
@@ -68,7 +68,7 @@ from cookbook_infer._openai_schema import (
     Usage,
     VideoUrlPart,
 )
-from cookbook_infer.access import MediaRefused, bearer_token_matches, local_media
+from cookbook_infer.access import BearerToken, MediaRefused, bearer_token_matches, local_media
 from cookbook_infer.backends.base import Backend, Generation, SamplingSettings
 from cookbook_infer.batching import DynamicBatcher, QueueFull, ShuttingDown
 
@@ -111,7 +111,7 @@ class ServeSettings(Strict):
         default_factory=list,
         description="Folders whose files requests may name (file:// URLs or absolute paths); none: no files.",
     )
-    api_key: SecretStr | None = Field(
+    api_key: BearerToken | None = Field(
         default=None, description="When set, /v1 endpoints require `Authorization: Bearer <api_key>`."
     )
     log_level: LogLevel = Field(default="info", description="Log level of the HTTP server.")

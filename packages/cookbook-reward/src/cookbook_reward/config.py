@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, model_validator
 
 from cookbook_data.engines import EngineConfig, LocalEngineConfig
 from cookbook_data.schemas import Strict
+from cookbook_infer.access import BearerToken
 from cookbook_infer.run import PredictorConfig
 
 ScorerName = Literal["likert", "yesno", "critic", "adherence", "rule", "videophy2", "trajectory"]
@@ -120,7 +121,7 @@ class RewardServiceSettings(Strict):
     media_roots: list[Path] = Field(default_factory=list, description="Folders whose videos requests may name.")
     max_upload_bytes: int = Field(default=64 * _MiB, gt=0, description="Largest uploaded video (decoded bytes).")
     max_request_bytes: int = Field(default=256 * _MiB, gt=0, description="Largest request body; larger gets 413.")
-    token: SecretStr | None = Field(default=None, description="Bearer token the scoring endpoints require.")
+    token: BearerToken | None = Field(default=None, description="Bearer token the scoring endpoints require.")
     failure_reward: float = Field(default=0.0, description="/get_reward's reward for an item that failed.")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(default="info")
 

@@ -89,23 +89,38 @@ class _BodyLimit:
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await _error(413, f"request body over {self.limit} bytes")(scope, receive, send)
+        if declared is not None and declared.isdigit():
+            # the server holds the body to its declared length, so a length within the limit is all the check
+            if int(declared) > self.limit:
+                await _error(413, f"request body over {self.limit} bytes")(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
             return
+        # A body of undeclared length (chunked) is read here, up to the limit, before the application sees it:
+        # an error raised while the application reads would reach the client as its body-parsing error (400).
+        chunks: list[bytes] = []
         seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
+        while True:
             message = await receive()
-            seen += len(message.get("body", b""))
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunks.append(message.get("body", b""))
+            seen += len(chunks[-1])
             if seen > self.limit:
-                raise _ServiceError(413, f"request body over {self.limit} bytes")
-            return message
+                await _error(413, f"request body over {self.limit} bytes")(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        replayed = False
 
-        try:
-            await self.app(scope, limited, send)
-        except _ServiceError as error:
-            await _error(error.status, str(error))(scope, receive, send)
+        async def whole() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()  # after the body: the disconnect, when it comes
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        await self.app(scope, whole, send)
 
 
 class _Metrics:
@@ -129,7 +144,7 @@ class _Metrics:
             registry=self.registry,
         )
         Gauge("cookbook_reward_queue_depth", "Items waiting for a batch", registry=self.registry).set_function(queued)
-        Gauge("cookbook_reward_preparing", "Items whose videos are being decoded", registry=self.registry).set_function(
+        Gauge("cookbook_reward_preparing", "Items admitted, videos being decoded", registry=self.registry).set_function(
             preparing
         )
 
@@ -222,6 +237,27 @@ def _worker_ready() -> bool:
     return "described" in _worker
 
 
+class _Admitted:
+    """A request's items from the moment it is admitted until each is handed to the batcher (or fails before):
+    counted in ``preparing`` all along, so that requests arriving together cannot all pass the queue check
+    before any of their items is counted. Each item is released once, by its own task or, for a task cancelled
+    before it ran, when the request ends."""
+
+    def __init__(self, scoring: _Scoring, count: int) -> None:
+        self._scoring = scoring
+        self._held = set(range(count))
+        scoring.preparing += count
+
+    def release(self, index: int) -> None:
+        if index in self._held:
+            self._held.remove(index)
+            self._scoring.preparing -= 1
+
+    def release_all(self) -> None:
+        self._scoring.preparing -= len(self._held)
+        self._held.clear()
+
+
 class _Scoring:
     """Items in, ItemScores out: references checked, uploads saved and removed, videos prepared on arrival, items
     batched with those of concurrent requests, and the request-level limits (queue, timeout) enforced."""
@@ -252,18 +288,26 @@ class _Scoring:
         )
 
     def _sample(self, item: RewardItem, item_id: str) -> tuple[VideoSample, Path | None]:
-        """The item as a VideoSample, and its uploaded file (to remove afterwards)."""
-        uploaded = self.uploads.save(item.video_base64) if item.video_base64 is not None else None
-        try:
-            path = uploaded or local_media(item.video or "", self.roots)
-        except MediaRefused as refused:
-            raise ValueError(str(refused)) from None
+        """The item as a VideoSample, and its uploaded file (to remove afterwards; saved last, so that nothing
+        after it can fail and leave it behind)."""
         metadata: dict[str, Any] = {}
         if item.rule is not None:
             metadata["rule"] = item.rule
-        if item.trajectory is not None:
+        if isinstance(item.trajectory, str):  # a waypoint file: held to the media roots like a video
+            try:
+                metadata["trajectory"] = str(local_media(item.trajectory, self.roots))
+            except MediaRefused as refused:
+                raise ValueError(f"trajectory: {refused}") from None
+        elif item.trajectory is not None:
             metadata["trajectory"] = item.trajectory
-        return VideoSample(id=item_id, path=str(path), caption=item.caption, metadata=metadata), uploaded
+        if item.video_base64 is None:
+            try:
+                path = local_media(item.video or "", self.roots)
+            except MediaRefused as refused:
+                raise ValueError(str(refused)) from None
+            return VideoSample(id=item_id, path=str(path), caption=item.caption, metadata=metadata), None
+        uploaded = self.uploads.save(item.video_base64)
+        return VideoSample(id=item_id, path=str(uploaded), caption=item.caption, metadata=metadata), uploaded
 
     def _new_pool(self) -> Executor:
         if self._describe is None:
@@ -284,7 +328,6 @@ class _Scoring:
         """``sample`` with its video decoded for the model, on the prepare pool (a bad video raises here). A dead
         worker process fails the items it held and the pool is replaced, so one crash does not stop scoring."""
         pool = self._prepare_pool
-        self.preparing += 1
         try:
             return await asyncio.get_running_loop().run_in_executor(pool, self._prepare_one, sample)
         except BrokenProcessPool:
@@ -296,15 +339,17 @@ class _Scoring:
                 f"{sample.path}: the worker process decoding it died (killed, out of memory, or the file crashed "
                 "the decoder); the service goes on with new workers"
             ) from None
-        finally:
-            self.preparing -= 1
 
-    async def _one(self, item: RewardItem, index: int) -> ItemScore:
+    async def _one(self, item: RewardItem, index: int, admitted: _Admitted) -> ItemScore:
         item_id = item.id or str(index)
         uploaded = None
         try:
-            video, uploaded = self._sample(item, item_id)
-            record = await self.batcher.submit(await self._prepare(video))
+            try:
+                video, uploaded = self._sample(item, item_id)
+                ready = await self._prepare(video)
+            finally:
+                admitted.release(index)
+            record = await self.batcher.submit(ready)
         except (QueueFull, ShuttingDown):
             raise
         except Exception as error:
@@ -325,11 +370,14 @@ class _Scoring:
         )
 
     async def score(self, items: Sequence[RewardItem]) -> list[ItemScore]:
-        """Every item's outcome, in order; raises :class:`_ServiceError` for 429, 503 and 504."""
+        """Every item's outcome, in order; raises :class:`_ServiceError` for 413, 429, 503 and 504."""
         limit = self.settings.max_queue
+        if len(items) > limit:
+            raise _ServiceError(413, f"{len(items)} items in one request; this service takes at most {limit} at once")
         if self.waiting + len(items) > limit:
             raise _ServiceError(429, f"busy: {self.waiting} items waiting, limit {limit}", RETRY_LATER)
-        tasks = [asyncio.ensure_future(self._one(item, index)) for index, item in enumerate(items)]
+        admitted = _Admitted(self, len(items))
+        tasks = [asyncio.ensure_future(self._one(item, index, admitted)) for index, item in enumerate(items)]
         try:
             return list(await asyncio.wait_for(asyncio.gather(*tasks), self.settings.request_timeout_s))
         except QueueFull as error:
@@ -341,6 +389,7 @@ class _Scoring:
         finally:
             for task in tasks:
                 task.cancel()
+            admitted.release_all()
 
     async def start(self) -> None:
         """Start every prepare worker process now, so the first requests do not wait for them."""
