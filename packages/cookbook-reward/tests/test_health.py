@@ -79,3 +79,12 @@ def test_the_check_asks_healthz_at_the_noted_url(tmp_path: Path) -> None:
         healthy, why = check_health(address, 2.0)
         assert not healthy and why.startswith(f"{url}/healthz: ")
         assert "Service Unavailable" in why
+
+
+@pytest.mark.parametrize("content", ["", "\n", "localhost:8100", "garbage\x00"])
+def test_an_address_file_without_a_url_is_unhealthy_not_a_crash(tmp_path: Path, content: str) -> None:
+    address = tmp_path / "reward.url"
+    address.write_text(content)
+    healthy, why = check_health(address, 2.0)
+    assert not healthy
+    assert why.startswith(f"{address}: holds ") and "not the service's URL" in why

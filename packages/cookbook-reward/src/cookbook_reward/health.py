@@ -60,12 +60,18 @@ def _write_whole(path: Path, text: str) -> bool:
 def check_health(address_file: Path, timeout_s: float) -> tuple[bool, str]:
     """(healthy, why): the service named in ``address_file`` answers ``GET /healthz`` with 200 within
     ``timeout_s``; healthy too when there is no such file (no service runs here)."""
-    if not address_file.exists():
+    try:
+        noted = address_file.read_text().strip()
+    except FileNotFoundError:  # also when the service removed it as it stopped, just now
         return True, f"no reward service runs here ({address_file} does not exist)"
-    url = address_file.read_text().strip() + "/healthz"
+    except OSError as error:
+        return False, f"{address_file}: cannot be read ({error})"
+    if not noted.startswith(("http://", "https://")):
+        return False, f"{address_file}: holds {noted[:100]!r}, not the service's URL"
+    url = noted + "/healthz"
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as response:
             status = response.status
-    except (urllib.error.URLError, OSError) as error:
+    except (urllib.error.URLError, OSError, ValueError) as error:
         return False, f"{url}: {getattr(error, 'reason', error)}"
     return status == 200, f"{url}: HTTP {status}"
