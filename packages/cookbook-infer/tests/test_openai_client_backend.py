@@ -212,6 +212,16 @@ def test_greedy_text_only_requests_turn_top_k_off_and_omit_an_unset_seed(server:
     }
 
 
+def test_each_request_of_a_batch_gets_its_own_seed(server: ChatServer) -> None:
+    same = [asking(f"copy {i}", "/data/clips/a.mp4") for i in range(3)]  # a scorer's samples of one prompt
+    backend_for(server).generate(same, SamplingSettings(temperature=0.6, seed=7))
+    assert sorted((last_text(body), body["seed"]) for body in server.bodies) == [
+        ("copy 0", 7),
+        ("copy 1", 8),
+        ("copy 2", 9),
+    ]
+
+
 def test_media_locations_become_urls_the_server_can_fetch(
     server: ChatServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

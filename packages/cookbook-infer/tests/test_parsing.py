@@ -2,11 +2,11 @@ import pytest
 
 from cookbook_infer.parsing import (
     ParsedOutput,
-    answer_offset,
     parse_choice,
     parse_reasoning,
     parse_score,
     parse_verdict,
+    score_offset,
 )
 
 CASES = [
@@ -64,21 +64,28 @@ def test_verdicts(answer: str, expected: str | None) -> None:
     assert parse_verdict(answer) == expected
 
 
+QUOTED_ANSWER = "<think>\nThe template says <answer>\n2\n</answer>, but</think>\n\n"
+
+
 @pytest.mark.parametrize(
-    ("text", "answer", "expected"),
+    ("text", "expected"),
     [
-        (
-            "<think>2 or 4? I say 4</think>\n\n<answer>\n4\n</answer>",
-            "4",
-            "<think>2 or 4? I say 4</think>\n\n<answer>\n",
-        ),
-        ("The video shows 3 balls.\n4", "4", "The video shows 3 balls.\n"),
-        ("4.", "4", ""),
-        ("<think>3</think>Score: 3", "3", "<think>3</think>Score: "),
-        ("Score 14", "4", None),
-        ("4.5", "4", None),
+        ("<think>2 or 4? I say 4</think>\n\n<answer>\n4\n</answer>", "<think>2 or 4? I say 4</think>\n\n<answer>\n"),
+        ("The video shows 3 balls.\n4", "The video shows 3 balls.\n"),
+        ("4.", ""),
+        ("<think>3</think>Score: 3", "<think>3</think>Score: "),
+        ("Score: 4.0", "Score: "),
+        ("**4**", "**"),
+        # the number-only line parse_score reads, not a later mention of the same number
+        ("4\n\nI gave 4 because it falls.", ""),
+        # an <answer> quoted in the reasoning is not the answer; the plain text after the reasoning is
+        (QUOTED_ANSWER + "3", QUOTED_ANSWER),
+        (QUOTED_ANSWER + "<answer>\n4\n</answer>", QUOTED_ANSWER + "<answer>\n"),
+        ("<think>cut off before the answer", None),
+        ("<answer>\n4", None),
+        ("Score 14 out of 5", None),
     ],
 )
-def test_answer_offset_is_where_the_answer_was_written(text: str, answer: str, expected: str | None) -> None:
-    offset = answer_offset(text, answer)
+def test_score_offset_is_where_the_parsed_score_was_written(text: str, expected: str | None) -> None:
+    offset = score_offset(text)
     assert (None if offset is None else text[:offset]) == expected

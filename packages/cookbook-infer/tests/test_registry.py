@@ -64,3 +64,14 @@ def test_a_run_s_frame_rule_replaces_the_model_s() -> None:
     assert (strided.fps, strided.max_strided_frames, strided.max_pixels) == (None, 32, 4096)
     assert strided.total_pixels == critic.vision.total_pixels
     assert PredictorConfig(model=critic.id, max_pixels=4096).vision(critic).fps == 4
+
+
+def test_greedy_decoding_drops_the_preset_presence_penalty_unless_asked_for() -> None:
+    reason2 = resolve_model("nvidia/Cosmos-Reason2-8B")
+    assert reason2.direct_sampling.presence_penalty == 1.5
+    sampled = PredictorConfig(model=reason2.id).sampling(reason2, reasoning=False)
+    assert (sampled.temperature, sampled.presence_penalty) == (0.7, 1.5)
+    greedy = PredictorConfig(model=reason2.id, temperature=0).sampling(reason2, reasoning=False)
+    assert (greedy.temperature, greedy.presence_penalty, greedy.top_k) == (0, 0.0, 20)
+    asked = PredictorConfig(model=reason2.id, temperature=0, presence_penalty=0.5).sampling(reason2, reasoning=False)
+    assert asked.presence_penalty == 0.5

@@ -244,7 +244,8 @@ def test_the_backend_builds_the_engine_and_maps_outputs_in_order(
 
     assert generations == [Generation(f"<answer>{i}</answer>", i + 2) for i in range(3)]
     [(prompts, params, use_tqdm)] = llm.calls
-    assert params == sampling_params_kwargs(sampling)
+    # each request seeded on its own: copies of one prompt (a scorer's samples) must not all draw alike
+    assert params == [sampling_params_kwargs(sampling.model_copy(update={"seed": seed})) for seed in (0, 1, 2)]
     assert use_tqdm is False
     assert [p["multi_modal_data"]["video"][0][1]["total_num_frames"] for p in prompts] == [48, 24, 30]
     assert backend.generate([], sampling) == []

@@ -180,6 +180,19 @@ def test_adherence_asks_about_the_caption_and_the_joint_verdict_needs_both(
     assert "How well does this video follow the text description?" in adherence_prompt
 
 
+def test_a_sample_without_a_caption_keeps_its_physics_score_and_gets_no_joint_verdict(
+    tiny: TransformersBackend, samples: list[VideoSample]
+) -> None:
+    backend = ScriptedAnswers(tiny, ["5", "4", "4"])  # physics for both, adherence for the captioned one
+    scorer = build_scorer(config(tiny, "videophy2"), Path("/"), backend)
+    uncaptioned = samples[0].model_copy(update={"caption": None})
+    first, second = scorer.score([uncaptioned, samples[1]])
+    assert first.score is None and first.rewards["physics"] == 5.0 and "adherence" not in first.rewards
+    assert first.critique is not None and "adherence: not asked (h264_24fps: caption is missing)" in first.critique
+    assert (second.score, second.rewards["physics"], second.rewards["adherence"]) == (1.0, 4.0, 4.0)
+    assert len(backend.asked) == 3
+
+
 def test_adherence_without_a_caption_fails_naming_the_sample(
     tiny: TransformersBackend, samples: list[VideoSample]
 ) -> None:
@@ -207,6 +220,13 @@ def test_the_critic_gives_a_verdict_with_its_critique(tiny: TransformersBackend,
         (1.0, "The square keeps its shape.", "approve_reject"),
         (0.0, "It vanishes.", "approve_reject"),
     ]
+
+
+@pytest.mark.parametrize("name", ["likert", "adherence", "rule", "videophy2", "yesno"])
+def test_scorers_reading_probabilities_refuse_a_chat_completion_server_up_front(name: str) -> None:
+    config = ScorerConfig(model="served-model", scorer=name, backend="openai", base_url="http://127.0.0.1:1/v1")
+    with pytest.raises(ValueError, match=f"--scorer {name} reads the answer token's probabilities"):
+        build_scorer(config, Path("/"))
 
 
 def test_expected_value_weights_each_score_by_its_probability() -> None:

@@ -54,18 +54,30 @@ def parse_reasoning(text: str) -> ParsedOutput:
 _SCORE_LINE = re.compile(r"^\s*\**\s*(?:score\s*[:=]?\s*)?(-?\d+(?:\.\d+)?)\s*\**\s*\.?\s*$", re.IGNORECASE)
 
 
+def _score_number(answer: str) -> tuple[str, int] | None:
+    """The number :func:`parse_score` reads, and where in ``answer`` it starts: the whole answer, or else its
+    last line that is only a number."""
+    whole = _SCORE_LINE.match(answer)
+    if whole:
+        return whole.group(1), whole.start(1)
+    lines = answer.splitlines(keepends=True)
+    starts = [sum(len(line) for line in lines[:i]) for i in range(len(lines))]
+    for start, line in zip(reversed(starts), reversed(lines), strict=True):
+        match = _SCORE_LINE.match(line.rstrip("\r\n"))
+        if match:
+            return match.group(1), start + match.start(1)
+    return None
+
+
 def parse_score(answer: str, low: int, high: int) -> int | None:
     """An integer score in [low, high] from an answer: the whole answer, or else its last line that is only a
     number (Reason2 often writes a sentence, then the digit on its own line). Out of range or fractional
     numbers are rejected (None), never clamped."""
-    for line in [answer, *reversed(answer.strip().splitlines())]:
-        match = _SCORE_LINE.match(line)
-        if match:
-            value = float(match.group(1))
-            if value.is_integer() and low <= value <= high:
-                return int(value)
-            return None
-    return None
+    found = _score_number(answer)
+    if found is None:
+        return None
+    value = float(found[0])
+    return int(value) if value.is_integer() and low <= value <= high else None
 
 
 _CHOICE = re.compile(r"^\s*\(?([A-Z])\)?(?:[.):]|\s|$)")
@@ -87,18 +99,35 @@ def parse_verdict(answer: str) -> str | None:
     return "approve" if approve else "reject"
 
 
-def answer_offset(text: str, answer: str) -> int | None:
-    """Where in ``text`` the parsed ``answer`` (e.g. a score) was written: the start of its last standalone
-    occurrence inside the answer (the ``<answer>`` block, else the text after ``</think>``), or None.
+def _answer_region(text: str) -> tuple[int, int] | None:
+    """Where in ``text`` :func:`parse_reasoning` finds the answer: the ``<answer>`` block after the reasoning,
+    else the text after it; None when there is no answer (reasoning or answer cut off)."""
+    start = 0
+    if THINK_OPEN in text:
+        close = text.find(THINK_CLOSE, text.index(THINK_OPEN))
+        if close < 0:
+            return None
+        start = close + len(THINK_CLOSE)
+    elif THINK_CLOSE in text:
+        start = text.index(THINK_CLOSE) + len(THINK_CLOSE)
+    opened = text.rfind(ANSWER_OPEN, start)
+    if opened < 0:
+        closed = text.find(ANSWER_CLOSE, start)
+        return start, len(text) if closed < 0 else closed
+    start = opened + len(ANSWER_OPEN)
+    end = text.find(ANSWER_CLOSE, start)
+    return None if end < 0 else (start, end)
+
+
+def score_offset(text: str) -> int | None:
+    """Where in ``text`` the score that :func:`parse_score` reads from its answer was written, or None.
 
     Scorers read the model's token distribution at this offset: the text before it is what the model had
-    written when it chose the answer."""
-    start = 0
-    if ANSWER_OPEN in text:
-        start = text.rindex(ANSWER_OPEN) + len(ANSWER_OPEN)
-    elif THINK_CLOSE in text:
-        start = text.rindex(THINK_CLOSE) + len(THINK_CLOSE)
-    end = text.find(ANSWER_CLOSE, start)
-    region = text[start : end if end >= 0 else len(text)]
-    matches = list(re.finditer(rf"(?<![\w.]){re.escape(answer)}(?!\w|\.\d)", region))
-    return start + matches[-1].start() if matches else None
+    written when it chose the score. Found the way the score is parsed (the answer after the reasoning, its
+    number-only line), so a score quoted in the reasoning or repeated in a sentence is never taken for it."""
+    region = _answer_region(text)
+    if region is None:
+        return None
+    start, end = region
+    found = _score_number(text[start:end])
+    return None if found is None else start + found[1]

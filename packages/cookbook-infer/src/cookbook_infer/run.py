@@ -61,7 +61,9 @@ class PredictorConfig(Strict):
         return VisionSettings.model_validate({**spec.vision.model_dump(), **chosen})
 
     def sampling(self, spec: ModelSpec, reasoning: bool) -> SamplingSettings:
-        """The model's preset for the task, with this run's overrides."""
+        """The model's preset for the task, with this run's overrides. Greedy decoding (temperature 0) drops
+        the preset's presence penalty unless this run sets one: Reason2's non-reasoning preset carries 1.5 for
+        sampling, which in a greedy evaluation would only push the answer away from tokens already written."""
         preset = spec.reasoning_sampling if reasoning else spec.direct_sampling
         overrides = {
             "max_new_tokens": self.max_new_tokens,
@@ -70,7 +72,10 @@ class PredictorConfig(Strict):
             "top_k": self.top_k,
             "presence_penalty": self.presence_penalty,
         }
-        return preset.model_copy(update={k: v for k, v in overrides.items() if v is not None} | {"seed": self.seed})
+        sampling = preset.model_copy(update={k: v for k, v in overrides.items() if v is not None} | {"seed": self.seed})
+        if sampling.temperature == 0 and self.presence_penalty is None:
+            return sampling.model_copy(update={"presence_penalty": 0.0})
+        return sampling
 
 
 class RunConfig(PredictorConfig):

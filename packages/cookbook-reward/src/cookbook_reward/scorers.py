@@ -21,7 +21,7 @@ from typing import Any, Literal, Protocol
 
 from cookbook_data.schemas import Prediction, ScoreKind, ScoreRecord, VideoSample
 from cookbook_infer.backends.base import Backend, CandidateProbabilities
-from cookbook_infer.parsing import answer_offset
+from cookbook_infer.parsing import score_offset
 from cookbook_infer.run import Item, Predictor, flat_videos, sample_of
 from cookbook_infer.tasks import TASKS, InferenceTask, get_task
 from cookbook_infer.vision import ModelVideo
@@ -120,8 +120,7 @@ class AnswerScorer:
         where = [
             (i, offset)
             for i, prediction in enumerate(predictions)
-            if prediction.answer is not None
-            and (offset := answer_offset(prediction.raw_text, prediction.answer)) is not None
+            if prediction.answer is not None and (offset := score_offset(prediction.raw_text)) is not None
         ]
         if not where:
             return found
@@ -222,20 +221,36 @@ class JointScorer:
         """Decoded once for both questions (they ask about the same frames)."""
         return self.physics.prepare(sample)
 
+    def _unaskable(self, sample: VideoSample) -> str | None:
+        """Why the adherence question cannot be asked about ``sample`` (no caption), or None."""
+        try:
+            self.adherence.predictor.conversations([sample])
+        except ValueError as error:
+            return str(error)
+        return None
+
     def score(self, samples: Sequence[Item]) -> list[ScoreRecord]:
+        """A sample without a caption keeps its physics score (in ``rewards``) and gets no joint verdict,
+        instead of failing after its physics answer was generated."""
         ready = self.physics.predictor.prepare_batch(samples)  # decoded once, asked twice
+        physics = self.physics.score(ready)
+        unaskable = [self._unaskable(item.sample) for item in ready]
+        askable = [item for item, why in zip(ready, unaskable, strict=True) if why is None]
+        answered = iter(self.adherence.score(askable) if askable else [])
         records = []
-        pairs = zip(self.physics.score(ready), self.adherence.score(ready), strict=True)
-        for sample, (pc, sa) in zip((item.sample for item in ready), pairs, strict=True):
+        for item, pc, why in zip(ready, physics, unaskable, strict=True):
+            sample, sa = item.sample, None if why is not None else next(answered)
             joint = None
-            if pc.score is not None and sa.score is not None:
+            if sa is not None and pc.score is not None and sa.score is not None:
                 joint = float(pc.score >= self.threshold and sa.score >= self.threshold)
-            parts = {"physics": pc, "adherence": sa}
+            parts = {"physics": pc} if sa is None else {"physics": pc, "adherence": sa}
             rewards = {name: part.score for name, part in parts.items() if part.score is not None}
             rewards |= {
                 f"{name}_expected": r.expected_score for name, r in parts.items() if r.expected_score is not None
             }
             critiques = [f"{name}: {part.critique}" for name, part in parts.items() if part.critique]
+            if why is not None:
+                critiques.append(f"adherence: not asked ({why})")
             records.append(
                 ScoreRecord(
                     sample_id=sample.id,
@@ -347,8 +362,18 @@ def _task(name: str, reasoning: bool) -> InferenceTask:
     return task
 
 
+def _reads_probabilities(scorer: str) -> bool:
+    """Whether the scorer reads next-token probabilities (which a chat-completion server does not return)."""
+    return scorer in ("yesno", "videophy2") or (scorer in QUESTIONS and QUESTIONS[scorer].candidates is not None)
+
+
 def build_scorer(config: ScorerConfig, media_root: Path, backend: Backend | None = None) -> Scorer:
     """The scorer ``config`` names, its model loaded once (or ``backend`` used) and shared by its parts."""
+    if backend is None and config.backend == "openai" and _reads_probabilities(config.scorer):
+        raise ValueError(
+            f"--scorer {config.scorer} reads the answer token's probabilities, which an OpenAI-compatible server "
+            "does not return; use --backend transformers or vllm (or --scorer critic, which reads answers only)"
+        )
 
     def predictor(task: InferenceTask) -> Predictor:
         nonlocal backend

@@ -27,6 +27,15 @@ class SamplingSettings(Strict):
     )
     seed: int | None = Field(default=0, description="Seed for sampling; None leaves the generator as it is.")
 
+    def per_request(self, count: int) -> list[SamplingSettings]:
+        """These settings for each of ``count`` requests of a batch, the seed made the request's own (seed +
+        its position). Engines that seed every request separately (vLLM, OpenAI-compatible servers) would
+        otherwise answer copies of one prompt, a scorer's samples, all alike; the transformers backend's one
+        generator draws differently for each row anyway."""
+        if self.seed is None:
+            return [self] * count
+        return [self.model_copy(update={"seed": self.seed + index}) for index in range(count)]
+
 
 @dataclass(frozen=True)
 class Generation:

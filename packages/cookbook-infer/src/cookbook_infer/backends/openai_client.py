@@ -143,7 +143,10 @@ class OpenAIClientBackend:
         failure, requests not yet sent are skipped and the failure of the first failing item is raised.
         The server reads the videos itself, so frames decoded here (``videos``) are refused."""
         _refuse_decoded(videos)
-        requests = [chat_completion_request(self.model_id, c, sampling) for c in conversations]
+        requests = [
+            chat_completion_request(self.model_id, conversation, own)
+            for conversation, own in zip(conversations, sampling.per_request(len(conversations)), strict=True)
+        ]
         if not requests:
             return []
         failed = threading.Event()

@@ -203,7 +203,7 @@ class VLLMBackend:
         if not conversations:
             return []
         requests = build_vllm_requests(conversations, self.processor, self.model_type, videos=videos)
-        params = SamplingParams(**sampling_params_kwargs(sampling))
+        params = [SamplingParams(**sampling_params_kwargs(own)) for own in sampling.per_request(len(requests))]
         outputs = self.llm.generate(requests, sampling_params=params, use_tqdm=False)
         return [generation_from_output(output) for output in outputs]
 
