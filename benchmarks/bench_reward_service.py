@@ -8,7 +8,10 @@ client: the first batches of a new size allocate memory and pick kernels, which 
 The script checks that both services return the same scores, then writes the ratios to benchmarks/results/
 (``--device cuda`` runs the model on the GPU and names the card in the file name), with each run's mean batch
 and the fraction of its wall time the model's thread spent scoring (near 1: the model is the bottleneck;
-well below: requests are held up elsewhere, decoding or HTTP).
+well below: requests are held up elsewhere, decoding or HTTP). Two more figures say where a request's time
+goes on the service's own process: its CPU time per request (all its threads: HTTP, receiving the prepared
+frames, the model's thread; the prepare workers and the clients are other processes), and the part of the
+model's thread spent building model input (prompts, tokens, patches; on a GPU the host's side of it).
 Goal: at 32 clients, >= 3x the unbatched throughput with a p99 latency no worse than 2x the unbatched p99.
 """
 
@@ -17,14 +20,18 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import httpx
 from _http_load import load_service
 from _machine import cpu_model, gpu_name, results_name
 
 from cookbook_data.testing.videos import SyntheticVideo, write_video
+from cookbook_infer.backends import transformers as transformers_backend
 from cookbook_infer.testing import make_tiny_model
 from cookbook_infer.testing.servers import serving_app
 from cookbook_reward.config import RewardServiceSettings, ScorerConfig
@@ -41,23 +48,44 @@ MAX_WAIT_MS = 20.0
 RESULTS = Path(__file__).parent / "results"
 
 
+class _Timed:
+    """A function whose calls are timed: ``seconds`` is the wall time spent in it, summed over every call."""
+
+    def __init__(self, function: Callable[..., Any]) -> None:
+        self.function = function
+        self.seconds = 0.0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return self.function(*args, **kwargs)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+
 def _measure(
     config: ScorerConfig, scorer: Scorer, root: Path, videos: list[Path], batch: int, requests: dict[int, int]
 ) -> tuple[dict[int, Any], dict[str, Any]]:
     """The service as ``cookbook-reward serve`` runs it (videos prepared by worker processes) at each load."""
+    model_input = _Timed(transformers_backend.model_inputs)
     settings = RewardServiceSettings(
         media_roots=[root], max_batch_size=batch, max_wait_ms=MAX_WAIT_MS if batch > 1 else 0.0, max_queue=1024
     )
     runs = {}
-    with serving_app(create_app(scorer, settings, describe=described_scorer(config, root))) as url:
+    app = create_app(scorer, settings, describe=described_scorer(config, root))
+    with mock.patch.object(transformers_backend, "model_inputs", model_input), serving_app(app) as url:
         for clients in CLIENTS:
             load_service(url, videos, clients, 2 * clients)  # warm-up at this load: its batch shapes, its memory
             before = httpx.get(f"{url}/healthz").json()
-            runs[clients] = load_service(url, videos, clients, requests[clients])
+            cpu, building = time.process_time(), model_input.seconds
+            run = runs[clients] = load_service(url, videos, clients, requests[clients])
+            cpu, building = time.process_time() - cpu, model_input.seconds - building
             after = httpx.get(f"{url}/healthz").json()
-            wall = requests[clients] / runs[clients]["requests_per_s"]
-            runs[clients]["mean_batch"] = (after["items"] - before["items"]) / (after["batches"] - before["batches"])
-            runs[clients]["model_busy"] = (after["model_busy_s"] - before["model_busy_s"]) / wall
+            wall = requests[clients] / run["requests_per_s"]
+            run["mean_batch"] = (after["items"] - before["items"]) / (after["batches"] - before["batches"])
+            run["model_busy"] = (after["model_busy_s"] - before["model_busy_s"]) / wall
+            run["server_cpu_ms"] = cpu / requests[clients] * 1000
+            run["model_input_ms"] = building / requests[clients] * 1000
         health = httpx.get(f"{url}/healthz").json()
     return runs, health
 
@@ -117,6 +145,10 @@ def main() -> None:
                 "batched_mean_batch": round(b["mean_batch"], 1),
                 "unbatched_model_busy": round(a["model_busy"], 2),
                 "batched_model_busy": round(b["model_busy"], 2),
+                "unbatched_server_cpu_ms_per_request": round(a["server_cpu_ms"], 2),
+                "batched_server_cpu_ms_per_request": round(b["server_cpu_ms"], 2),
+                "unbatched_model_input_ms_per_request": round(a["model_input_ms"], 2),
+                "batched_model_input_ms_per_request": round(b["model_input_ms"], 2),
             }
         )
     at_32 = rows[-1]
