@@ -96,6 +96,32 @@ def test_duplicate_ids_are_reported_not_dropped_silently(tmp_path: Path) -> None
     assert report.failed == 2
 
 
+def test_a_repeated_id_does_not_erase_the_final_failure_of_its_first_copy(tmp_path: Path) -> None:
+    the_job = job(tmp_path, square)
+    the_job.retry_failed = False  # as validation: a broken file stays broken, and is skipped on rerun
+    for _ in range(3):
+        run_job(the_job, [3, 4, 3], progress=False)
+    errors = sorted((e.sample_id, e.error_type) for e in read_records(the_job.errors, ItemError))
+    assert errors == [("s3", "DuplicateId"), ("s3", "ValueError")]
+
+
+def test_an_item_that_succeeded_in_a_crashed_run_loses_its_old_error_on_the_next(tmp_path: Path) -> None:
+    run_job(job(tmp_path, square), [3, 4], progress=False)  # s3 fails
+
+    def fixed_then_dies(batch: list[int]) -> list[Prediction]:
+        if 5 in batch:
+            raise KeyboardInterrupt
+        return [Prediction(sample_id=f"s{i}", model="m", raw_text=str(i * i)) for i in batch]
+
+    with pytest.raises(KeyboardInterrupt):  # s3 succeeds, then the run dies before it completes
+        run_job(job(tmp_path, fixed_then_dies), [3, 5], progress=False)
+    run_job(job(tmp_path, square), [3, 4, 6], progress=False)  # s3 is skipped as done
+
+    the_job = job(tmp_path, square)
+    assert {r.sample_id for r in read_records(the_job.out, Prediction)} == {"s3", "s4", "s6"}
+    assert list(read_records(the_job.errors, ItemError)) == []
+
+
 def test_a_wrong_number_of_records_is_an_error_per_item(tmp_path: Path) -> None:
     the_job = job(tmp_path, lambda batch: [], batch_size=2)
     report = run_job(the_job, [1, 2], progress=False)

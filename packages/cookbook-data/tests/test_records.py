@@ -84,6 +84,27 @@ def test_torn_last_line_is_skipped_by_readers_and_set_aside_by_writers(
     assert (tmp_path / "p.jsonl.torn").read_text() == torn + "\n"
 
 
+def test_a_last_line_torn_inside_a_character_is_skipped_like_any_torn_line(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    write_records(path, Prediction, [prediction(0)])
+    whole = Prediction(sample_id="s1", model="m", raw_text="物理 " * 20).model_dump_json().encode()
+    cut = whole.index("理".encode()) + 1  # inside the character's three bytes
+    with path.open("ab") as handle:
+        handle.write(whole[:cut])
+
+    assert [r.sample_id for r in read_records(path, Prediction)] == ["s0"]
+    assert done_ids(path) == {"s0"}
+
+
+def test_a_complete_line_that_is_not_utf8_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    path.write_bytes(prediction(0).model_dump_json().encode() + b"\n" + b'{"sample_id": "\xff"}\n')
+    with pytest.raises(RecordFileError, match=r"p.jsonl:2: not UTF-8 text"):
+        list(read_records(path, Prediction))
+    with pytest.raises(RecordFileError, match=r"p.jsonl:2: not UTF-8 text"):
+        done_ids(path)
+
+
 def test_done_ids_of_a_missing_file_is_empty_and_names_bad_lines(tmp_path: Path) -> None:
     assert done_ids(tmp_path / "absent.jsonl") == set()
     path = tmp_path / "p.jsonl"

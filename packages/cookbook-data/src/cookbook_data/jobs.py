@@ -255,12 +255,36 @@ class _Outputs(Generic[R]):
         self.errors.close()
 
 
-def _pending(
-    job: Job[T, R], items: Iterable[T], report: JobReport, duplicates: list[ItemError], attempted: set[str]
-) -> Iterator[tuple[str, T]]:
+@dataclass
+class _Resume:
+    """What resuming learns about a run's items, for replacing stale error lines once the run completes."""
+
+    done: set[str]
+    """Ids already in the output when the run started: a failure of theirs is stale (they succeeded in a run
+    that crashed before it could replace it)."""
+    attempted: set[str] = field(default_factory=set)
+    """Ids given a new outcome this run: their earlier error lines are replaced by it."""
+    repeated: set[str] = field(default_factory=set)
+    """Ids seen more than once in the input: reported anew as DuplicateId this run."""
+    duplicates: list[ItemError] = field(default_factory=list)
+
+    def superseded(self, line: bytes) -> bool:
+        """Whether an earlier errors-file line is replaced by this run. A DuplicateId line reports the input,
+        not the item: it is replaced only by a new report, and it never replaces the item's own failure (the
+        first copy may have been skipped as failed before, and that failure stands)."""
+        found = _error_of(line)
+        if found is None:
+            return False
+        key, kind = found
+        if kind == "DuplicateId":
+            return key in self.repeated
+        return key in self.done or key in self.attempted
+
+
+def _pending(job: Job[T, R], items: Iterable[T], report: JobReport, resume: _Resume) -> Iterator[tuple[str, T]]:
     """(id, item) of the items still to do: ids already written are counted as skipped, repeated ids become
-    errors. The id of every item given an outcome this run is added to ``attempted``."""
-    already = done_ids(job.out, key=job.id_field)
+    errors; ``resume`` records which is which."""
+    already = set(resume.done)
     if not job.retry_failed:
         already |= done_ids(job.errors)
     seen: set[str] = set()
@@ -269,38 +293,44 @@ def _pending(
         key = job.item_id(item)
         if key in seen:
             message = f"id {key!r} appears more than once in the input; later copies are not processed"
-            duplicates.append(ItemError(sample_id=key, stage=job.stage, error_type="DuplicateId", message=message))
-            attempted.add(key)
+            resume.duplicates.append(
+                ItemError(sample_id=key, stage=job.stage, error_type="DuplicateId", message=message)
+            )
+            resume.repeated.add(key)
             continue
         seen.add(key)
         if key in already:
             report.skipped += 1
             continue
-        attempted.add(key)
+        resume.attempted.add(key)
         yield key, item
 
 
-def _error_id(line: bytes) -> str | None:
-    """The item id of an errors-file line (None for a line that is not a JSON object, which is kept)."""
+def _error_of(line: bytes) -> tuple[str, str | None] | None:
+    """(item id, error type) of an errors-file line (None for a line that is not a JSON object, which is kept)."""
     try:
         value = json.loads(line)
     except ValueError:
         return None
-    return str(value["sample_id"]) if isinstance(value, dict) and "sample_id" in value else None
+    if not isinstance(value, dict) or "sample_id" not in value:
+        return None
+    kind = value.get("error_type")
+    return str(value["sample_id"]), None if kind is None else str(kind)
 
 
-def _drop_superseded_errors(path: Path, earlier: int, attempted: set[str]) -> None:
-    """Remove, from the first ``earlier`` bytes of the errors file, the lines of items this run gave an outcome
-    again (a retried failure, a repeated id reported anew), so that each item's errors are those of its latest
-    attempt and reruns do not pile up copies. Runs only after a run completes; the file is rewritten beside
-    itself and renamed, so a crash leaves the old file or the new one."""
-    if earlier == 0 or not attempted:
+def _drop_superseded_errors(path: Path, earlier: int, resume: _Resume) -> None:
+    """Remove, from the first ``earlier`` bytes of the errors file, the lines this run supersedes (a retried
+    failure, a repeated id reported anew, the failure of an item that succeeded in a run that then crashed), so
+    that each item's errors are those of its latest attempt and reruns do not pile up copies. Runs only after
+    a run completes; the file is rewritten beside itself and renamed, so a crash leaves the old file or the
+    new one."""
+    if earlier == 0:
         return
     with path.open("rb") as handle:
         before = handle.read(earlier)
         after = handle.read()
     lines = before.splitlines(keepends=True)
-    kept = [line for line in lines if _error_id(line) not in attempted]
+    kept = [line for line in lines if not resume.superseded(line)]
     if len(kept) == len(lines):
         return
     staging = path.with_name(f".{path.name}.partial")
@@ -350,8 +380,6 @@ def run_job(
     if total is None and isinstance(items, Sequence):
         total = len(items)
     report = JobReport(stage=job.stage)
-    duplicates: list[ItemError] = []
-    attempted: set[str] = set()
     console = Console(stderr=True)
     columns = (TextColumn(f"[bold]{job.stage}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     started = time.perf_counter()
@@ -360,18 +388,19 @@ def run_job(
     ) as bar:
         task = bar.add_task(job.stage, total=total)
         outputs = _Outputs(job, report, lambda count: bar.advance(task, count))
+        resume = _Resume(done=done_ids(job.out, key=job.id_field))
         try:
-            pending = _pending(job, items, report, duplicates, attempted)
+            pending = _pending(job, items, report, resume)
             if isinstance(engine, RayEngineConfig):
                 from cookbook_data._ray_engine import run_on_ray
 
                 run_on_ray(job, list(pending), engine, outputs.write)
             else:
                 _run_local(job, pending, outputs.write)
-            outputs.write(duplicates)
+            outputs.write(resume.duplicates)
             bar.advance(task, report.skipped)
         finally:
             outputs.close()
-        _drop_superseded_errors(job.errors, outputs.earlier_errors, attempted)
+        _drop_superseded_errors(job.errors, outputs.earlier_errors, resume)
     report.elapsed_s = time.perf_counter() - started
     return report

@@ -30,11 +30,19 @@ class RecordFileError(ValueError):
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str, bool]]:
-    """Yield (line number, text, is_complete) for each non-blank line; the last one may be torn."""
-    with path.open("r", encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    """Yield (line number, text, is_complete) for each non-blank line; the last one may be torn, even inside a
+    character (records are UTF-8), which only the last line may be."""
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            complete = raw.endswith(b"\n")
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                if complete:
+                    raise RecordFileError(f"{path}:{number}: not UTF-8 text ({error.reason})") from None
+                line = raw.decode("utf-8", errors="replace")  # torn mid-character: skipped as torn below
             if line.strip():
-                yield number, line, line.endswith("\n")
+                yield number, line, complete
 
 
 def read_records(path: str | os.PathLike[str], model: type[R]) -> Iterator[R]:
