@@ -85,7 +85,7 @@ def test_uint8_frames_reach_the_network_in_minus_one_to_one(inception: Inception
     (video,) = seen
     assert video.shape == (2, 3, 4, 64, 64)
     assert video.min() >= -1.0 and video.max() <= 1.0
-    # 80 -> 64 columns is an antialiased shrink: its filter weights sum to 1 up to float rounding
+    # 80 -> 64 columns is a bilinear shrink: its weights sum to 1 up to float rounding
     torch.testing.assert_close(video[0, :, 1], torch.ones_like(video[0, :, 1]))
     torch.testing.assert_close(video[1, :, 3], -torch.ones_like(video[1, :, 3]))
 

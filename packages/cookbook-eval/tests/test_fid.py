@@ -99,6 +99,9 @@ def test_fid_is_zero_for_the_same_set_and_grows_when_perturbed(sets: Sets, tmp_p
     assert other.weights == "random:seed=0" and not other.comparable
     assert any("random weights" in note for note in other.notes)
     assert other.protocol.model_dump()["frames_per_video"] == 4
+    assert other.protocol.model_dump()["resize"] == "bilinear"  # as the published FID code: no note about it
+    assert not any(note.startswith("resize") for note in other.notes)
+
     assert other.protocol.image_size == 96
     assert "[-1, 1]" in other.protocol.input_scaling
     assert other.real.shrinkage is not None and 0 < other.real.shrinkage <= 1
@@ -112,6 +115,12 @@ def test_fid_is_zero_for_the_same_set_and_grows_when_perturbed(sets: Sets, tmp_p
         cached = np.load(tmp_path / "other" / record.features)
         assert cached.shape == (4, 2048)
         assert record.frame_indices[0] == 0 and record.frame_indices[-1] == 23  # first to last of 24 frames
+
+
+def test_an_antialiased_resize_is_recorded_as_not_the_published_protocol(sets: Sets, tmp_path: Path) -> None:
+    smooth = _fid(sets.real, sets.perturbed, tmp_path / "smooth", antialias=True)
+    assert smooth.protocol.model_dump()["resize"] == "bilinear, antialiased"
+    assert "resize is bilinear, antialiased, published FID uses bilinear" in smooth.notes
 
 
 def test_a_corrupt_video_fails_alone_and_reruns_resume(sets: Sets, tmp_path: Path) -> None:

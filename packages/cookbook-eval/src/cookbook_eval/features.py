@@ -3,9 +3,10 @@
 Input contract (the published FID script got this wrong, feeding 0-255 floats to code that expected
 [0, 1], and overflowed): extractors take **uint8 RGB** arrays with values 0-255 and nothing else; a float
 array is refused rather than guessed about. Each frame goes uint8 -> float32 / 255 (in [0, 1]) -> resized
-to the protocol's square size with bilinear interpolation (antialiased when shrinking; a bilinear filter
-has non-negative weights, so values stay in [0, 1]) -> x * 2 - 1, the [-1, 1] range both reference networks
-were trained on. :meth:`Extractor.network_input` returns exactly what the network sees.
+to the protocol's square size with bilinear interpolation (not antialiased, as the published FID and FVD code
+resize, unless ``antialias`` is set; a bilinear filter has non-negative weights, so values stay in [0, 1])
+-> x * 2 - 1, the [-1, 1] range both reference networks were trained on. :meth:`Extractor.network_input`
+returns exactly what the network sees.
 
 Weights (``weights``):
 
@@ -153,7 +154,7 @@ class Extractor:
         weights: str,
         *,
         image_size: int | None = None,
-        antialias: bool = True,
+        antialias: bool = False,
         seed: int = 0,
         device: str | None = None,
         batch_size: int = 16,
@@ -295,7 +296,7 @@ class ExtractorSettings:
     kind: type[Extractor]
     weights: str
     image_size: int | None = None
-    antialias: bool = True
+    antialias: bool = False
     seed: int = 0
     device: str | None = None
     batch_size: int = 16

@@ -22,7 +22,8 @@ Protocols (recorded in the result):
 - **FID**: ``frames_per_video`` frames (default 8) per video, evenly spaced from the first frame to the last
   (:func:`cookbook_data.video.sample_frames`, which needs an even count); a video with fewer frames gives
   all of its frames (rounded down to an even count) and one with fewer than 2 fails as ``too_short``. Each
-  frame: uint8 RGB -> [0, 1] -> 299x299 bilinear (antialiased) -> [-1, 1] -> InceptionV3 pool3 (2048-d).
+  frame: uint8 RGB -> [0, 1] -> 299x299 bilinear (as pytorch-fid: not antialiased) -> [-1, 1] -> InceptionV3
+  pool3 (2048-d).
   Every frame is one sample, so a video shorter than asked weighs less.
 - **FVD**: ``clips_per_video`` clips (default 1) of ``clip_length`` consecutive frames (default 16), the
   first starting at frame 0 and the others evenly spaced up to the last full clip, decoded in order with
@@ -66,6 +67,8 @@ SetName = Literal["real", "generated"]
 FID_IMAGE_SIZE = 299
 FVD_IMAGE_SIZE = 224
 FVD_CLIP_LENGTH = 16
+PUBLISHED_RESIZE = "bilinear"
+"""How the published FID (TTUR, pytorch-fid) and FVD code resize frames: bilinear, not antialiased."""
 RANDOM_WEIGHTS_NOTE = (
     "random weights: the architecture with seeded random parameters; the value only compares sets within "
     "this run and is not comparable to published numbers"
@@ -94,7 +97,13 @@ class _FrechetJobConfig(Strict):
     image_size: int | None = Field(
         default=None, ge=32, description="Side of the square network input (default 299 for FID, 224 for FVD)."
     )
-    antialias: bool = Field(default=True, description="Antialias the bilinear resize when shrinking frames.")
+    antialias: bool = Field(
+        default=False,
+        description=(
+            "Antialias the bilinear resize when shrinking frames: a cleaner input for large shrinks, but the "
+            "published FID and FVD code resize without it, so the result is then not comparable."
+        ),
+    )
     seed: int = Field(default=0, description="Seed of the random weights (only with weights='random').")
     device: str | None = Field(
         default=None, description="Torch device (default: cuda where the extractor runs and has it, else cpu)."
@@ -586,7 +595,8 @@ def compute_fid(config: FIDConfig, *, progress: bool | None = None) -> FrechetRe
         architecture=InceptionFeatures.architecture,
     )
     sampler = partial(sample_fid_frames, frames_per_video=config.frames_per_video)
-    return _compare("fid", config, extractor, protocol, sampler, {"image_size": FID_IMAGE_SIZE}, progress)
+    standard = {"image_size": FID_IMAGE_SIZE, "resize": PUBLISHED_RESIZE}
+    return _compare("fid", config, extractor, protocol, sampler, standard, progress)
 
 
 def compute_fvd(config: FVDConfig, *, progress: bool | None = None) -> FrechetResult:
@@ -616,5 +626,5 @@ def compute_fvd(config: FVDConfig, *, progress: bool | None = None) -> FrechetRe
         clips_per_video=config.clips_per_video,
         short_videos=config.short_videos,
     )
-    standard = {"image_size": FVD_IMAGE_SIZE, "clip_length": FVD_CLIP_LENGTH}
+    standard = {"image_size": FVD_IMAGE_SIZE, "clip_length": FVD_CLIP_LENGTH, "resize": PUBLISHED_RESIZE}
     return _compare("fvd", config, extractor, protocol, sampler, standard, progress)
