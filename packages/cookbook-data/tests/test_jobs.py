@@ -1,4 +1,5 @@
 import json
+import logging
 import threading
 from pathlib import Path
 
@@ -162,6 +163,22 @@ def test_the_resolved_config_is_written_next_to_the_output(tmp_path: Path) -> No
     resolved = json.loads((tmp_path / "out" / RESOLVED_CONFIG).read_text())
     assert resolved["config"] == {"threshold": 5}
     assert "cookbook-data" in resolved["versions"]
+
+
+def test_a_resolved_config_with_other_settings_is_kept_not_overwritten(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    run_job(job(tmp_path, square), [0], config=Config(threshold=5), progress=False)
+    run_job(job(tmp_path, square), [0, 1], config=Config(threshold=5), progress=False)  # same settings
+    folder = tmp_path / "out"
+    assert sorted(p.name for p in folder.glob("config.resolved*")) == [RESOLVED_CONFIG]
+
+    with caplog.at_level(logging.WARNING):
+        run_job(job(tmp_path, square), [0, 1, 2], config=Config(threshold=7), progress=False)
+    [kept] = [p for p in folder.glob("config.resolved.*.json")]
+    assert json.loads(kept.read_text())["config"] == {"threshold": 5}  # what s0 and s1 were made with
+    assert json.loads((folder / RESOLVED_CONFIG).read_text())["config"] == {"threshold": 7}
+    assert f"kept as {kept.name}" in caplog.text
 
 
 def test_item_failures_carry_a_reason_and_details(tmp_path: Path) -> None:

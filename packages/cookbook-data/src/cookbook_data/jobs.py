@@ -21,6 +21,7 @@ e.g. loading a model) and raises when an item is bad.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -41,6 +42,8 @@ T = TypeVar("T")
 R = TypeVar("R", bound=BaseModel)
 
 RESOLVED_CONFIG = "config.resolved.json"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -123,7 +126,12 @@ class Job(Generic[T, R]):
 
 
 def write_resolved_config(folder: Path, config: BaseModel | dict[str, Any]) -> Path:
-    """Write the configuration a run really used (defaults filled in) as ``config.resolved.json``."""
+    """Write the configuration a run really used (defaults filled in) as ``config.resolved.json``.
+
+    One that is there already with other settings (another stage writing to the same folder, or a rerun with
+    changed settings, whose earlier records were made with the old ones) is kept beside it as
+    ``config.resolved.<UTC time>.json``, with a warning, rather than overwritten: every record in the folder
+    keeps the settings it was made with on file."""
     folder.mkdir(parents=True, exist_ok=True)
     body = config.model_dump(mode="json") if isinstance(config, BaseModel) else config
     versions = {}
@@ -132,9 +140,35 @@ def write_resolved_config(folder: Path, config: BaseModel | dict[str, Any]) -> P
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             continue
+    text = json.dumps({"config": body, "versions": versions}, indent=2, default=str) + "\n"
     path = folder / RESOLVED_CONFIG
-    path.write_text(json.dumps({"config": body, "versions": versions}, indent=2, default=str) + "\n")
+    if path.exists() and _settings_in(path) != json.loads(text)["config"]:
+        kept = _unused_name(folder, f"config.resolved.{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+        path.replace(kept)
+        log.warning(
+            "%s held other settings (another stage's, or an earlier run's whose records are already written): "
+            "kept as %s",
+            path,
+            kept.name,
+        )
+    path.write_text(text)
     return path
+
+
+def _settings_in(path: Path) -> object:
+    """The ``config`` of a resolved-config file (None when it cannot be read as one)."""
+    try:
+        return json.loads(path.read_text()).get("config")
+    except (ValueError, AttributeError, OSError):
+        return None
+
+
+def _unused_name(folder: Path, stem: str) -> Path:
+    candidate, number = folder / f"{stem}.json", 1
+    while candidate.exists():
+        number += 1
+        candidate = folder / f"{stem}-{number}.json"
+    return candidate
 
 
 def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
