@@ -1,6 +1,8 @@
 """The command line: --help stays light, --dry-run plans and validates without GPUs, a launch without them fails
 with a message that says what is missing."""
 
+import json
+import shutil
 import subprocess
 import sys
 import time
@@ -68,3 +70,64 @@ def test_launch_without_gpus_exits_1_naming_what_is_missing(
     assert "LaunchError: GPUs: needs 8 (policy 8), found 0" in err
     assert "--backend local" in err
     assert not (tmp_path / "run" / "logs").exists()  # nothing was started
+
+
+def test_a_fresh_run_refuses_a_folder_holding_an_earlier_run(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], datasets: Any, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    (run / "cosmos" / "20250101000000" / "safetensors" / "step_500").mkdir(parents=True)
+    args = ["sft", str(RECIPES / "reason1_videophy2_sft.toml"), "--dataset", str(datasets("sft", "reason1"))]
+    fresh = run_cli(monkeypatch, *args, "--output-dir", str(run), "--dry-run", "--set", "resume=false")
+    err = capsys.readouterr().err
+    assert fresh == 1
+    assert f"{run} holds checkpoints of an earlier run" in err and "set resume = true" in err
+    assert run_cli(monkeypatch, *args, "--output-dir", str(run), "--dry-run") == 0  # resuming it is fine
+
+
+def _rebuilt_as(dataset: Path, folder: Path, **vision: object) -> Path:
+    """A copy of ``dataset`` whose build recorded other vision settings."""
+    shutil.copytree(dataset, folder)
+    info = json.loads((folder / "build_info.json").read_text())
+    info["vision"].update(vision)
+    (folder / "build_info.json").write_text(json.dumps(info))
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("vision", "message"),
+    [
+        ({"nframes": None, "max_strided_frames": 160}, "cosmos-rl's data packers (qwen-vl-utils) do not read"),
+        ({"total_pixels": 10240 * 28 * 28}, "a video can take 10240 tokens (total_pixels 8028160 / 28²)"),
+    ],
+)
+def test_a_dataset_cosmos_rl_would_train_on_differently_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    datasets: Any,
+    tmp_path: Path,
+    vision: dict[str, object],
+    message: str,
+) -> None:
+    dataset = _rebuilt_as(datasets("sft", "reason1"), tmp_path / "dataset", **vision)
+    args = ["sft", str(RECIPES / "reason1_videophy2_sft.toml"), "--dataset", str(dataset), "--dry-run"]
+    code = run_cli(monkeypatch, *args, "--output-dir", str(tmp_path / "run"))
+    assert code == 1
+    assert message in capsys.readouterr().err
+
+
+def test_the_shipped_recipes_leave_room_beside_a_default_build_s_videos(datasets: Any, tmp_path: Path) -> None:
+    from cookbook_data.build import REASON1_TOTAL_PIXELS
+    from cookbook_train.config import load_run_config
+    from cookbook_train.data import check_dataset
+
+    for recipe in sorted(RECIPES.glob("*.toml")):
+        config = load_run_config(tomllib.loads(recipe.read_text()))
+        arch = config.resolved_arch()
+        kind = "sft" if config.kind == "sft" else "rl"
+        patch = 28 if arch == "reason1" else 32
+        dataset = _rebuilt_as(
+            datasets(kind, arch), tmp_path / recipe.stem, total_pixels=REASON1_TOTAL_PIXELS, patch_factor=patch
+        )
+        # raises when max_length is too short (the test build has no val split to validate on)
+        check_dataset(config.model_copy(update={"dataset": dataset, "validate_every": None}))

@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 
 from cookbook_infer.backends.transformers import load_pretrained
 from cookbook_infer.testing.pytest_plugin import TinyCheckpoints
-from cookbook_train.export import export_checkpoint
+from cookbook_train.export import export_checkpoint, latest_cosmos_export
 
 
 def weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -35,3 +35,10 @@ def test_weights_without_a_processor_take_the_base_model_s(tiny_checkpoints: Tin
 def test_a_folder_that_is_no_checkpoint_is_refused(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="neither a checkpoint"):
         export_checkpoint(tmp_path, tmp_path / "out")
+
+
+def test_the_latest_export_is_the_last_step_of_the_newest_launch(tmp_path: Path) -> None:
+    for launch, step in (("20250101000000", 500), ("20250301000000", 200), ("20250301000000", 180)):
+        (tmp_path / "cosmos" / launch / "safetensors" / f"step_{step}").mkdir(parents=True)
+    assert latest_cosmos_export(tmp_path) == tmp_path / "cosmos" / "20250301000000" / "safetensors" / "step_200"
+    assert latest_cosmos_export(tmp_path / "none") is None

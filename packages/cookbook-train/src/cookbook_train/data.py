@@ -10,13 +10,14 @@ stops the whole run, so bad rows are caught here instead).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cookbook_data.build import BUILD_INFO, BuildReport, read_build_info
 from cookbook_data.schemas import AssistantMessage, Conversation, TextPart
-from cookbook_train.config import MODEL_TYPES, TrainConfig
+from cookbook_train.config import MODEL_TYPES, GRPOConfig, TrainConfig
 
 PATCH_FACTORS = {"reason1": 28, "reason2": 32}
 """Patch factor a dataset's vision settings must have for each architecture."""
@@ -89,6 +90,13 @@ def check_dataset(config: TrainConfig, *, rows_to_check: int = 64) -> DatasetSum
             f"({MODEL_TYPES[arch]}, patch factor {PATCH_FACTORS[arch]}); rebuild with --patch-factor "
             f"{PATCH_FACTORS[arch]}"
         )
+    if config.backend == "cosmos-rl" and build.vision.max_strided_frames is not None:
+        raise DatasetError(
+            f"{folder}: built with max_strided_frames = {build.vision.max_strided_frames}, which cosmos-rl's data "
+            "packers (qwen-vl-utils) do not read: they would sample 2 frames a second, not the frames the dataset "
+            "names; rebuild it with --fps or --nframes, or train with --backend local"
+        )
+    _check_sequence_room(config, build)
     splits = [config.train_split] + ([config.val_split] if config.validate_every is not None else [])
     rows: dict[str, int] = {}
     for split in splits:
@@ -112,6 +120,29 @@ def check_dataset(config: TrainConfig, *, rows_to_check: int = 64) -> DatasetSum
                 if "://" not in part.video and not Path(part.video).is_file():
                     raise DatasetError(f"{where}: video {part.video} does not exist")
     return DatasetSummary(folder=folder, build=build, rows=rows)
+
+
+TEXT_ROOM = 256
+"""Tokens left at least for a prompt's text and a short answer beside its video."""
+
+
+def _check_sequence_room(config: TrainConfig, build: BuildReport) -> None:
+    """Refuse a ``max_length`` that a video of the dataset can fill by itself: cosmos-rl then cuts the sequence
+    short at its end, the answer being trained on, and only logs it. A video's tokens reach ``total_pixels`` /
+    patch² once it is long enough (the pixel budget is shared by its frames), so that is what to allow for."""
+    if build.vision.total_pixels is None:
+        return
+    video = math.ceil(build.vision.total_pixels / build.vision.patch_factor**2)
+    answer = config.max_response_length if isinstance(config, GRPOConfig) else 0
+    needed = video + answer + TEXT_ROOM
+    if needed > config.max_length:
+        generated = f" + max_response_length {answer}" if answer else ""
+        raise DatasetError(
+            f"{config.dataset}: a video can take {video} tokens (total_pixels {build.vision.total_pixels} / "
+            f"{build.vision.patch_factor}²){generated}, and max_length {config.max_length} leaves less than "
+            f"{TEXT_ROOM} for the prompt's text and the answer; set max_length to at least {needed}, or rebuild "
+            "with a smaller --total-pixels"
+        )
 
 
 def messages_of(row: dict[str, Any], *, keep_target: bool) -> list[dict[str, Any]]:

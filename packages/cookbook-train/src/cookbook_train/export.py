@@ -68,10 +68,11 @@ _STEP = re.compile(r"^step_(\d+)$")
 
 
 def latest_cosmos_export(run_dir: Path) -> Path | None:
-    """The newest ``safetensors/step_N`` folder cosmos-rl exported under ``<run>/cosmos/<timestamp>/``."""
-    found: list[tuple[int, str, Path]] = []
+    """The newest ``safetensors/step_N`` folder cosmos-rl exported under ``<run>/cosmos/<timestamp>/``: the last
+    step of the newest launch (an earlier launch in the same folder may have reached a higher step)."""
+    found: list[tuple[str, int, Path]] = []
     for folder in (run_dir / "cosmos").glob("*/safetensors/step_*"):
         match = _STEP.match(folder.name)
         if match and folder.is_dir():
-            found.append((int(match.group(1)), folder.parent.parent.name, folder))
+            found.append((folder.parent.parent.name, int(match.group(1)), folder))
     return max(found)[2] if found else None

@@ -140,9 +140,27 @@ def _cosmos_command(toml_path: Path, log_dir: Path) -> list[str]:
     return [binary, "--config", str(toml_path), "--log-dir", str(log_dir), ENTRY_MODULE]
 
 
+CHECKPOINT_FOLDERS = ("checkpoints", "cosmos")
+"""Where the local trainers and cosmos-rl keep a run's checkpoints, in the run folder."""
+
+
+def _refuse_an_earlier_run(config: SFTConfig | GRPOConfig) -> None:
+    """A fresh run (``resume = false``) in a folder holding an earlier run's checkpoints would mix the two: the
+    rotation of old checkpoints would count the earlier run's, and the export would pick its last step."""
+    if config.resume:
+        return
+    held = [config.output_dir / name for name in CHECKPOINT_FOLDERS if (config.output_dir / name).is_dir()]
+    if any(any(folder.iterdir()) for folder in held):
+        raise LaunchError(
+            f"{config.output_dir} holds checkpoints of an earlier run ({', '.join(str(f) for f in held)}); "
+            "set resume = true to continue it, or give a new output_dir to start afresh"
+        )
+
+
 def plan_run(config: SFTConfig | GRPOConfig) -> Plan:
     """Write the run folder's config files, validate, and check the machine; starts nothing."""
     config = config.with_absolute_paths()
+    _refuse_an_earlier_run(config)
     summary = check_dataset(config)
     plan = Plan(config=config, dataset=summary.describe())
     run = config.output_dir
