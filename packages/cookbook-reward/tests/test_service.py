@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -367,6 +368,19 @@ def test_a_slow_request_times_out_with_504(yesno: Scorer, media: Path) -> None:
     with serve(Recording(yesno, delay_s=1.0), media, request_timeout_s=0.2) as url:
         response = httpx.post(f"{url}/v1/score", json={"items": [item(media / "h264_24fps.mp4")]}, timeout=60)
     assert response.status_code == 504
+
+
+def test_no_upload_is_left_behind_by_requests_that_time_out(yesno: Scorer, media: Path) -> None:
+    encoded = base64.b64encode((media / "h264_24fps.mp4").read_bytes()).decode()
+    before = set(Path(tempfile.gettempdir()).glob("cookbook-reward-uploads-*"))
+    with serve(Recording(yesno, delay_s=0.5), media, request_timeout_s=0.01) as url:
+        [folder] = set(Path(tempfile.gettempdir()).glob("cookbook-reward-uploads-*")) - before
+        body = {"items": [{"id": f"up{i}", "video_base64": encoded} for i in range(4)]}
+        codes = [httpx.post(f"{url}/v1/score", json=body, timeout=60).status_code for _ in range(3)]
+        time.sleep(1.0)  # the uploads being written or scored when their requests ended
+        left = list(folder.iterdir())
+    assert codes == [504] * 3
+    assert left == []
 
 
 def test_timed_out_items_give_their_places_back_at_once(yesno: Scorer, media: Path) -> None:
