@@ -152,6 +152,19 @@ def test_sampson_distance_is_zero_for_true_correspondences_and_matches_opencv() 
     np.testing.assert_allclose(sampson_distance(fundamental.T, noisy, x1), ours, rtol=1e-10)  # symmetric
 
 
+def test_homogeneous_points_are_scaled_to_pixels_and_degenerate_input_is_refused() -> None:
+    fundamental, x1, x2 = _projections()
+    noisy = x2 + np.random.default_rng(2).normal(0, 0.5, x2.shape)
+    pixels = sampson_distance(fundamental, x1, noisy)
+    weights = np.linspace(0.5, 3.0, len(x1))[:, None]
+    scaled = sampson_distance(fundamental, np.hstack([x1, np.ones_like(weights)]) * weights, noisy)
+    np.testing.assert_allclose(scaled, pixels, rtol=1e-10)
+    with pytest.raises(ValueError, match="at infinity"):
+        sampson_distance(fundamental, np.array([[1.0, 2.0, 0.0]]), noisy[:1])
+    with pytest.raises(ValueError, match="fundamental matrix is zero"):
+        sampson_distance(np.zeros((3, 3)), x1, noisy)
+
+
 def test_sampson_distance_of_a_vertical_offset_in_rectified_stereo() -> None:
     # Cameras side by side: epipolar lines are image rows, and moving a point off its row by d pixels gives a
     # Sampson distance of d / sqrt(2) (the correction is shared between both images).

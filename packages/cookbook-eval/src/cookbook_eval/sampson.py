@@ -173,18 +173,23 @@ def _homogeneous(points: ArrayLike) -> NDArray[np.float64]:
     if array.ndim != 2 or array.shape[1] not in (2, 3):
         raise ValueError(f"points must have shape (N, 2) or (N, 3), got {array.shape}")
     if array.shape[1] == 2:
-        array = np.hstack([array, np.ones((array.shape[0], 1))])
-    return array
+        return np.hstack([array, np.ones((array.shape[0], 1))])
+    scale = array[:, 2:]
+    if np.any(scale == 0):
+        raise ValueError("homogeneous points with last coordinate 0 lie at infinity and have no pixel position")
+    return array / scale  # the formula's distances are in pixels only for points scaled to w = 1
 
 
 def sampson_distance(fundamental: ArrayLike, points1: ArrayLike, points2: ArrayLike) -> NDArray[np.float64]:
     """√Sampson distance in pixels of each correspondence x1 <-> x2 under F (x2ᵀ F x1 = 0 for a perfect one).
 
-    ``points`` are (N, 2) pixel coordinates (or (N, 3) homogeneous with last coordinate 1).
+    ``points`` are (N, 2) pixel coordinates, or (N, 3) homogeneous ones (scaled to last coordinate 1 here).
     """
     f = np.asarray(fundamental, dtype=np.float64)
     if f.shape != (3, 3):
         raise ValueError(f"a fundamental matrix is 3x3, got {f.shape}")
+    if not np.any(f):
+        raise ValueError("the fundamental matrix is zero: it constrains nothing, so no distance is defined")
     x1, x2 = _homogeneous(points1), _homogeneous(points2)
     if x1.shape != x2.shape:
         raise ValueError(f"point sets differ in shape: {x1.shape} and {x2.shape}")
