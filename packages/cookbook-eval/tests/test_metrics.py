@@ -386,6 +386,24 @@ def test_expected_scores_drive_the_calibration_when_present(tmp_path: Path) -> N
     assert plain.calibration is not None and plain.calibration.source == "predicted_score"
 
 
+def test_expected_scores_of_joint_records_drive_the_calibration_too(tmp_path: Path) -> None:
+    samples = [sample(f"s{i}", pc=label, sa=4) for i, label in enumerate([1, 2, 4, 5, 5])]
+    expected = [1.2, 2.6, 3.9, 4.4, 4.9]
+    scores = [
+        ScoreRecord(
+            sample_id=f"s{i}",
+            score=float(round(e) >= 4),
+            score_kind="videophy2_joint",
+            rewards={"physics": float(round(e)), "adherence": 4.0, "physics_expected": e, "adherence_expected": 4.1},
+        )
+        for i, e in enumerate(expected)
+    ]
+    cfg = config(tmp_path, predictions=None, scores=tmp_path / "s.jsonl", bootstrap=0, calibration_bins=4)
+    summary = summarize_videophy2(samples, cfg, scores=scores)
+    assert summary.calibration is not None and summary.calibration.source == "expected_score"
+    assert summary.calibration.bins[-1].mean_predicted == pytest.approx(4.65)
+
+
 def test_multiple_choice_summary(tmp_path: Path) -> None:
     samples = [
         sample("q1", answer="A", metadata={"dataset": "vqa-x", "category": "kitchen"}),

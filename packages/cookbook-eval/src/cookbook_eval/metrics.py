@@ -527,11 +527,17 @@ class _Answer:
     joint: dict[str, float | None] = field(default_factory=dict)
     """Likert score by kind, from a joint record."""
     expected: float | None = None
-    """Expected score of the main kind, when the record carries one."""
+    """Expected score of the main kind, when a record of that kind carries one."""
+    joint_expected: float | None = None
+    """Expected score of the main kind from a joint record (its ``rewards.<part>_expected``)."""
 
     def score(self, kind: str) -> float | None:
         """The score of a kind; a record of that very kind takes precedence over a joint record's copy."""
         return self.scores[kind] if kind in self.scores else self.joint.get(kind)
+
+    def expected_score(self, kind: str) -> float | None:
+        """The main kind's expected score, taken where :meth:`score` takes the score from."""
+        return self.expected if kind in self.scores else self.joint_expected
 
     def has(self, kind: str) -> bool:
         return kind in self.scores or kind in self.joint
@@ -583,6 +589,8 @@ def _from_scores(scores: Iterable[ScoreRecord], main_kind: str) -> _Answers:
         if kind == JOINT_SCORE_KIND:
             for likert_kind, key in JOINT_REWARD_KEYS.items():
                 answer.joint[likert_kind] = record.rewards.get(key)
+            expected = record.rewards.get(f"{JOINT_REWARD_KEYS.get(main_kind)}_expected")
+            answer.joint_expected = float(expected) if isinstance(expected, int | float) else None
             continue
         answer.scores[kind] = record.score
         if kind == main_kind:
@@ -795,7 +803,10 @@ def _add_likert_metrics(
             "nearest integer (halves up); correlations and the mean absolute error use them as given."
         )
 
-    expected = [usable_score(answer.expected, config.min_score, config.max_score) for answer in answers]
+    expected = [
+        usable_score(answer.expected_score(config.likert_kind()), config.min_score, config.max_score)
+        for answer in answers
+    ]
     if any(value is not None for value in expected):
         width = (config.max_score - config.min_score) / config.calibration_bins
         edges = [config.min_score + width * step for step in range(config.calibration_bins + 1)]
