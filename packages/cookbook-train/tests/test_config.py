@@ -134,6 +134,22 @@ def test_invariants_hold_whatever_extra_says() -> None:
         validate_rendered(rendered_with(grpo, {}, ["lora.rank=8", "cosmos.policy.tp=2"]))
 
 
+def test_a_missing_video_far_into_the_dataset_is_found_before_launch(datasets: Any, tmp_path: Path) -> None:
+    from datasets import DatasetDict, concatenate_datasets, load_from_disk
+
+    built = datasets("sft", "reason1")
+    train = load_from_disk(str(built))["train"]
+    last = train[0]
+    last["id"], last["conversations"] = "gone", last["conversations"].replace(".mp4", "-missing.mp4")
+    rows = concatenate_datasets([train] * 40 + [train.from_list([last])])
+    folder = tmp_path / "dataset"
+    DatasetDict({"train": rows}).save_to_disk(str(folder))
+    (folder / "build_info.json").write_text((built / "build_info.json").read_text())
+    config = SFTConfig(dataset=folder, output_dir=tmp_path / "run", lr=1e-5, arch="reason1", model="some/model")
+    with pytest.raises(DatasetError, match=r"row 120 \(id 'gone'\): video .*-missing\.mp4 does not exist"):
+        check_dataset(config)
+
+
 def test_datasets_are_checked_against_the_recipe(datasets: Any, tmp_path: Path) -> None:
     base = {"output_dir": tmp_path, "lr": 1e-5, "arch": "reason1", "model": "some/model"}
     summary = check_dataset(SFTConfig(dataset=datasets("sft", "reason1"), **base))

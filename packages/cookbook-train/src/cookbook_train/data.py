@@ -72,10 +72,12 @@ class DatasetSummary:
         return f"{self.folder} (build-{self.build.kind} {self.build.task}, prompt {self.build.prompt}; rows: {counts})"
 
 
-def check_dataset(config: TrainConfig, *, rows_to_check: int = 64) -> DatasetSummary:
+def check_dataset(config: TrainConfig) -> DatasetSummary:
     """Check that ``config.dataset`` suits the recipe; raises :class:`DatasetError` naming the problem.
 
-    The first ``rows_to_check`` rows of each used split are parsed and their video files looked up.
+    Every row of each used split is parsed and its video files looked up (each file once):
+    about 50 µs a row, a minute for a million rows, where one missing video found by cosmos-rl stops a whole
+    multi-GPU run after 50 retries.
     """
     folder = config.dataset
     if not (folder / BUILD_INFO).is_file():
@@ -99,12 +101,13 @@ def check_dataset(config: TrainConfig, *, rows_to_check: int = 64) -> DatasetSum
     _check_sequence_room(config, build)
     splits = [config.train_split] + ([config.val_split] if config.validate_every is not None else [])
     rows: dict[str, int] = {}
+    found: set[str] = set()
     for split in splits:
         data = load_split(folder, split)
         rows[split] = len(data)
         if not len(data):
             raise DatasetError(f"{folder}: split {split!r} is empty")
-        for index in range(min(rows_to_check, len(data))):
+        for index in range(len(data)):
             row = data[index]
             where = f"{folder} split {split!r} row {index} (id {row.get('id')!r})"
             try:
@@ -117,8 +120,9 @@ def check_dataset(config: TrainConfig, *, rows_to_check: int = 64) -> DatasetSum
             if config.kind == "grpo" and not str(row.get("reference") or "").strip():
                 raise DatasetError(f"{where}: no reference answer for the rewards")
             for part in prompt.video_parts():
-                if "://" not in part.video and not Path(part.video).is_file():
+                if part.video not in found and "://" not in part.video and not Path(part.video).is_file():
                     raise DatasetError(f"{where}: video {part.video} does not exist")
+                found.add(part.video)
     return DatasetSummary(folder=folder, build=build, rows=rows)
 
 
