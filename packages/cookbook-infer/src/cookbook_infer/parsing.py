@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from itertools import accumulate
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
@@ -61,7 +62,7 @@ def _score_number(answer: str) -> tuple[str, int] | None:
     if whole:
         return whole.group(1), whole.start(1)
     lines = answer.splitlines(keepends=True)
-    starts = [sum(len(line) for line in lines[:i]) for i in range(len(lines))]
+    starts = list(accumulate((len(line) for line in lines), initial=0))[:-1]  # where each line begins
     for start, line in zip(reversed(starts), reversed(lines), strict=True):
         match = _SCORE_LINE.match(line.rstrip("\r\n"))
         if match:
