@@ -589,7 +589,8 @@ def _from_scores(scores: Iterable[ScoreRecord], main_kind: str) -> _Answers:
         if kind == JOINT_SCORE_KIND:
             for likert_kind, key in JOINT_REWARD_KEYS.items():
                 answer.joint[likert_kind] = record.rewards.get(key)
-            expected = record.rewards.get(f"{JOINT_REWARD_KEYS.get(main_kind)}_expected")
+            part = JOINT_REWARD_KEYS.get(main_kind)
+            expected = None if part is None else record.rewards.get(f"{part}_expected")
             answer.joint_expected = float(expected) if isinstance(expected, int | float) else None
             continue
         answer.scores[kind] = record.score
