@@ -51,7 +51,21 @@ def test_scores_are_read_strictly(answer: str, expected: int | None) -> None:
     assert parse_score(answer, 1, 5) == expected
 
 
-@pytest.mark.parametrize(("answer", "expected"), [("B", "B"), ("(C) the cup", "C"), ("A. left", "A"), ("Dog", None)])
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("B", "B"),
+        (" B\n", "B"),
+        ("(C) the cup", "C"),
+        ("A. left", "A"),
+        ("D) right", "D"),
+        ("E: neither", "E"),
+        ("Dog", None),
+        ("I think it is B", None),
+        ("A car turns left", None),
+        ("b", None),
+    ],
+)
 def test_choices(answer: str, expected: str | None) -> None:
     assert parse_choice(answer) == expected
 

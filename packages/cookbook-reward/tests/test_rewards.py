@@ -94,6 +94,7 @@ def test_a_reference_without_a_score_is_an_error() -> None:
         (answer("(B) the red cup"), "<answer>\nB\n</answer>", 1.0, 0.0),
         (answer("C. the blue cup"), "B", 0.0, 0.0),
         (answer("the red cup"), "B", 0.0, 1.0),
+        (answer("A car hits the cup"), "A", 0.0, 1.0),
     ],
 )
 def test_choice_accuracy(completion: str, reference: str, expected: float, unparseable: float) -> None:

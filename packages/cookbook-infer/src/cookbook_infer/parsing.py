@@ -81,13 +81,16 @@ def parse_score(answer: str, low: int, high: int) -> int | None:
     return int(value) if value.is_integer() and low <= value <= high else None
 
 
-_CHOICE = re.compile(r"^\s*\(?([A-Z])\)?(?:[.):]|\s|$)")
+_CHOICE = re.compile(r"\(([A-Z])\)|([A-Z])(?:[.):,]|$)")
 
 
 def parse_choice(answer: str) -> str | None:
-    """The option letter an answer starts with (``B``, ``(B)``, ``B. the cup``), else None."""
+    """The option letter an answer starts with (``B``, ``(B)``, ``B. the cup``, ``B) the cup``), else None.
+
+    A letter followed by a space alone is not a choice: "I think it is B" and "A car turns left" start with
+    English words, not options I and A."""
     match = _CHOICE.match(answer.strip())
-    return match.group(1) if match else None
+    return (match.group(1) or match.group(2)) if match else None
 
 
 def parse_verdict(answer: str) -> str | None:
