@@ -310,6 +310,21 @@ def test_trl_adapter_scores_a_batch_of_conversations(service: RewardService) -> 
     assert [request["prompts"] for request in service.requests] == [["p1"], ["p2"]]
 
 
+def test_a_chat_prompt_reaches_the_service_as_its_user_text(service: RewardService) -> None:
+    remote = as_trl(make_remote_reward(service.url, token=service.token))
+    prompts = [
+        [
+            {"role": "system", "content": "You judge videos."},
+            {"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "A cup falls off a table."}]},
+        ],
+        [{"role": "user", "content": "A ball rolls."}],
+    ]
+
+    remote(completions=["a.mp4", "b.mp4"], prompts=prompts)
+
+    assert [request["prompts"] for request in service.requests] == [["A cup falls off a table."], ["A ball rolls."]]
+
+
 def test_trl_adapter_works_without_references() -> None:
     assert as_trl(format_reward)(completions=[answer("1"), "1"]) == [1.0, 0.0]
 

@@ -26,7 +26,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard
 
 from cookbook_infer.parsing import (
     ANSWER_CLOSE,
@@ -108,12 +108,26 @@ class RemoteRewardError(RuntimeError):
 
 
 def _as_text(value: object) -> str:
-    """A prompt or label as the service's protocol wants it: text, JSON for structured values, "" for none."""
+    """A prompt or label as the service's protocol wants it: text, "" for none, the last user turn's text for a
+    conversation (a chat prompt, as TRL passes it: the service reads the prompt as the video's caption, which
+    the conversation's JSON is not), JSON for other structured values."""
     if value is None:
         return ""
     if isinstance(value, str):
         return value
+    if _is_conversation(value):
+        asked = [message for message in value if message.get("role") == "user"]
+        if asked:
+            return _content_text(asked[-1].get("content"))
     return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _is_conversation(value: object) -> TypeGuard[Sequence[dict[str, object]]]:
+    return (
+        isinstance(value, list | tuple)
+        and bool(value)
+        and all(isinstance(message, dict) and "role" in message for message in value)
+    )
 
 
 def _reward_url(base_url: str) -> str:
