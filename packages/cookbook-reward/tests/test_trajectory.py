@@ -222,6 +222,37 @@ def test_standing_still_holds_the_last_heading() -> None:
     assert np.all(np.abs(motion.curvature) < 1e-3)
 
 
+@pytest.mark.parametrize("derivative", ["finite_difference", "savgol"])
+def test_reversing_is_not_read_as_a_turn(derivative: str) -> None:
+    t = np.arange(POINTS) * DT
+    x = 2 * t - 0.5 * t**2  # 2 m/s forward, braking at 1 m/s², stopping at 2 s, then reversing
+    trajectory = Trajectory(x=x.tolist(), y=[0.0] * POINTS)
+
+    motion = compute_kinematics(trajectory, VerifierConfig(derivative=derivative))  # type: ignore[arg-type]
+    report = verify_trajectory(trajectory, VerifierConfig(derivative=derivative))  # type: ignore[arg-type]
+
+    np.testing.assert_allclose(motion.heading, 0, atol=1e-9)  # still facing +x, driving backwards
+    np.testing.assert_allclose(motion.yaw_rate, 0, atol=1e-9)
+    np.testing.assert_allclose(motion.lon_acceleration, -1.0, atol=1e-6)
+    assert report.passed, failed(report)
+
+
+def test_a_turn_back_and_forth_stays_a_turn() -> None:
+    trajectory = drive(5, constant(0), lambda t: 0.9 * np.sin(2 * t))  # weaving forward, under every limit
+
+    motion = compute_kinematics(trajectory)
+
+    assert np.all(np.abs(motion.heading) < 0.9)
+
+
+def test_waypoints_too_large_to_differentiate_are_refused() -> None:
+    t = np.arange(POINTS) * DT
+    trajectory = Trajectory(x=(1e155 * t).tolist(), y=(1e155 * t**2).tolist())
+
+    with pytest.raises(TrajectoryError, match="not a finite number at waypoint"):
+        verify_trajectory(trajectory)
+
+
 @pytest.mark.parametrize(
     ("fields", "message"),
     [

@@ -288,7 +288,12 @@ def _window_for(config: VerifierConfig, count: int) -> int | None:
 
 
 def _heading(trajectory: Trajectory, vx: FloatArray, vy: FloatArray, moving: npt.NDArray[np.bool_]) -> FloatArray:
-    """Given headings, or the direction of motion; while (nearly) stopped, the last reliable direction."""
+    """Given headings, or the direction of motion; while (nearly) stopped, the last reliable direction.
+
+    Without given headings, a direction of motion that turns by more than a quarter turn from one reliable
+    waypoint to the next is the vehicle changing gear, not turning (no car turns 90° in a time step, or while
+    stopped): from there the heading is the opposite of the motion, until the next such reversal. The first
+    motion is taken as forward. Else a parking manoeuvre would read as a 180° turn in an instant."""
     if trajectory.heading is not None:
         raw = np.asarray(trajectory.heading, dtype=np.float64)
     elif not moving.any():
@@ -296,8 +301,26 @@ def _heading(trajectory: Trajectory, vx: FloatArray, vy: FloatArray, moving: npt
     else:
         first = int(np.argmax(moving))
         reliable = np.maximum.accumulate(np.where(moving, np.arange(len(vx)), first))
-        raw = np.arctan2(vy, vx)[reliable]
+        raw = _gear_corrected(np.arctan2(vy, vx), moving)[reliable]
     return np.asarray(np.unwrap(raw), dtype=np.float64)
+
+
+def _gear_corrected(direction: FloatArray, moving: npt.NDArray[np.bool_]) -> FloatArray:
+    """``direction`` turned by π wherever the vehicle reverses (read at the moving waypoints only)."""
+    heading = direction.copy()
+    reversing, last = False, None
+    for index in np.flatnonzero(moving):
+        candidate = direction[index] + (np.pi if reversing else 0.0)
+        if last is not None and abs(_wrapped(candidate - last)) > np.pi / 2:
+            reversing = not reversing
+            candidate = direction[index] + (np.pi if reversing else 0.0)
+        heading[index] = last = candidate
+    return heading
+
+
+def _wrapped(angle: float) -> float:
+    """``angle`` in [-π, π)."""
+    return float((angle + np.pi) % (2 * np.pi) - np.pi)
 
 
 def compute_kinematics(trajectory: Trajectory, config: VerifierConfig | None = None) -> Kinematics:
@@ -328,7 +351,16 @@ def compute_kinematics(trajectory: Trajectory, config: VerifierConfig | None = N
 
 
 def _check(name: str, series: FloatArray, lower: float | None, upper: float) -> CheckResult:
-    """Hold `series` to [lower, upper] (no lower bound when None) and report its worst waypoint."""
+    """Hold `series` to [lower, upper] (no lower bound when None) and report its worst waypoint.
+
+    A quantity that overflowed (waypoints of 1e155 m, or timestamps 1e-300 s apart) is refused: its NaN would
+    pass no check yet say nothing, and is not valid JSON in a report."""
+    broken = np.flatnonzero(~np.isfinite(series))
+    if broken.size:
+        raise TrajectoryError(
+            f"{name} is not a finite number at waypoint {int(broken[0])}: the waypoints are too far apart or too "
+            "close in time to differentiate"
+        )
     margins = upper - series if lower is None else np.minimum(series - lower, upper - series)
     worst = int(np.argmin(margins))
     value = float(series[worst])
@@ -355,7 +387,8 @@ def verify_trajectory(trajectory: Trajectory, config: VerifierConfig | None = No
     """
     config = VerifierConfig() if config is None else config
     limits = config.limits
-    motion = compute_kinematics(trajectory, config)
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused by the checks, naming it
+        motion = compute_kinematics(trajectory, config)
     checks = [
         _check("lon_acceleration", motion.lon_acceleration, limits.min_lon_acceleration, limits.max_lon_acceleration),
         _symmetric("lat_acceleration", motion.lat_acceleration, limits.max_abs_lat_acceleration),
