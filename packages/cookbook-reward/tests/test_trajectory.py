@@ -228,8 +228,8 @@ def test_reversing_is_not_read_as_a_turn(derivative: str) -> None:
     x = 2 * t - 0.5 * t**2  # 2 m/s forward, braking at 1 m/s², stopping at 2 s, then reversing
     trajectory = Trajectory(x=x.tolist(), y=[0.0] * POINTS)
 
-    motion = compute_kinematics(trajectory, VerifierConfig(derivative=derivative))  # type: ignore[arg-type]
-    report = verify_trajectory(trajectory, VerifierConfig(derivative=derivative))  # type: ignore[arg-type]
+    motion = compute_kinematics(trajectory, VerifierConfig(derivative=derivative))
+    report = verify_trajectory(trajectory, VerifierConfig(derivative=derivative))
 
     np.testing.assert_allclose(motion.heading, 0, atol=1e-9)  # still facing +x, driving backwards
     np.testing.assert_allclose(motion.yaw_rate, 0, atol=1e-9)
