@@ -174,7 +174,8 @@ def validate_command(
     """Check every row (schema, file, decoding, duration, resolution, rotation, frame rate).
 
     Good rows go to the valid manifest with their probed facts; bad rows go to the quarantine file with a
-    reason code, a message naming the file, the line and the original row. Reruns resume. With --engine ray
+    reason code, a message naming the file, the line and the original row. Reruns resume: quarantined rows stay
+    quarantined, except those whose video was missing (looked for again). With --engine ray
     the rows are checked by a pool of Ray actors (one per CPU of the cluster), the files written here.
     """
     from cookbook_data.engines import LocalEngineConfig, RayEngineConfig

@@ -111,6 +111,9 @@ class Job(Generic[T, R]):
     retry_failed: bool = True
     """On a rerun, process again the items that failed before (True: transient failures such as a full
     GPU); False treats a recorded failure as final (validation: a broken file stays broken)."""
+    retried_errors: frozenset[str] = frozenset()
+    """Error types tried again on a rerun even when ``retry_failed`` is False: failures that the user can
+    mend outside the job (validation: a missing file, downloaded since)."""
 
     def __post_init__(self) -> None:
         if (self.process is None) == (self.factory is None):
@@ -320,7 +323,7 @@ def _pending(job: Job[T, R], items: Iterable[T], report: JobReport, resume: _Res
     errors; ``resume`` records which is which."""
     already = set(resume.done)
     if not job.retry_failed:
-        already |= done_ids(job.errors)
+        already |= done_ids(job.errors, unless_error_type=job.retried_errors)
     seen: set[str] = set()
     for item in items:
         report.total += 1

@@ -62,20 +62,25 @@ def read_records(path: str | os.PathLike[str], model: type[R]) -> Iterator[R]:
             raise RecordFileError(f"{path}:{number}: {describe_validation_error(error)}") from None
 
 
-def done_ids(path: str | os.PathLike[str], key: str = "sample_id") -> set[str]:
-    """Ids already present in a record file, so a rerun can skip them. A missing file means none."""
+def done_ids(
+    path: str | os.PathLike[str], key: str = "sample_id", *, unless_error_type: frozenset[str] = frozenset()
+) -> set[str]:
+    """Ids already present in a record file, so a rerun can skip them. A missing file means none. In an
+    errors file, lines whose ``error_type`` is in ``unless_error_type`` do not count (their items are retried)."""
     path = Path(path)
     if not path.exists():
         return set()
     ids: set[str] = set()
     for number, line, complete in _lines(path):
         try:
-            value = json.loads(line)[key]
+            record = json.loads(line)
+            value = record[key]
         except (json.JSONDecodeError, KeyError, TypeError):
             if not complete:
                 break
             raise RecordFileError(f"{path}:{number}: no `{key}` in this line") from None
-        ids.add(str(value))
+        if record.get("error_type") not in unless_error_type:
+            ids.add(str(value))
     return ids
 
 

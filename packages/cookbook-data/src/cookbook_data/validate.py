@@ -157,7 +157,8 @@ def row_checker(config: ValidateConfig) -> Callable[[list[Row]], list[VideoSampl
 def validate_manifest(config: ValidateConfig, *, progress: bool | None = None) -> JobReport:
     """Check every row of ``config.manifest``; valid rows and quarantined rows go to their files.
 
-    Reruns resume: rows already in either output are not checked again (a broken file stays broken).
+    Reruns resume: rows already in either output are not checked again (a broken file stays broken), except
+    rows quarantined as ``missing_file``, whose video may have been downloaded or mounted since.
     """
     job: Job[Row, VideoSample] = Job(
         stage="validate",
@@ -169,6 +170,7 @@ def validate_manifest(config: ValidateConfig, *, progress: bool | None = None) -
         id_field="id",
         workers=config.workers,
         retry_failed=False,
+        retried_errors=frozenset({"missing_file"}),
     )
     total = sum(1 for _ in _rows(config.manifest))
     return run_job(job, _rows(config.manifest), config=config, progress=progress, total=total, engine=config.engine)
