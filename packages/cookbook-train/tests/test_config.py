@@ -150,6 +150,16 @@ def test_a_missing_video_far_into_the_dataset_is_found_before_launch(datasets: A
         check_dataset(config)
 
 
+def test_references_the_rewards_cannot_read_are_found_before_launch(datasets: Any, tmp_path: Path) -> None:
+    base = {"dataset": datasets("rl", "reason1"), "output_dir": tmp_path, "lr": 1e-5, "arch": "reason1"}
+    scores = GRPOConfig(model="some/model", rewards=[{"name": "format"}, {"name": "score_accuracy"}], **base)
+    choices = GRPOConfig(model="some/model", rewards=[{"name": "format"}, {"name": "choice_accuracy"}], **base)
+
+    assert check_dataset(scores).rows["train"] == 3  # VideoPhy-2 scores as references
+    with pytest.raises(DatasetError, match=r"row 0 \(id .*\): reward 'choice_accuracy' cannot use its reference: .*"):
+        check_dataset(choices)
+
+
 def test_datasets_are_checked_against_the_recipe(datasets: Any, tmp_path: Path) -> None:
     base = {"output_dir": tmp_path, "lr": 1e-5, "arch": "reason1", "model": "some/model"}
     summary = check_dataset(SFTConfig(dataset=datasets("sft", "reason1"), **base))

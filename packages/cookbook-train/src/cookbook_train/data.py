@@ -4,8 +4,8 @@ A built dataset is a ``DatasetDict`` saved with ``save_to_disk`` (splits ``train
 ``conversations`` — the JSON string of the message list, vision settings inside each video part — and
 ``reference``), with ``build_info.json`` beside it. :func:`check_dataset` verifies, before anything is launched,
 that the folder suits the recipe: the right kind of build, vision settings made for the model's patch size, and
-rows whose conversations parse and whose videos exist (cosmos-rl retries a failing sample 50 times and then
-stops the whole run, so bad rows are caught here instead).
+rows whose conversations parse, whose videos exist and whose references the recipe's rewards can read
+(cosmos-rl retries a failing sample 50 times and then stops the whole run, so bad rows are caught here instead).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 from cookbook_data.build import BUILD_INFO, BuildReport, read_build_info
 from cookbook_data.schemas import AssistantMessage, Conversation, TextPart
 from cookbook_train.config import MODEL_TYPES, GRPOConfig, TrainConfig
+from cookbook_train.rewards import WeightedReward, reward_functions, reward_name
 
 PATCH_FACTORS = {"reason1": 28, "reason2": 32}
 """Patch factor a dataset's vision settings must have for each architecture."""
@@ -99,6 +100,7 @@ def check_dataset(config: TrainConfig) -> DatasetSummary:
             "names; rebuild it with --fps or --nframes, or train with --backend local"
         )
     _check_sequence_room(config, build)
+    rewards = reward_functions(config) if isinstance(config, GRPOConfig) else []
     splits = [config.train_split] + ([config.val_split] if config.validate_every is not None else [])
     rows: dict[str, int] = {}
     found: set[str] = set()
@@ -119,11 +121,23 @@ def check_dataset(config: TrainConfig) -> DatasetSummary:
                 raise DatasetError(f"{where}: no final assistant turn to train on")
             if config.kind == "grpo" and not str(row.get("reference") or "").strip():
                 raise DatasetError(f"{where}: no reference answer for the rewards")
+            _check_rewards_read(rewards, row, where)
             for part in prompt.video_parts():
                 if part.video not in found and "://" not in part.video and not Path(part.video).is_file():
                     raise DatasetError(f"{where}: video {part.video} does not exist")
                 found.add(part.video)
     return DatasetSummary(folder=folder, build=build, rows=rows)
+
+
+def _check_rewards_read(rewards: list[WeightedReward], row: dict[str, Any], where: str) -> None:
+    """Refuse a reference a reward cannot read (a score where ``choice_accuracy`` wants an option letter): the
+    reward raises on it, and cosmos-rl would meet that in the middle of a run. A reward reads its reference
+    before the completion, so an empty completion is enough to find out."""
+    for fn, _ in rewards:
+        try:
+            fn("", row["reference"])
+        except ValueError as error:
+            raise DatasetError(f"{where}: reward {reward_name(fn)!r} cannot use its reference: {error}") from None
 
 
 TEXT_ROOM = 256
