@@ -154,6 +154,24 @@ def test_probe_tells_the_odd_videos_apart(synthetic_videos: VideoSet) -> None:
     assert (huge.width, huge.height) == HUGE_SIZE
 
 
+def test_a_long_constant_rate_mkv_with_b_frames_is_not_variable_rate(tmp_path: Path) -> None:
+    import av
+
+    path = tmp_path / "cfr.mkv"
+    clip = SyntheticVideo(path, fps=30, num_frames=300, width=128, height=96, codec="h264", velocity=(1, 1))
+    with av.open(str(path), mode="w") as container:  # x264's default preset: B-frames, stored in decode order
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 128, 96, "yuv420p"
+        for index in range(clip.num_frames):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(clip.render(index), format="rgb24")))
+        container.mux(stream.encode(None))
+
+    info = probe(path)
+
+    assert info.num_frames == 300  # MKV stores no frame count: every packet was read
+    assert info.variable_frame_rate is False
+
+
 TICKS_30FPS_MS = [round(i * 1000 / 29.97) for i in range(300)]
 """29.97 fps in a 1/1000 time base: frames 33 or 34 ticks apart, a constant rate all the same."""
 

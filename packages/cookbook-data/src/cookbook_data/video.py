@@ -354,6 +354,8 @@ def _probe_pyav(path: Path) -> VideoInfo:
             stamp = packet.pts if packet.pts is not None else packet.dts
             if stamp is not None and len(timestamps) < VFR_PACKETS:
                 timestamps.append(stamp)
+            elif stamp is not None:
+                complete = False  # read on for the frame count (MKV, WebM store none), timestamps no longer kept
             if packets >= VFR_PACKETS and stream.frames:
                 complete = False  # the container knows the frame count: no need to read on
                 break
