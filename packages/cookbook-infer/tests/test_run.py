@@ -174,6 +174,25 @@ def test_reasoning_tasks_ask_each_architecture_its_own_way(
     assert asked["reason2-vqa"] == "Where does the square go?\n"
 
 
+@pytest.mark.parametrize(("task", "prompt"), [("vqa", "caption"), ("critic", "vqa"), ("adherence", "caption")])
+def test_a_prompt_without_a_place_for_the_task_s_values_is_refused_at_start(
+    tiny_checkpoints: TinyCheckpoints, tmp_path: Path, synthetic_videos: VideoSet, task: str, prompt: str
+) -> None:
+    video = synthetic_videos.good["h264_24fps"]
+    sample = VideoSample(id="q", path=str(video.path), caption="A square.", labels={"question": "Where does it go?"})
+    config = RunConfig(
+        model=str(tiny_checkpoints("reason2")),
+        task=task,
+        prompt=prompt,
+        manifest=write_manifest(tmp_path / "m.jsonl", [sample]),
+        out=tmp_path / "out.jsonl",
+    )
+
+    with pytest.raises(ValueError, match=f"prompt {prompt}.*: task {task} needs the placeholders"):
+        run_inference(config, backend=Scripted({"h264_24fps": "x"}), progress=False)
+    assert not config.out.exists()
+
+
 def test_videos_are_decoded_in_the_job_s_cpu_step_not_by_the_model_s_worker(
     tiny_checkpoints: TinyCheckpoints, tmp_path: Path, synthetic_videos: VideoSet
 ) -> None:
@@ -203,6 +222,8 @@ def test_a_prepared_sample_gets_the_answer_of_the_sample_itself(
     prepared = predictor.prepare_batch(samples)
     assert [item.sample for item in prepared] == samples
     assert predictor.prepare_batch(prepared) == prepared  # preparing twice changes nothing
+    for item in prepared:  # the native-resolution frames are let go, not kept alive by an empty view
+        assert all(video.frames.size == 0 and video.frames.base is None for video, _ in item.videos)
     mixed: list[VideoSample | PreparedSample] = [prepared[0], samples[1]]
     expected = [(p.sample_id, p.raw_text) for p in predictor(samples)]
     assert [(p.sample_id, p.raw_text) for p in predictor(prepared)] == expected

@@ -115,7 +115,11 @@ def target_text(target_format: TargetFormat, answer: str, reasoning: str | None)
 
 def check_template(template: PromptTemplate, task: Task) -> None:
     """Refuse a template whose placeholders do not fit ``task`` (a VQA question must have a place to go)."""
-    wanted = TASK_PLACEHOLDERS[task]
+    check_placeholders(template, task, TASK_PLACEHOLDERS[task])
+
+
+def check_placeholders(template: PromptTemplate, task: str, wanted: frozenset[str]) -> None:
+    """Refuse a template whose placeholders are not exactly ``wanted``, the values ``task`` fills in."""
     if template.placeholders != wanted:
 
         def names(found: frozenset[str]) -> str:

@@ -12,7 +12,7 @@ from typing import Literal
 
 from cookbook_data.prompts import PromptTemplate, load_prompt
 from cookbook_data.schemas import Conversation, VideoSample
-from cookbook_data.tasks import LabelFields, prompt_values
+from cookbook_data.tasks import TASK_PLACEHOLDERS, LabelFields, check_placeholders, prompt_values
 from cookbook_data.tasks import Task as DataTask
 from cookbook_data.video import VisionSettings
 from cookbook_infer.parsing import parse_choice, parse_reasoning, parse_score, parse_verdict
@@ -20,6 +20,16 @@ from cookbook_infer.registry import REASONING_SUFFIX, Arch
 
 AnswerKind = Literal["score", "rule", "text", "choice", "verdict"]
 ValuesFrom = DataTask | Literal["adherence", "rule"]
+
+
+def placeholders(values_from: ValuesFrom) -> frozenset[str]:
+    """The placeholders a template must hold, exactly, for the values :func:`sample_values` gives."""
+    if values_from == "adherence":
+        return frozenset({"caption"})
+    if values_from == "rule":
+        return frozenset({"rule"})
+    return TASK_PLACEHOLDERS[values_from]
+
 
 RULE_ANSWERS = {0: "violated", 1: "followed", 2: "cannot be determined"}
 """The VideoPhy-2 rule task's answers by the number the model gives."""
@@ -55,8 +65,10 @@ class InferenceTask:
 
     def template(self, arch: Arch, override: str | None = None) -> PromptTemplate:
         """The template for ``arch`` (or the user's), with the architecture's reasoning request appended when
-        the task reasons and the template does not already ask for ``<think>``."""
+        the task reasons and the template does not already ask for ``<think>``. A template without a place for
+        each value the task fills in is refused here: rendering would refuse it for every sample."""
         template = load_prompt(override or self.prompts[arch])
+        check_placeholders(template, self.name, placeholders(self.values_from))
         text = (template.system_prompt or "") + template.user_prompt
         if not self.reasoning or "<think>" in text:
             return template
@@ -72,8 +84,7 @@ class InferenceTask:
     ) -> Conversation:
         """The prompt for one sample, its video part carrying the vision settings."""
         values = sample_values(sample, self.values_from)
-        rendered = template.render(**values) if template.placeholders else template
-        return rendered.conversation([vision.video_part(video)])
+        return template.render(**values).conversation([vision.video_part(video)])
 
     def read_answer(self, text: str) -> tuple[str | None, str | None]:
         """(thinking, parsed answer) of an output; the answer is None when it cannot be read."""
