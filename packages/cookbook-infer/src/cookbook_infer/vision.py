@@ -35,7 +35,7 @@ def decode_threads(videos: int) -> int:
 def model_video(video: SampledVideo) -> ModelVideo:
     """``video`` resized for the model, without its native-resolution frames (they are not needed again, and a
     job's CPU step sends the result to another process)."""
-    return replace(video, frames=video.frames[:0]), resize_frames(video)
+    return replace(video, frames=video.frames[:0].copy()), resize_frames(video)  # a view would keep them all
 
 
 def model_videos(conversations: Sequence[Conversation], patch_factor: Literal[28, 32]) -> list[ModelVideo]:
