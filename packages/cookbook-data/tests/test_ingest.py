@@ -439,3 +439,21 @@ def test_folder_labels_can_name_videos_by_a_chosen_column(video_folder: Path, tm
     samples = manifest(out)
     assert (samples["a"].labels, samples["sub/deeper/c"].labels) == ({"pc": 5}, {"pc": 2})
     assert (report.unlabeled, report.failed) == (2, 0)
+
+
+def test_videos_sharing_an_id_are_reported_not_dropped(video_folder: Path, tmp_path: Path) -> None:
+    shutil.copy(video_folder / "a.mp4", video_folder / "a.mov")  # both would be id "a"
+    labels = tmp_path / "labels.csv"
+    labels.write_text("video,pc\na.mov,4\na.mp4,2\n")
+    out = tmp_path / "manifest.jsonl"
+
+    report = ingest_folder(FolderIngestConfig(folder=video_folder, labels=labels, out=out), progress=False)
+
+    samples = manifest(out)
+    assert samples["a"].path == str(video_folder.resolve() / "a.mov")  # the first in sorted order keeps the id
+    assert samples["a"].labels == {"pc": 4}
+    problems = {e.sample_id: e.message for e in errors(tmp_path / "manifest.errors.jsonl")}
+    taken = f"a.mp4 is not ingested: its id is taken by {video_folder.resolve() / 'a.mov'}"
+    assert taken in problems["a.mp4"]
+    assert "names 'a.mp4'; " in problems["labels.csv:3"] and taken in problems["labels.csv:3"]
+    assert report.failed == 2

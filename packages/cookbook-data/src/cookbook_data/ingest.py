@@ -314,9 +314,9 @@ def ingest_folder(config: FolderIngestConfig, *, progress: bool | None = None) -
     folder = config.folder.expanduser().resolve()
     if not folder.is_dir():
         raise NotADirectoryError(f"{config.folder}: not a folder")
-    videos = find_videos(folder)
+    videos, clashing = find_videos(folder)
     rows = read_labels(config.labels, config.video_column) if config.labels is not None else iter(())
-    items, unlabeled = _folder_items(folder, videos, rows)
+    items, unlabeled = _folder_items(folder, videos, clashing, rows)
 
     def process(batch: list[_FolderItem]) -> list[VideoSample]:
         return [_folder_sample(item) for item in batch]
@@ -334,19 +334,33 @@ def ingest_folder(config: FolderIngestConfig, *, progress: bool | None = None) -
     return FolderIngestReport(**asdict(report), unlabeled=unlabeled)
 
 
-def find_videos(folder: Path) -> dict[str, Path]:
+def find_videos(folder: Path) -> tuple[dict[str, Path], dict[str, Path]]:
     """Videos under ``folder`` by id (relative path without suffix), sorted; hidden files and folders skipped.
+    Second, the videos left out because a video before them has their id (``clip.mp4`` after ``clip.mov``),
+    each with that video: they are reported, not dropped in silence.
 
     Hidden entries are skipped so a download cache's temporary files (``.name.part.mp4``) never count.
     """
     found: dict[str, Path] = {}
+    clashing: dict[str, Path] = {}
     for path in sorted(folder.rglob("*")):
         relative = path.relative_to(folder)
         if path.suffix.lower() not in VIDEO_SUFFIXES or any(part.startswith(".") for part in relative.parts):
             continue
         if path.is_file():
-            found.setdefault(relative.with_suffix("").as_posix(), path)
-    return found
+            video_id = relative.with_suffix("").as_posix()
+            if video_id in found:
+                clashing[relative.as_posix()] = found[video_id]
+            else:
+                found[video_id] = path
+    return found, clashing
+
+
+def _clash_message(folder: Path, name: str, holder: Path) -> str:
+    return (
+        f"{folder / name} is not ingested: its id is taken by {holder} (ids are paths without their suffix; "
+        "rename one of them)"
+    )
 
 
 @dataclass(frozen=True)
@@ -446,13 +460,21 @@ def _normalize_name(name: str, folder: Path) -> str:
     return Path(name).as_posix().removeprefix("./")
 
 
-def _folder_items(folder: Path, videos: dict[str, Path], rows: Iterator[LabelsRow]) -> tuple[list[_FolderItem], int]:
-    """Join labels rows to videos. Returns the items (videos, then problem rows) and the unlabeled count."""
+def _folder_items(
+    folder: Path, videos: dict[str, Path], clashing: dict[str, Path], rows: Iterator[LabelsRow]
+) -> tuple[list[_FolderItem], int]:
+    """Join labels rows to videos. Returns the items (videos, then problems: videos whose id is taken, rows)
+    and the unlabeled count."""
     by_path = {path.relative_to(folder).as_posix(): video_id for video_id, path in videos.items()}
     matched: dict[str, LabelsRow] = {}
-    problems: list[_FolderItem] = []
+    problems = [
+        _FolderItem(id=name, source={"folder": str(folder)}, problem=_clash_message(folder, name, holder))
+        for name, holder in clashing.items()
+    ]
     for row in rows:
         video_id, problem = _match_row(row, folder, videos, by_path, matched)
+        if problem and (name := _normalize_name(row.video or "", folder)) in clashing:
+            problem = f"{row.where}: names {row.video!r}; {_clash_message(folder, name, clashing[name])}"
         if video_id is not None:
             matched[video_id] = row
         else:
