@@ -143,17 +143,19 @@ def test_reason2_critic_target_is_the_bare_digit(tmp_path: Path, five: list[Path
     out = tmp_path / "out"
     report = build_sft(
         BuildConfig(
-            manifest=manifest, out=out, prompt="reason2_videophy2_critic", val_fraction=0, fps=16, max_pixels=81920
+            manifest=manifest, out=out, prompt="reason2_videophy2_critic", val_fraction=0, fps=16, max_pixels=163840
         )
     )
     [row] = load(out)["train"]
     texts = published("reason2_videophy2_critic")
+    expected_part = video_part(five[0], fps=16.0, max_pixels=163840)
+    del expected_part["total_pixels"]  # Reason2 inference sets no budget of its own; neither does its build
     assert messages(row) == [
         {"role": "system", "content": "You are a helpful assistant."},
         {
             "role": "user",
             "content": [
-                video_part(five[0], fps=16.0, max_pixels=81920),
+                expected_part,
                 {"type": "text", "text": texts["user_prompt"]},
             ],
         },
@@ -161,6 +163,16 @@ def test_reason2_critic_target_is_the_bare_digit(tmp_path: Path, five: list[Path
     ]
     assert report.target_format == "plain"
     assert report.vision.patch_factor == 32
+
+
+def test_a_build_s_pixel_budget_follows_the_model_family_unless_given(tmp_path: Path) -> None:
+    base = {"manifest": tmp_path / "m.jsonl", "out": tmp_path / "out"}
+    assert BuildConfig(**base).vision_settings().total_pixels == REASON1_BUDGET
+    assert BuildConfig(**base, prompt="reason2_videophy2_critic").vision_settings().total_pixels is None
+    assert BuildConfig(**base, patch_factor=32).vision_settings().total_pixels is None
+    assert BuildConfig(**base, patch_factor=32, total_pixels=REASON1_BUDGET).vision_settings().total_pixels == (
+        REASON1_BUDGET
+    )
 
 
 def test_rl_rows_have_no_assistant_turn_and_carry_the_reference(tmp_path: Path, five: list[Path]) -> None:

@@ -121,6 +121,7 @@ def test_settings_travel_in_a_video_part_and_back() -> None:
         "fps": 4.0,
         "min_frames": 4,
         "max_frames": 768,
+        "min_pixels": 81920,  # below the default minimum: the maximum is the minimum too
         "max_pixels": 81920,
         "total_pixels": 6422528,
     }
@@ -392,3 +393,14 @@ def test_direct_reading_of_matroska(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert sampled.total_frames == 45
     assert sampled.source_fps == pytest.approx(30000 / 1001)
     assert np.array_equal(sampled.frames, decord_frames(video.path, sampled.frame_indices))
+
+
+@pytest.mark.parametrize(("patch", "max_pixels"), [(28, 81920), (32, 131071)])
+def test_a_max_pixels_below_the_default_min_pixels_is_the_minimum_too(patch: int, max_pixels: int) -> None:
+    settings = VisionSettings(fps=1, max_pixels=max_pixels, patch_factor=patch)
+
+    assert settings.min_pixels == max_pixels  # written into the video part, so qwen-vl-utils reads the same
+    assert settings.video_part("/a.mp4").min_pixels == max_pixels
+    height, width = resized_frame_size(settings, 96, 128, 8)  # a small video is scaled up to max_pixels only
+    assert abs(height * width - max_pixels) <= 2 * patch * max(height, width)
+    assert VisionSettings(max_pixels=max_pixels, min_pixels=1000, patch_factor=patch).min_pixels == 1000

@@ -172,7 +172,9 @@ class BuildConfig(Strict):
     min_pixels: Annotated[int, Field(gt=0)] | None = Field(default=None, description="Smallest area of one frame.")
     max_pixels: Annotated[int, Field(gt=0)] | None = Field(default=None, description="Largest area of one frame.")
     total_pixels: Annotated[int, Field(gt=0)] | None = Field(
-        default=REASON1_TOTAL_PIXELS, description="Pixel budget over all frames of a video (Reason1's by default)."
+        default=REASON1_TOTAL_PIXELS,
+        description="Pixel budget over all frames of a video (by default Reason1's; none for patch factor 32, "
+        "as Reason2 inference reads videos).",
     )
     patch_factor: Literal[28, 32] | None = Field(
         default=None,
@@ -185,6 +187,8 @@ class BuildConfig(Strict):
             raise ValueError("balancing needs class labels; task caption has none")
         if self.min_score > self.max_score:
             raise ValueError(f"min_score ({self.min_score}) is above max_score ({self.max_score})")
+        if "total_pixels" not in self.model_fields_set and self.resolved_patch_factor() == 32:
+            self.total_pixels = None  # Reason2's inference default: no budget beyond Qwen3-VL's own
         self.vision_settings()
         return self
 
@@ -192,11 +196,15 @@ class BuildConfig(Strict):
         """The prompt name or file this build uses."""
         return self.prompt if self.prompt is not None else DEFAULT_PROMPTS[self.task]
 
+    def resolved_patch_factor(self) -> Literal[28, 32]:
+        """The patch factor given, else the one of the prompt's model family."""
+        if self.patch_factor is not None:
+            return self.patch_factor
+        return 32 if Path(self.prompt_source()).stem.startswith("reason2") else 28
+
     def vision_settings(self) -> VisionSettings:
         """The vision settings written into every video part, defaults resolved."""
-        patch = self.patch_factor
-        if patch is None:
-            patch = 32 if Path(self.prompt_source()).stem.startswith("reason2") else 28
+        patch = self.resolved_patch_factor()
         return VisionSettings(
             **(given_frame_rules(self) or {"fps": DEFAULT_FPS}),
             min_frames=self.min_frames,

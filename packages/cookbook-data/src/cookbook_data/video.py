@@ -83,6 +83,12 @@ class VisionSettings(Strict):
             raise ValueError(f"min_frames ({self.min_frames}) is above max_frames ({self.max_frames})")
         if self.min_pixels and self.max_pixels and self.min_pixels > self.max_pixels:
             raise ValueError(f"min_pixels ({self.min_pixels}) is above max_pixels ({self.max_pixels})")
+        least = MIN_TOKENS_PER_FRAME * self.patch_factor**2
+        if self.max_pixels is not None and self.min_pixels is None and self.max_pixels < least:
+            # Below the default minimum, the minimum is the maximum, and said in every video part: qwen-vl-utils
+            # (what cosmos-rl reads videos with) refuses a part whose max_pixels is below its default minimum,
+            # and a small video would be scaled up past max_pixels.
+            self.min_pixels = self.max_pixels
         return self
 
     def video_part(self, video: str) -> VideoPart:
