@@ -220,6 +220,11 @@ def test_thinking_prompt_sft_needs_the_samples_own_reasoning(tmp_path: Path, fiv
     assert not (tmp_path / "none").exists()
     assert not list(tmp_path.glob(".*partial"))
 
+    # The one sample that could be used hashed into val: the error says so.
+    all_val = config.model_copy(update={"out": tmp_path / "all-val", "val_fraction": 0.999})
+    with pytest.raises(BuildError, match=r"train split \(2 missing_reasoning, 1 hashed into val \(val_fraction"):
+        build_sft(all_val)
+
 
 def test_caption_vqa_and_multiple_choice_rows(tmp_path: Path, five: list[Path]) -> None:
     manifest = write_manifest(

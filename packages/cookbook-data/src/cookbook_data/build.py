@@ -489,7 +489,10 @@ def _build_into(
     if config.shuffle:
         train = shuffled(train, _sample_id, config.seed)
     if not train:
-        causes = ", ".join(f"{count} {reason}" for reason, count in drops.counts().items()) or "no samples"
+        counts = [f"{count} {reason}" for reason, count in drops.counts().items()]
+        if val:
+            counts.append(f"{len(val)} hashed into val (val_fraction {config.val_fraction})")
+        causes = ", ".join(counts) or "no samples"
         first = f"; first: {drops.items[0].sample_id}: {drops.items[0].message}" if drops.items else ""
         raise BuildError(f"{config.manifest}: no sample reached the train split ({causes}){first}")
 
