@@ -266,6 +266,18 @@ def test_caption_vqa_and_multiple_choice_rows(tmp_path: Path, five: list[Path]) 
     assert messages(loaded["b"])[1]["content"][1]["text"] == "How many squares {are} there?\n"
     assert loaded["b"]["reference"] == "1"
 
+
+def test_answers_and_scores_a_labels_file_kept_as_text_or_parsed_are_read(tmp_path: Path, five: list[Path]) -> None:
+    labels = [{"question": "Q?", "answer": "1.50", "pc": "4.0"}, {"question": "Q?", "answer": True, "pc": 2}]
+    samples = [{"id": f"s{i}", "path": str(five[i]), "labels": label} for i, label in enumerate(labels)]
+    manifest = write_manifest(tmp_path / "m.jsonl", samples)
+
+    build_rl(BuildConfig(manifest=manifest, out=tmp_path / "vqa", task="vqa", val_fraction=0))
+    build_rl(BuildConfig(manifest=manifest, out=tmp_path / "critic", label_field="pc", val_fraction=0))
+
+    assert {row["id"]: row["reference"] for row in load(tmp_path / "vqa")["train"]} == {"s0": "1.50", "s1": "true"}
+    assert {row["id"]: row["reference"] for row in load(tmp_path / "critic")["train"]} == {"s0": "4", "s1": "2"}
+
     letters = write_manifest(
         tmp_path / "mc.jsonl",
         [

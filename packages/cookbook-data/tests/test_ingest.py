@@ -457,3 +457,16 @@ def test_videos_sharing_an_id_are_reported_not_dropped(video_folder: Path, tmp_p
     assert taken in problems["a.mp4"]
     assert "names 'a.mp4'; " in problems["labels.csv:3"] and taken in problems["labels.csv:3"]
     assert report.failed == 2
+
+
+def test_csv_answers_reach_the_manifest_as_written(video_folder: Path, tmp_path: Path) -> None:
+    labels = tmp_path / "labels.csv"
+    labels.write_text("video,answer,pc\na.mp4,1.50,4.0\nsub/b.mp4,1e3,3\nd.webm,true,5\n")
+    out = tmp_path / "manifest.jsonl"
+
+    ingest_folder(FolderIngestConfig(folder=video_folder, labels=labels, out=out), progress=False)
+
+    samples = manifest(out)
+    assert samples["a"].labels == {"answer": "1.50", "pc": 4.0}  # not 1.5: the answer's text as written
+    assert samples["sub/b"].labels == {"answer": "1e3", "pc": 3}
+    assert samples["d"].labels == {"answer": True, "pc": 5}

@@ -409,7 +409,10 @@ def _read_csv(path: Path, video_column: str | None) -> Iterator[LabelsRow]:
 
 
 def _cell(name: str, text: str | None) -> JsonValue:
-    """A CSV cell: empty is None, the caption stays text, JSON-looking text is parsed, the rest stays text."""
+    """A CSV cell: empty is None, the caption stays text, JSON-looking text is parsed, the rest stays text.
+
+    A number is taken only when it reads back as written (``4``, ``0.5``): ``1.50`` or ``1e3`` stay text, so a
+    free-text answer reaches the dataset as the annotator wrote it, not as ``1.5`` or ``1000.0``."""
     if text is None or text == "":
         return None
     if name == "caption":
@@ -419,6 +422,8 @@ def _cell(name: str, text: str | None) -> JsonValue:
     except ValueError:
         return text
     if isinstance(value, float) and not math.isfinite(value):
+        return text
+    if isinstance(value, int | float) and not isinstance(value, bool) and json.dumps(value) != text:
         return text
     return value if isinstance(value, int | float | bool | list) else text
 

@@ -8,6 +8,7 @@ reason code and a message naming the field, so the builder can report it instead
 
 from __future__ import annotations
 
+import json
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,9 +149,11 @@ def _label(sample: VideoSample, name: str) -> JsonValue:
 
 
 def _text(sample: VideoSample, name: str, *, numbers: bool = False) -> str:
+    """A text label; with ``numbers``, a number or true/false (as a labels file's reader may have parsed an
+    answer) is taken as the text it was written as."""
     value = _label(sample, name)
-    if numbers and isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
+    if numbers and isinstance(value, int | float):
+        return json.dumps(value)
     if not isinstance(value, str):
         raise Dropped("bad_label", f"labels.{name}: expected text, got {value!r}")
     if not value.strip():
@@ -159,7 +162,7 @@ def _text(sample: VideoSample, name: str, *, numbers: bool = False) -> str:
 
 
 def _score(sample: VideoSample, fields: LabelFields) -> str:
-    value = _label(sample, fields.score)
+    value = _numeric(_label(sample, fields.score))
     expected = f"expected an integer score from {fields.min_score} to {fields.max_score}, got {value!r}"
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise Dropped("bad_label", f"labels.{fields.score}: {expected}")
@@ -168,6 +171,16 @@ def _score(sample: VideoSample, fields: LabelFields) -> str:
     if not fields.min_score <= int(value) <= fields.max_score:
         raise Dropped("bad_label", f"labels.{fields.score}: {expected}")
     return str(int(value))
+
+
+def _numeric(value: JsonValue) -> JsonValue:
+    """``value``, or the number a text of one holds (a labels file keeps ``4.0`` as written)."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def _options(sample: VideoSample, fields: LabelFields) -> list[str]:
