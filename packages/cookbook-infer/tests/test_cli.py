@@ -39,3 +39,25 @@ def test_an_unknown_arch_is_refused_with_the_choices() -> None:
     assert "reason1" in result.stderr
     assert "reason2" in result.stderr
     assert not Path("/tmp/never").exists()
+
+
+def test_serve_takes_the_request_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from cookbook_infer import serve
+    from cookbook_infer.backends import transformers
+    from cookbook_infer.cli import app
+
+    started: list[serve.ServeSettings] = []
+    monkeypatch.setattr(transformers, "TransformersBackend", lambda *args, **kwargs: None)
+    monkeypatch.setattr(serve, "run_server", lambda backend, settings: started.append(settings))
+
+    limits = ["--max-tokens-limit", "512", "--max-frames-limit", "64", "--min-pixels-limit", "200704"]
+    model = ["serve", "--model", "nvidia/Cosmos-Reason2-8B"]
+    result = CliRunner().invoke(app, [*model, *limits])
+    default = CliRunner().invoke(app, model)
+
+    assert result.exit_code == 0 and default.exit_code == 0, result.output + default.output
+    assert (started[0].max_tokens_limit, started[0].max_frames_limit, started[0].min_pixels_limit) == (512, 64, 200704)
+    assert started[0].vision.max_frames == 64  # the default fps sampling stops at the lower limit
+    assert (started[1].max_tokens_limit, started[1].max_frames_limit, started[1].vision.max_frames) == (4096, 768, 768)

@@ -42,6 +42,7 @@ class Reply:
     status: int = 200
     delay_s: float = 0.0
     usage: bool = True
+    finish_reason: str = "stop"
 
 
 def last_text(body: dict[str, Any]) -> str:
@@ -100,7 +101,7 @@ def server() -> Iterator[ChatServer]:
                         {
                             "index": 0,
                             "message": {"role": "assistant", "content": reply.text},
-                            "finish_reason": "stop",
+                            "finish_reason": reply.finish_reason,
                         }
                     ],
                 }
@@ -346,6 +347,12 @@ def test_settings_that_cannot_be_sent_are_refused_before_any_request(server: Cha
     with pytest.raises(ValueError, match=r"/a\.png: image pixel bounds cannot be sent"):
         backend.generate([sized_image], SamplingSettings())
     assert server.requests == []
+
+
+def test_an_answer_the_token_limit_cut_off_is_truncated(server: ChatServer) -> None:
+    server.reply = lambda body: Reply(finish_reason="length" if last_text(body) == "long" else "stop")
+    generations = backend_for(server).generate([asking("long"), asking("short")], SamplingSettings())
+    assert [generation.truncated for generation in generations] == [True, False]
 
 
 def test_no_conversations_no_requests(server: ChatServer) -> None:

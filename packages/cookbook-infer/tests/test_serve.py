@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import threading
@@ -15,12 +16,15 @@ import openai
 import pytest
 from pydantic import ValidationError
 
-from cookbook_data.schemas import Conversation, SystemMessage
+from cookbook_data.records import read_records
+from cookbook_data.schemas import Conversation, Prediction, SystemMessage, VideoSample
 from cookbook_data.testing import VideoSet
 from cookbook_data.video import VisionSettings
 from cookbook_infer.access import bearer_token_matches
 from cookbook_infer.backends.base import Backend, CandidateProbabilities, Generation, SamplingSettings
-from cookbook_infer.backends.transformers import TransformersBackend
+from cookbook_infer.backends.transformers import TransformersBackend, model_inputs
+from cookbook_infer.registry import resolve_model
+from cookbook_infer.run import RunConfig, run_inference
 from cookbook_infer.serve import ServeSettings
 from cookbook_infer.testing import Arch
 from cookbook_infer.testing.pytest_plugin import TinyCheckpoints
@@ -61,7 +65,7 @@ class Recorder:
         if not self.tag:
             return generations
         return [
-            Generation(f"{video_name(c)}: {g.text}", g.num_generated_tokens)
+            dataclasses.replace(g, text=f"{video_name(c)}: {g.text}")
             for c, g in zip(conversations, generations, strict=True)
         ]
 
@@ -171,7 +175,7 @@ def test_a_greedy_answer_equals_direct_generation(
     )
     assert response.choices[0].message.content == expected.text
     assert response.choices[0].message.role == "assistant"
-    assert response.choices[0].finish_reason == ("length" if expected.num_generated_tokens == 4 else "stop")
+    assert response.choices[0].finish_reason == ("length" if expected.truncated else "stop")
     assert response.object == "chat.completion"
     assert response.model == backend.model_id
     assert response.id.startswith("chatcmpl-")
@@ -244,6 +248,107 @@ def test_request_fields_become_the_backends_vision_and_sampling_settings(
     # Nothing given: the server's defaults (fps 4, greedy).
     assert second.video_parts() == [VisionSettings(fps=4).video_part(path)]
     assert second_sampling == SamplingSettings()
+
+
+def test_an_answer_ending_on_its_last_allowed_token_stopped_and_one_cut_off_did_not(
+    tiny_checkpoints: TinyCheckpoints,
+) -> None:
+    backend = TransformersBackend(str(tiny_checkpoints("reason2")))
+    ask = [{"role": "user", "content": "Say hello."}]
+    inputs = model_inputs(
+        backend.loaded.processor, backend.model_type, [Conversation.model_validate({"messages": ask})]
+    )
+    config = backend.loaded.model.generation_config
+    first = int(backend.loaded.model.generate(**inputs, max_new_tokens=1, do_sample=False)[0, -1])
+    never = next(token for token in range(1000) if token != first)
+    with serving(backend) as url:
+        config.eos_token_id = first  # the model's first answer token now ends the answer
+        ended = client(url).chat.completions.create(model=backend.model_id, messages=ask, max_tokens=1)  # type: ignore[arg-type]
+        config.eos_token_id = never
+        cut = client(url).chat.completions.create(model=backend.model_id, messages=ask, max_tokens=1)  # type: ignore[arg-type]
+    assert ended.usage is not None and ended.usage.completion_tokens == 1
+    assert ended.choices[0].finish_reason == "stop"
+    assert cut.usage is not None and cut.usage.completion_tokens == 1
+    assert cut.choices[0].finish_reason == "length"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Frame rules
+
+STRIDED = VisionSettings(max_strided_frames=4)
+"""A server whose default frame rule is the reward model's (every k-th frame)."""
+FRAME_RULE_CASES: dict[str, tuple[VisionSettings, dict[str, Any], dict[str, Any], VisionSettings]] = {
+    # name: (the server's vision, mm_processor_kwargs, the video part's own settings, what the backend gets)
+    "nframes over strided": (STRIDED, {"nframes": 2}, {}, VisionSettings(nframes=2)),
+    "fps over strided": (STRIDED, {}, {"fps": 1, "max_frames": 4}, VisionSettings(fps=1, max_frames=4)),
+    "strided part over fps": (
+        VisionSettings(fps=4),
+        {},
+        {"max_strided_frames": 2},
+        VisionSettings(max_strided_frames=2),
+    ),
+    "strided kwargs over fps": (
+        VisionSettings(fps=4),
+        {"max_strided_frames": 2},
+        {},
+        VisionSettings(max_strided_frames=2),
+    ),
+    "nframes part over strided kwargs": (
+        VisionSettings(fps=4),
+        {"max_strided_frames": 2},
+        {"nframes": 2},
+        VisionSettings(nframes=2),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", FRAME_RULE_CASES, ids=list(FRAME_RULE_CASES))
+def test_a_frame_rule_replaces_every_weaker_frame_rule(
+    case: str, reason2: TransformersBackend, synthetic_videos: VideoSet
+) -> None:
+    server_vision, kwargs, own, expected = FRAME_RULE_CASES[case]
+    recorder = Recorder(reason2)
+    clip = synthetic_videos.good["mpeg4_10fps"].path
+    part = {"type": "video", "video": str(clip), **own} if own else video_message(clip)[0]["content"][0]
+    body = {
+        "model": reason2.model_id,
+        "messages": [{"role": "user", "content": [part, {"type": "text", "text": PROMPT}]}],
+        "max_tokens": 1,
+        "mm_processor_kwargs": kwargs or None,
+    }
+    with serving(recorder, media_roots=[synthetic_videos.root], vision=server_vision) as url:
+        response = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=60)
+    assert response.status_code == 200, response.text
+    [([sent], _)] = recorder.batches
+    assert sent.video_parts() == [expected.video_part(str(clip.resolve()))]
+
+
+def test_run_through_the_server_of_the_reward_model_succeeds(
+    backends: dict[Arch, TransformersBackend], synthetic_videos: VideoSet, tmp_path: Path
+) -> None:
+    """The client backend sends the reward model's vision settings (max_strided_frames) as mm_processor_kwargs."""
+    model = "nvidia/Cosmos-Reason1-7B-Reward"
+    spec = resolve_model(model)
+    recorder = Recorder(backends["reason1"])
+    clip = synthetic_videos.good["mpeg4_10fps"].path
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(VideoSample(id="clip", path=str(clip)).model_dump_json() + "\n")
+    with serving(recorder, model_id=model, media_roots=[synthetic_videos.root], vision=VisionSettings(fps=4)) as url:
+        config = RunConfig(
+            model=model,
+            manifest=manifest,
+            out=tmp_path / "p.jsonl",
+            backend="openai",
+            base_url=f"{url}/v1",
+            temperature=0.0,
+            max_new_tokens=2,
+        )
+        report = run_inference(config, progress=False)
+    assert report.succeeded == 1, (tmp_path / "p.errors.jsonl").read_text()
+    [prediction] = read_records(config.out, Prediction)
+    assert prediction.num_generated_tokens is not None and prediction.num_generated_tokens >= 1
+    [([sent], _)] = recorder.batches
+    assert sent.video_parts() == [spec.vision.video_part(str(clip.resolve()))]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -425,7 +530,55 @@ INVALID: dict[str, tuple[dict[str, Any], int, str | None, str]] = {
     "unknown field": ({"temprature": 0.1}, 400, "temprature", "Extra inputs are not permitted"),
     "unsupported field": ({"stop": ["\n"]}, 400, "stop", "not supported"),
     "mm_processor_kwargs": ({"mm_processor_kwargs": {"fsp": 2}}, 400, "mm_processor_kwargs.fsp", "Extra inputs"),
-    "fps and nframes": ({"mm_processor_kwargs": {"fps": 2, "nframes": 4}}, 400, "mm_processor_kwargs", "not both"),
+    "fps and nframes": (
+        {"mm_processor_kwargs": {"fps": 2, "nframes": 4}},
+        400,
+        "mm_processor_kwargs",
+        "not fps and nframes",
+    ),
+    "two frame rules": (
+        {"mm_processor_kwargs": {"nframes": 4, "max_strided_frames": 8}},
+        400,
+        "mm_processor_kwargs",
+        "not nframes and max_strided_frames",
+    ),
+    "max_strided_frames": (
+        {"mm_processor_kwargs": {"max_strided_frames": 1}},
+        400,
+        "mm_processor_kwargs.max_strided_frames",
+        "greater than or equal to 2",
+    ),
+    "max_tokens above the limit": ({"max_tokens": 10**9}, 400, "max_tokens", "max_tokens_limit = 4096"),
+    "max_completion_tokens above the limit": (
+        {"max_tokens": None, "max_completion_tokens": 4097},
+        400,
+        "max_completion_tokens",
+        "max_tokens_limit = 4096",
+    ),
+    "max_frames above the limit": (
+        {"mm_processor_kwargs": {"fps": 1000, "max_frames": 10**9}},
+        400,
+        "messages.0.content.0",
+        "max_frames_limit = 768",
+    ),
+    "nframes above the limit": (
+        {"mm_processor_kwargs": {"nframes": 1000}},
+        400,
+        "messages.0.content.0",
+        "max_frames_limit = 768",
+    ),
+    "max_strided_frames above the limit": (
+        {"mm_processor_kwargs": {"max_strided_frames": 800}},
+        400,
+        "messages.0.content.0",
+        "max_frames_limit = 768",
+    ),
+    "min_pixels above the limit": (
+        {"mm_processor_kwargs": {"min_pixels": 10**9}},
+        400,
+        "messages.0.content.0",
+        "min_pixels_limit = 786432",
+    ),
     "no messages": ({"messages": []}, 400, "messages", "at least 1 item"),
     "role": ({"messages": [{"role": "tool", "content": "x"}]}, 400, "messages.0.role", "Input should be"),
     "image": (
@@ -460,6 +613,7 @@ def test_invalid_requests_are_refused_naming_the_field(
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert message in error["message"]
+    assert not error["message"].startswith("body"), "a model-level error names no field"
     if param is not None:
         assert error["param"] == param
         assert param in error["message"]
@@ -547,6 +701,11 @@ def test_serve_settings_are_strict_and_default_to_local_and_fps_4() -> None:
     assert settings.vision.fps == 4
     assert settings.media_roots == []
     assert settings.api_key is None
+    assert (settings.max_tokens_limit, settings.max_frames_limit, settings.min_pixels_limit) == (4096, 768, 786432)
+    with pytest.raises(ValidationError, match=r"vision: max_frames 768 is above .*max_frames_limit = 100"):
+        ServeSettings(max_frames_limit=100)
+    with pytest.raises(ValidationError, match=r"sampling: max_new_tokens 8192 is above .*max_tokens_limit = 4096"):
+        ServeSettings(sampling=SamplingSettings(max_new_tokens=8192))
     with pytest.raises(ValidationError, match="prot"):
         ServeSettings.model_validate({"prot": 8000})
     with pytest.raises(ValidationError, match="max_batch_size"):

@@ -197,7 +197,13 @@ class RecordingLLM:
         self.calls.append((prompts, sampling_params, use_tqdm))
         return [
             types.SimpleNamespace(
-                outputs=[types.SimpleNamespace(text=f"<answer>{i}</answer>", token_ids=[7] * (i + 2))]
+                outputs=[
+                    types.SimpleNamespace(
+                        text=f"<answer>{i}</answer>",
+                        token_ids=[7] * (i + 2),
+                        finish_reason="length" if i == 2 else "stop",
+                    )
+                ]
             )
             for i in range(len(prompts))
         ]
@@ -242,7 +248,8 @@ def test_the_backend_builds_the_engine_and_maps_outputs_in_order(
     sampling = SamplingSettings(max_new_tokens=9, temperature=0.6, top_k=20)
     generations = backend.generate(conversations, sampling)
 
-    assert generations == [Generation(f"<answer>{i}</answer>", i + 2) for i in range(3)]
+    # vLLM's finish_reason "length" (the third answer) is a cut-off answer
+    assert generations == [Generation(f"<answer>{i}</answer>", i + 2, truncated=i == 2) for i in range(3)]
     [(prompts, params, use_tqdm)] = llm.calls
     # each request seeded on its own: copies of one prompt (a scorer's samples) must not all draw alike
     assert params == [sampling_params_kwargs(sampling.model_copy(update={"seed": seed})) for seed in (0, 1, 2)]

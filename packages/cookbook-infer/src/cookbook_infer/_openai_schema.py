@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
-from cookbook_data.schemas import Strict, TextPart, VideoPart
+from cookbook_data.schemas import Strict, TextPart, VideoPart, check_one_frame_rule
 
 PositiveInt = Annotated[int, Field(gt=0)]
 
@@ -65,10 +65,16 @@ class RequestMessage(Strict):
 
 
 class MediaProcessorKwargs(Strict):
-    """vLLM's ``mm_processor_kwargs``: vision settings for every video of the request that does not set its own."""
+    """vLLM's ``mm_processor_kwargs``: vision settings for every video of the request that does not set its own.
+
+    ``max_strided_frames`` is not vLLM's; :class:`~cookbook_infer.backends.openai_client.OpenAIClientBackend`
+    sends it for models sampled that way, and this server honours it."""
 
     fps: Annotated[float, Field(gt=0)] | None = Field(default=None, description="Frames per second to sample.")
     nframes: PositiveInt | None = Field(default=None, description="Exact number of frames to sample.")
+    max_strided_frames: Annotated[int, Field(ge=2)] | None = Field(
+        default=None, description="Every k-th frame, at most this many (the Cosmos-Reason1-7B-Reward recipe)."
+    )
     min_frames: PositiveInt | None = Field(default=None, description="Fewest frames when sampling by fps.")
     max_frames: PositiveInt | None = Field(default=None, description="Most frames when sampling by fps.")
     min_pixels: PositiveInt | None = Field(default=None, description="Smallest area of one resized frame.")
@@ -76,9 +82,8 @@ class MediaProcessorKwargs(Strict):
     total_pixels: PositiveInt | None = Field(default=None, description="Pixel budget over all frames of a video.")
 
     @model_validator(mode="after")
-    def _fps_or_nframes(self) -> Self:
-        if self.fps is not None and self.nframes is not None:
-            raise ValueError("give either `fps` or `nframes`, not both")
+    def _one_frame_rule(self) -> Self:
+        check_one_frame_rule(self)
         return self
 
 

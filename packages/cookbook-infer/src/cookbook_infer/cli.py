@@ -9,6 +9,7 @@ import typer
 
 from cookbook_data.clikit import AddressOption, EngineOption, make_app, run_app
 from cookbook_data.engines import engine_options
+from cookbook_data.video import VisionSettings
 from cookbook_infer.tasks import TASKS
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
@@ -167,12 +168,22 @@ def serve_command(
     max_wait_ms: Annotated[float, typer.Option(help="Longest wait to fill a batch.")] = 10.0,
     device: Annotated[str, typer.Option(help="cpu, cuda, ... (auto: cuda when available).")] = "auto",
     dtype: Annotated[Dtype, typer.Option(help="Weights dtype; auto keeps the checkpoint's.")] = "auto",
+    max_tokens_limit: Annotated[
+        int | None, typer.Option(min=1, help="Most new tokens a request may ask for (default 4096).")
+    ] = None,
+    max_frames_limit: Annotated[
+        int | None, typer.Option(min=1, help="Most frames a request may have sampled from a video (default 768).")
+    ] = None,
+    min_pixels_limit: Annotated[
+        int | None, typer.Option(min=1, help="Largest min_pixels a request may ask for (default 768·32²).")
+    ] = None,
 ) -> None:
     """Serve a model behind an OpenAI-compatible chat-completions API (/v1/chat/completions).
 
     Video parts are {"type": "video_url", "video_url": {"url": "file:///abs/clip.mp4"}} under a --media-root;
     vision settings come from the request's mm_processor_kwargs or the model's defaults. Set COOKBOOK_API_KEY
-    to require "Authorization: Bearer <key>". For vLLM, run `vllm serve <model>` instead: `cookbook-infer run
+    to require "Authorization: Bearer <key>". Requests asking for more tokens, frames or pixels than the limits get
+    400. For vLLM, run `vllm serve <model>` instead: `cookbook-infer run
     --backend openai --base-url http://HOST:PORT/v1` talks to both.
     """
     import os
@@ -189,10 +200,30 @@ def serve_command(
         media_roots=media_root or [],
         max_batch_size=max_batch_size,
         max_wait_ms=max_wait_ms,
-        vision=spec.vision,
+        vision=_within_frame_limit(spec.vision, max_frames_limit),
         api_key=os.environ.get("COOKBOOK_API_KEY") or None,
+        **{
+            name: value
+            for name, value in {
+                "max_tokens_limit": max_tokens_limit,
+                "max_frames_limit": max_frames_limit,
+                "min_pixels_limit": min_pixels_limit,
+            }.items()
+            if value is not None
+        },
     )
     run_server(TransformersBackend(model, device=device, dtype=dtype), settings)
+
+
+def _within_frame_limit(vision: VisionSettings, limit: int | None) -> VisionSettings:
+    """The model's default vision settings, sampling by fps at most ``limit`` frames (a lower limit than the
+    default ``max_frames`` lowers it; an ``nframes`` or ``max_strided_frames`` above it stays an error)."""
+    if limit is None or vision.nframes is not None or vision.max_strided_frames is not None:
+        return vision
+    capped = min(vision.max_frames, limit)
+    return VisionSettings.model_validate(
+        vision.model_dump() | {"max_frames": capped, "min_frames": min(vision.min_frames, capped)}
+    )
 
 
 def main() -> None:

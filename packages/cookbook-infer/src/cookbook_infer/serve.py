@@ -12,15 +12,22 @@ A request's content parts are OpenAI ``text`` parts, vLLM ``video_url`` parts an
 Videos are read from local files under the configured media roots only; a path outside them is refused with
 403, and http(s) or data URLs with 400 (download the video next to the server first). The vision settings of a
 video are, from weakest to strongest: the server's defaults (:attr:`ServeSettings.vision`), the request's
-``mm_processor_kwargs`` (vLLM's extension: ``fps``, ``nframes``, ``min_frames``, ``max_frames``, ``min_pixels``,
-``max_pixels``, ``total_pixels``), and the fields of a ``video`` part itself. Choosing ``nframes`` at one level
-clears an ``fps`` from a weaker one, and the other way round.
+``mm_processor_kwargs`` (vLLM's extension: ``fps``, ``nframes``, ``max_strided_frames``, ``min_frames``,
+``max_frames``, ``min_pixels``, ``max_pixels``, ``total_pixels``), and the fields of a ``video`` part itself.
+A frame rule (``fps``, ``nframes`` or ``max_strided_frames``) chosen at one level clears the frame rule of a
+weaker one.
 
 Sampling fields a request leaves out take :attr:`ServeSettings.sampling` (greedy by default, unlike OpenAI's
 temperature 1). ``n`` must be 1 and ``stream`` false: streaming is not supported, and a request asking for it
 gets a 400 response. Errors use OpenAI's body ``{"error": {"message", "type", "param", "code"}}``; invalid
-fields get 400 with ``param`` naming the field. ``finish_reason`` is ``"length"`` when the answer used its whole
-token budget and ``"stop"`` otherwise; ``usage.prompt_tokens`` is 0 (backends do not report prompt lengths).
+fields get 400 with ``param`` naming the field. ``finish_reason`` is ``"length"`` when the token limit cut the
+answer off and ``"stop"`` when it ended by itself; ``usage.prompt_tokens`` is 0 (backends do not report prompt
+lengths).
+
+One request holds the model's only thread while it generates, so the work it may ask for is bounded: more new
+tokens than :attr:`ServeSettings.max_tokens_limit`, more frames of a video than ``max_frames_limit`` (its
+``nframes``, ``max_strided_frames`` or, sampling by fps, ``max_frames``) or a ``min_pixels`` (which enlarges
+every frame) above ``min_pixels_limit`` get a 400 response naming the field and the limit.
 
 Concurrent requests with the same sampling settings are batched by :mod:`cookbook_infer.batching`: the oldest
 waiting request waits at most ``max_wait_ms`` for others to join it, up to ``max_batch_size`` conversations go
@@ -36,14 +43,16 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
+from pydantic_core import ErrorDetails
 
 from cookbook_data.schemas import (
+    FRAME_RULES,
     AssistantMessage,
     ContentPart,
     Conversation,
@@ -54,7 +63,7 @@ from cookbook_data.schemas import (
     UserMessage,
     VideoPart,
 )
-from cookbook_data.video import VideoDecodeError, VisionSettings
+from cookbook_data.video import MAX_TOKENS_PER_FRAME, VideoDecodeError, VisionSettings
 from cookbook_infer._openai_schema import (
     ChatCompletion,
     ChatCompletionRequest,
@@ -80,6 +89,22 @@ LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 
 _INPUT_ERRORS = (VideoDecodeError, ValueError, FileNotFoundError)
 """Backend errors caused by what a request sent (a broken video, settings the video cannot meet): 400, not 500."""
+
+
+def _over_limit(name: str, value: int, limit: str, allowed: int) -> str | None:
+    """Why ``value`` of setting ``name`` is refused, when it is above the server's setting ``limit``."""
+    if value <= allowed:
+        return None
+    return f"{name} {value} is above this server's limit ({limit} = {allowed})"
+
+
+def _frame_bound(vision: VisionSettings) -> tuple[str, int]:
+    """The setting that bounds how many frames ``vision`` takes from a video of any length, and its value:
+    ``nframes`` and ``max_strided_frames`` name their count, sampling by fps stops at ``max_frames``."""
+    for rule in ("nframes", "max_strided_frames"):
+        if (value := getattr(vision, rule)) is not None:
+            return rule, value
+    return "max_frames", vision.max_frames
 
 
 class ServeSettings(Strict):
@@ -115,6 +140,45 @@ class ServeSettings(Strict):
         default=None, description="When set, /v1 endpoints require `Authorization: Bearer <api_key>`."
     )
     log_level: LogLevel = Field(default="info", description="Log level of the HTTP server.")
+    max_tokens_limit: int = Field(
+        default=4096,
+        gt=0,
+        description="Most new tokens a request may ask for (the Cosmos Reason presets' budget); more is a 400.",
+    )
+    max_frames_limit: int = Field(
+        default=768,
+        gt=0,
+        description="Most frames a request may have sampled from one video (its nframes, max_strided_frames or "
+        "max_frames); more is a 400.",
+    )
+    min_pixels_limit: int = Field(
+        default=MAX_TOKENS_PER_FRAME * 32 * 32,
+        gt=0,
+        description="Largest min_pixels (a frame's least area, which enlarges every frame) a request may ask for; "
+        "more is a 400. Default: the largest frame Reason2 is otherwise resized to.",
+    )
+
+    @model_validator(mode="after")
+    def _defaults_within_limits(self) -> Self:
+        """A default above a limit would have every request that leaves the setting out refused."""
+        if problem := self.vision_over_limits(self.vision):
+            raise ValueError(f"vision: {problem}")
+        if problem := self.tokens_over_limit("max_new_tokens", self.sampling.max_new_tokens):
+            raise ValueError(f"sampling: {problem}")
+        return self
+
+    def vision_over_limits(self, vision: VisionSettings) -> str | None:
+        """Why ``vision`` asks for more frames or larger ones than this server allows, or None."""
+        rule, frames = _frame_bound(vision)
+        if problem := _over_limit(rule, frames, "max_frames_limit", self.max_frames_limit):
+            return problem
+        if vision.min_pixels is None:
+            return None
+        return _over_limit("min_pixels", vision.min_pixels, "min_pixels_limit", self.min_pixels_limit)
+
+    def tokens_over_limit(self, name: str, tokens: int) -> str | None:
+        """Why ``tokens`` new tokens (asked for by setting ``name``) are more than this server allows, or None."""
+        return _over_limit(name, tokens, "max_tokens_limit", self.max_tokens_limit)
 
 
 class APIError(Exception):
@@ -138,11 +202,21 @@ def _error_response(error: APIError) -> JSONResponse:
     return JSONResponse(error.body.model_dump(), status_code=error.status)
 
 
-def _location(loc: Sequence[int | str]) -> str:
+def _location(loc: Sequence[int | str]) -> str | None:
+    """The dotted field path of a validation error; None for an error of the whole body (a model validator)."""
     parts = [str(item) for item in loc]
     if parts and parts[0] == "body":
         parts = parts[1:]
-    return ".".join(parts) or "body"
+    return ".".join(parts) or None
+
+
+def _describe(errors: Sequence[ErrorDetails]) -> str:
+    """Validation errors as one line, each prefixed by the field it concerns (when it concerns one)."""
+    described = []
+    for error in errors:
+        where = _location(error["loc"])
+        described.append(f"{where}: {error['msg']}" if where else error["msg"])
+    return "; ".join(described)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -158,23 +232,22 @@ def _local_video(reference: str, roots: Sequence[Path], param: str) -> Path:
 
 
 def _vision(defaults: VisionSettings, *overlays: dict[str, Any]) -> VisionSettings:
-    """``defaults`` updated by each overlay in turn; ``fps`` and ``nframes`` replace each other."""
+    """``defaults`` updated by each overlay in turn; an overlay naming a frame rule clears the weaker ones' (a
+    video takes one of :data:`~cookbook_data.schemas.FRAME_RULES`)."""
     merged = defaults.model_dump()
     for overlay in overlays:
-        if "nframes" in overlay:
-            merged["fps"] = None
-        if "fps" in overlay:
-            merged["nframes"] = None
+        if any(rule in overlay for rule in FRAME_RULES):
+            merged |= dict.fromkeys(FRAME_RULES)
         merged.update(overlay)
     return VisionSettings.model_validate(merged)
 
 
 @dataclass(frozen=True)
 class _Translator:
-    """Turns validated requests into the backend's conversations and sampling settings."""
+    """Turns validated requests into the backend's conversations and sampling settings, within the limits of
+    ``settings``."""
 
-    vision: VisionSettings
-    sampling: SamplingSettings
+    settings: ServeSettings
     roots: tuple[Path, ...]
 
     def conversation(self, request: ChatCompletionRequest) -> Conversation:
@@ -212,9 +285,11 @@ class _Translator:
 
     def _video_part(self, path: Path, request_vision: dict[str, Any], own: dict[str, Any], param: str) -> VideoPart:
         try:
-            vision = _vision(self.vision, request_vision, own)
+            vision = _vision(self.settings.vision, request_vision, own)
         except ValidationError as error:
-            raise APIError(400, f"{param}: {_describe(error)}", param=param) from None
+            raise APIError(400, f"{param}: {_describe(error.errors())}", param=param) from None
+        if problem := self.settings.vision_over_limits(vision):
+            raise APIError(400, f"{param}: {problem}", param=param)
         return vision.video_part(str(path))
 
     def sampling_for(self, request: ChatCompletionRequest) -> SamplingSettings:
@@ -229,13 +304,13 @@ class _Translator:
         if request.top_k is not None:
             updates["top_k"] = request.top_k if request.top_k > 0 else None
         try:
-            return SamplingSettings.model_validate(self.sampling.model_dump() | updates)
+            sampling = SamplingSettings.model_validate(self.settings.sampling.model_dump() | updates)
         except ValidationError as error:
-            raise APIError(400, _describe(error)) from None
-
-
-def _describe(error: ValidationError) -> str:
-    return "; ".join(f"{_location(item['loc'])}: {item['msg']}" for item in error.errors())
+            raise APIError(400, _describe(error.errors())) from None
+        asked_by = "max_completion_tokens" if request.max_completion_tokens is not None else "max_tokens"
+        if problem := self.settings.tokens_over_limit(asked_by, sampling.max_new_tokens):
+            raise APIError(400, problem, param=asked_by)
+        return sampling
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -246,11 +321,7 @@ def create_app(backend: Backend, settings: ServeSettings) -> FastAPI:
     """The FastAPI application serving ``backend`` with ``settings`` (run it with any ASGI server)."""
     model_name = settings.model_id or backend.model_id
     created = int(time.time())
-    translator = _Translator(
-        vision=settings.vision,
-        sampling=settings.sampling,
-        roots=tuple(root.expanduser().resolve() for root in settings.media_roots),
-    )
+    translator = _Translator(settings, roots=tuple(root.expanduser().resolve() for root in settings.media_roots))
     batcher: DynamicBatcher[Conversation, Generation, SamplingSettings] = DynamicBatcher(
         lambda sampling, conversations: backend.generate(conversations, sampling),
         max_batch_size=settings.max_batch_size,
@@ -277,9 +348,8 @@ def create_app(backend: Backend, settings: ServeSettings) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
         items = list(error.errors())
-        message = "; ".join(f"{_location(item['loc'])}: {item['msg']}" for item in items)
         param = _location(items[0]["loc"]) if items else None
-        return _error_response(APIError(400, message or "invalid request", param=param))
+        return _error_response(APIError(400, _describe(items) or "invalid request", param=param))
 
     async def authorize(request: Request) -> None:
         if api_key is None:
@@ -331,9 +401,7 @@ def create_app(backend: Backend, settings: ServeSettings) -> FastAPI:
         except Exception as error:
             logger.exception("generation failed")
             raise APIError(500, f"generation failed: {type(error).__name__}: {error}", kind="server_error") from None
-        finish: Literal["stop", "length"] = (
-            "length" if generation.num_generated_tokens >= sampling.max_new_tokens else "stop"
-        )
+        finish: Literal["stop", "length"] = "length" if generation.truncated else "stop"
         return ChatCompletion(
             model=model_name,
             choices=[Choice(message=ResponseMessage(content=generation.text), finish_reason=finish)],

@@ -44,6 +44,10 @@ class Generation:
     text: str
     """Decoded text, control tokens removed, reasoning tags kept."""
     num_generated_tokens: int
+    truncated: bool = False
+    """Whether generation was cut off by the token limit rather than ending by itself (an end-of-sequence or
+    stop token). The token count cannot tell: an answer whose end-of-sequence token is its last allowed one
+    used its whole budget and still ended. False by default, so results built by hand read as complete."""
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,9 @@ can batch them.
 
 The server loads the videos, so it decides the frames. The vision settings stored in each video part are
 sent along as ``mm_processor_kwargs`` (vLLM's per-request processor options), under their qwen-vl-utils
-names (``fps``, ``nframes``, ``min_frames``, ``max_frames``, ``min_pixels``, ``max_pixels``,
-``total_pixels``); which of them a server honours is up to the server. ``vllm serve`` reads 32 evenly spaced
+names (``fps``, ``nframes``, ``max_strided_frames``, ``min_frames``, ``max_frames``, ``min_pixels``,
+``max_pixels``, ``total_pixels``); which of them a server honours is up to the server (``cookbook-infer serve``
+honours all). ``vllm serve`` reads 32 evenly spaced
 frames per video unless started with ``--media-io-kwargs '{"video": {"num_frames": -1}}'``; with all frames
 read, its Qwen3-VL processor (Reason2) samples them by the ``fps`` sent here within ``min_frames`` and
 ``max_frames``. Qwen2.5-VL (Reason1) takes the frames the loader gives and the ``fps`` sent here as their
@@ -130,8 +131,12 @@ class OpenAIClientBackend:
                 f"{self.base_url}: the answer for {_describe(index, conversation)} has no "
                 f"{'choices' if not response.choices else 'usage'}"
             )
-        text = response.choices[0].message.content or ""
-        return Generation(text=text, num_generated_tokens=response.usage.completion_tokens)
+        choice = response.choices[0]
+        return Generation(
+            text=choice.message.content or "",
+            num_generated_tokens=response.usage.completion_tokens,
+            truncated=choice.finish_reason == "length",
+        )
 
     def generate(
         self,

@@ -205,10 +205,7 @@ class TransformersBackend:
             output = self.loaded.model.generate(**inputs, **options)
         new_tokens = output[:, inputs["input_ids"].shape[1] :]
         texts = self.loaded.processor.batch_decode(new_tokens, skip_special_tokens=True)
-        return [
-            Generation(text=text, num_generated_tokens=self._count_generated(row))
-            for text, row in zip(texts, new_tokens.tolist(), strict=True)
-        ]
+        return [self._generation(text, row) for text, row in zip(texts, new_tokens.tolist(), strict=True)]
 
     def next_token_probabilities(
         self,
@@ -228,11 +225,12 @@ class TransformersBackend:
         logprobs = torch.log_softmax(logits, dim=-1)[:, ids]
         return [candidate_probabilities(candidates, row) for row in logprobs.tolist()]
 
-    def _count_generated(self, tokens: list[int]) -> int:
-        """Tokens up to and including the first end-of-sequence token (the rest is padding)."""
+    def _generation(self, text: str, tokens: list[int]) -> Generation:
+        """The generation of one row: its tokens up to and including the first end-of-sequence token (the rest
+        is padding), truncated when there is none (the row ran to the token limit)."""
         eos = self.loaded.model.generation_config.eos_token_id
         stops = set(eos if isinstance(eos, list) else [eos])
         for position, token in enumerate(tokens):
             if token in stops:
-                return position + 1
-        return len(tokens)
+                return Generation(text=text, num_generated_tokens=position + 1)
+        return Generation(text=text, num_generated_tokens=len(tokens), truncated=True)

@@ -138,9 +138,14 @@ def last_prompt_logprob(output: Any, token_id: int) -> float:
 
 def generation_from_output(output: Any) -> Generation:
     """Our :class:`Generation` from a ``vllm.RequestOutput`` (its first and only completion). The token
-    count includes the end-of-sequence token, as the transformers backend counts."""
+    count includes the end-of-sequence token, as the transformers backend counts; vLLM's ``finish_reason``
+    is ``"length"`` when the token limit cut the completion off."""
     completion = output.outputs[0]
-    return Generation(text=completion.text, num_generated_tokens=len(completion.token_ids))
+    return Generation(
+        text=completion.text,
+        num_generated_tokens=len(completion.token_ids),
+        truncated=completion.finish_reason == "length",
+    )
 
 
 class VLLMBackend:
