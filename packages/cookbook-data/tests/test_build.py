@@ -27,7 +27,7 @@ from cookbook_data.jobs import RESOLVED_CONFIG
 from cookbook_data.records import JsonlWriter, read_records
 from cookbook_data.schemas import Conversation, ItemError, VideoPart, VideoSample
 from cookbook_data.testing import VideoSet
-from cookbook_data.video import VisionSettings
+from cookbook_data.video import VisionSettings, probe, video_tokens
 
 GRPO_FORMAT = re.compile(r"^<think>.*</think>\n\n<answer>.*</answer>$", re.DOTALL)
 """The published GRPO recipe's format reward."""
@@ -126,6 +126,7 @@ def test_reason1_critic_sft_rows_are_the_cosmos_rl_contract(tmp_path: Path, five
     # Evaluation reads the settings back, and they are exactly those in every video part.
     info = read_build_info(out)
     assert info == report
+    assert report.max_video_tokens == max(video_tokens(info.vision, probe(path)) for path in five)
     assert info.vision == VisionSettings(fps=4.0, total_pixels=REASON1_BUDGET, patch_factor=28)
     part = VideoPart.model_validate(messages(rows["train"][0])[1]["content"][0])
     assert VisionSettings.from_video_part(part, patch_factor=info.vision.patch_factor) == info.vision

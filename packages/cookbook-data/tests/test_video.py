@@ -20,6 +20,7 @@ from cookbook_data.video import (
     resized_frame_size,
     sample_frames,
     smart_resize,
+    video_tokens,
 )
 
 
@@ -404,3 +405,22 @@ def test_a_max_pixels_below_the_default_min_pixels_is_the_minimum_too(patch: int
     height, width = resized_frame_size(settings, 96, 128, 8)  # a small video is scaled up to max_pixels only
     assert abs(height * width - max_pixels) <= 2 * patch * max(height, width)
     assert VisionSettings(max_pixels=max_pixels, min_pixels=1000, patch_factor=patch).min_pixels == 1000
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        VisionSettings(fps=4),
+        VisionSettings(nframes=6, max_pixels=64 * 28 * 28),
+        VisionSettings(max_strided_frames=8, total_pixels=256 * 32 * 32, patch_factor=32),
+    ],
+)
+def test_video_tokens_count_what_the_sampler_gives_the_model(
+    synthetic_videos: VideoSet, settings: VisionSettings
+) -> None:
+    for clip in synthetic_videos.good.values():
+        sampled = sample_frames(clip.path, settings)
+        grids = len(sampled.frame_indices) // 2
+        patch = settings.patch_factor
+        expected = grids * (sampled.resized_height // patch) * (sampled.resized_width // patch)
+        assert video_tokens(settings, probe(clip.path)) == expected, clip.path.name

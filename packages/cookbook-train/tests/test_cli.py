@@ -85,20 +85,22 @@ def test_a_fresh_run_refuses_a_folder_holding_an_earlier_run(
     assert run_cli(monkeypatch, *args, "--output-dir", str(run), "--dry-run") == 0  # resuming it is fine
 
 
-def _rebuilt_as(dataset: Path, folder: Path, **vision: object) -> Path:
-    """A copy of ``dataset`` whose build recorded other vision settings."""
+def _rebuilt_as(dataset: Path, folder: Path, max_video_tokens: int | None = None, **vision: object) -> Path:
+    """A copy of ``dataset`` whose build recorded other vision settings and longest video (None: not probed)."""
     shutil.copytree(dataset, folder)
     info = json.loads((folder / "build_info.json").read_text())
     info["vision"].update(vision)
+    info["max_video_tokens"] = max_video_tokens
     (folder / "build_info.json").write_text(json.dumps(info))
     return folder
 
 
 @pytest.mark.parametrize(
-    ("vision", "message"),
+    ("tokens", "vision", "message"),
     [
-        ({"nframes": None, "max_strided_frames": 160}, "cosmos-rl's data packers (qwen-vl-utils) do not read"),
-        ({"total_pixels": 10240 * 28 * 28}, "a video can take 10240 tokens (total_pixels 8028160 / 28²)"),
+        (None, {"nframes": None, "max_strided_frames": 160}, "cosmos-rl's data packers (qwen-vl-utils) do not read"),
+        (None, {"total_pixels": 10240 * 28 * 28}, "a video can take 10240 tokens (total_pixels 8028160 / 28²)"),
+        (10000, {}, "the dataset's longest video takes 10000 tokens (measured by the build)"),
     ],
 )
 def test_a_dataset_cosmos_rl_would_train_on_differently_is_refused(
@@ -106,10 +108,11 @@ def test_a_dataset_cosmos_rl_would_train_on_differently_is_refused(
     capsys: pytest.CaptureFixture[str],
     datasets: Any,
     tmp_path: Path,
+    tokens: int | None,
     vision: dict[str, object],
     message: str,
 ) -> None:
-    dataset = _rebuilt_as(datasets("sft", "reason1"), tmp_path / "dataset", **vision)
+    dataset = _rebuilt_as(datasets("sft", "reason1"), tmp_path / "dataset", tokens, **vision)
     args = ["sft", str(RECIPES / "reason1_videophy2_sft.toml"), "--dataset", str(dataset), "--dry-run"]
     code = run_cli(monkeypatch, *args, "--output-dir", str(tmp_path / "run"))
     assert code == 1
@@ -126,7 +129,7 @@ def test_the_shipped_recipes_leave_room_beside_a_default_build_s_videos(datasets
         arch = config.resolved_arch()
         kind = "sft" if config.kind == "sft" else "rl"
         patch = 28 if arch == "reason1" else 32
-        dataset = _rebuilt_as(
+        dataset = _rebuilt_as(  # as an unprobed build: held to the pixel budget, what a long video reaches
             datasets(kind, arch), tmp_path / recipe.stem, total_pixels=REASON1_TOTAL_PIXELS, patch_factor=patch
         )
         # raises when max_length is too short (the test build has no val split to validate on)

@@ -67,7 +67,7 @@ from cookbook_data.tasks import (
     resolve_path,
     target_text,
 )
-from cookbook_data.video import VideoDecodeError, VisionSettings, frame_count, probe
+from cookbook_data.video import VideoDecodeError, VisionSettings, probe, video_tokens
 
 __all__ = [
     "BUILD_INFO",
@@ -245,6 +245,11 @@ class BuildReport(Strict):
     train_labels_before: dict[str, int] = Field(description="Labels of the train split before balancing.")
     train_labels_after: dict[str, int] = Field(description="Labels of the train split as saved.")
     val_labels: dict[str, int] = Field(description="Labels of the val split (never balanced).")
+    max_video_tokens: int | None = Field(
+        default=None,
+        description="Most tokens one video of the dataset takes in the model's input (None: videos not probed); "
+        "training checks its max_length leaves room beside it.",
+    )
 
     @property
     def dropped_total(self) -> int:
@@ -277,6 +282,8 @@ class _Candidate:
 class _FileCheck:
     digest: str | None = None
     problem: Dropped | None = None
+    tokens: int | None = None
+    """The video's tokens in the model's input, when probed."""
 
 
 def _sha256(path: Path) -> str:
@@ -290,16 +297,16 @@ def _sha256(path: Path) -> str:
 def _check_file(path: Path, vision: VisionSettings, *, probe_video: bool, hash_bytes: bool) -> _FileCheck:
     if not path.is_file():
         return _FileCheck(problem=Dropped("missing_file", f"{path}: no such file"))
+    tokens = None
     if probe_video:
         try:
-            info = probe(path)
-            frame_count(vision, info.num_frames, info.fps)
+            tokens = video_tokens(vision, probe(path))
         except VideoDecodeError as error:
             return _FileCheck(problem=Dropped("bad_video", str(error)))
         except ValueError as error:
             return _FileCheck(problem=Dropped("bad_video", f"{path}: {error} (with these vision settings)"))
     try:
-        return _FileCheck(digest=_sha256(path) if hash_bytes else None)
+        return _FileCheck(digest=_sha256(path) if hash_bytes else None, tokens=tokens)
     except OSError as error:
         return _FileCheck(problem=Dropped("missing_file", f"{path}: cannot be read ({error})"))
 
@@ -423,9 +430,10 @@ def _read_candidates(
 
 def _check_videos(
     config: BuildConfig, vision: VisionSettings, candidates: list[_Candidate], drops: _Drops
-) -> tuple[list[_Candidate], dict[str, str]]:
-    """Candidates whose file exists, opens and (with dedup) holds bytes no earlier candidate has; and the
-    duplicates found, dropped id -> kept id. Each distinct path is checked once, on worker threads."""
+) -> tuple[list[_Candidate], dict[str, str], int | None]:
+    """Candidates whose file exists, opens and (with dedup) holds bytes no earlier candidate has; the
+    duplicates found, dropped id -> kept id; and the most tokens a kept video takes (None when not probed).
+    Each distinct path is checked once, on worker threads."""
     unique_paths = list(dict.fromkeys(candidate.path for candidate in candidates))
 
     def check(path: Path) -> _FileCheck:
@@ -452,7 +460,8 @@ def _check_videos(
                 )
                 continue
         kept.append(candidate)
-    return kept, duplicates
+    tokens = [checks[candidate.path].tokens for candidate in kept]
+    return kept, duplicates, max((t for t in tokens if t is not None), default=None)
 
 
 def _sample_id(candidate: _Candidate) -> str:
@@ -474,7 +483,7 @@ def _build_into(
 ) -> BuildReport:
     drops = _Drops(f"build-{kind}")
     total, candidates = _read_candidates(config, kind, target_format, drops)
-    kept, duplicates = _check_videos(config, vision, candidates, drops)
+    kept, duplicates, max_video_tokens = _check_videos(config, vision, candidates, drops)
 
     train = [candidate for candidate in kept if candidate.split == "train"]
     val = [candidate for candidate in kept if candidate.split == "val"]
@@ -525,6 +534,7 @@ def _build_into(
         train_labels_before=train_before,
         train_labels_after=_counts(config.task, config.balance, train),
         val_labels=_counts(config.task, config.balance, val),
+        max_video_tokens=max_video_tokens,
     )
     (staging / BUILD_INFO).write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
     return report

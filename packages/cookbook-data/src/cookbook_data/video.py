@@ -241,6 +241,15 @@ def resized_frame_size(settings: VisionSettings, height: int, width: int, count:
     return smart_resize(height, width, settings.patch_factor, min_pixels, max_pixels)
 
 
+def video_tokens(settings: VisionSettings, info: VideoInfo) -> int:
+    """How many tokens a video becomes in the model's input: one per ``patch_factor``² pixels of each resized
+    frame, counted once per pair of frames (the model takes frames in pairs). Past the frame count where the
+    per-frame minimum binds, this grows with the video's length whatever ``total_pixels`` says."""
+    count = frame_count(settings, info.num_frames, info.fps)
+    height, width = resized_frame_size(settings, info.height, info.width, count)
+    return count // FRAME_FACTOR * (height // settings.patch_factor) * (width // settings.patch_factor)
+
+
 VFR_PACKETS = 240
 """How many packets :func:`probe` demuxes (without decoding) to tell a variable frame rate."""
 _REORDER_MARGIN = 16

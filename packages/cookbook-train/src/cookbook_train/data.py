@@ -146,20 +146,26 @@ TEXT_ROOM = 256
 
 def _check_sequence_room(config: TrainConfig, build: BuildReport) -> None:
     """Refuse a ``max_length`` that a video of the dataset can fill by itself: cosmos-rl then cuts the sequence
-    short at its end, the answer being trained on, and only logs it. A video's tokens reach ``total_pixels`` /
-    patch² once it is long enough (the pixel budget is shared by its frames), so that is what to allow for."""
-    if build.vision.total_pixels is None:
+    short at its end, the answer being trained on, and only logs it. The build measured its longest video
+    (``max_video_tokens``); a build that did not probe its videos is held to its pixel budget, ``total_pixels`` /
+    patch², which a video reaches once it is long enough (unchecked without a budget)."""
+    vision = build.vision
+    if build.max_video_tokens is not None:
+        video = build.max_video_tokens
+        what = f"the dataset's longest video takes {video} tokens (measured by the build)"
+    elif vision.total_pixels is not None:
+        video = math.ceil(vision.total_pixels / vision.patch_factor**2)
+        what = f"a video can take {video} tokens (total_pixels {vision.total_pixels} / {vision.patch_factor}²)"
+    else:
         return
-    video = math.ceil(build.vision.total_pixels / build.vision.patch_factor**2)
     answer = config.max_response_length if isinstance(config, GRPOConfig) else 0
     needed = video + answer + TEXT_ROOM
     if needed > config.max_length:
         generated = f" + max_response_length {answer}" if answer else ""
         raise DatasetError(
-            f"{config.dataset}: a video can take {video} tokens (total_pixels {build.vision.total_pixels} / "
-            f"{build.vision.patch_factor}²){generated}, and max_length {config.max_length} leaves less than "
+            f"{config.dataset}: {what}{generated}, and max_length {config.max_length} leaves less than "
             f"{TEXT_ROOM} for the prompt's text and the answer; set max_length to at least {needed}, or rebuild "
-            "with a smaller --total-pixels"
+            "with a smaller --total-pixels, fewer frames or shorter videos"
         )
 
 
