@@ -154,6 +154,20 @@ def test_manifest_input_and_rows_without_a_file(sets: Sets, tmp_path: Path) -> N
     assert result.real.failures == {"missing_file": 1}
 
 
+def test_a_repeated_id_counts_its_first_video_once(sets: Sets, tmp_path: Path) -> None:
+    rows = [VideoSample(id=f"clip-{i}", path=f"real/{name}.mp4") for i, name in enumerate(GOOD)]
+    rows.append(VideoSample(id="clip-0", path=f"real/{GOOD[1]}.mp4"))  # the same id again, another file
+    repeated = sets.manifest.parent / "repeated.jsonl"
+    repeated.write_text("".join(row.model_dump_json() + "\n" for row in rows))
+
+    result = _fid(repeated, sets.real, tmp_path / "run", frames_per_video=2)
+    alone = _fid(sets.real, sets.real, tmp_path / "alone", frames_per_video=2)
+
+    assert (result.real.videos, result.real.used, result.real.samples) == (6, 5, 10)
+    assert result.real.failures == {"DuplicateId": 1}
+    assert result.value == pytest.approx(alone.value, abs=1e-6)  # the same five videos as the folder's
+
+
 def test_too_few_frames_without_shrinkage_is_a_clear_error(sets: Sets, tmp_path: Path) -> None:
     with pytest.raises(RankDeficientError, match=r"real set .*20 samples of dimension 2048.*shrinkage"):
         _fid(sets.real, sets.perturbed, tmp_path / "run", shrinkage=None)

@@ -488,7 +488,11 @@ def _extract_set(
     job = extraction.job(name, config)
     records_path, errors_path, out, fingerprint = job.out, job.errors, config.out, extraction.fingerprint
     run_job(job, items, config=config, progress=progress, engine=config.engine)
-    paths = {item.sample_id: str(item.path) for item in items}
+    first: dict[str, VideoItem] = {}
+    for item in items:  # the job processes an id's first copy only and records the others as DuplicateId
+        first.setdefault(item.sample_id, item)
+    repeated = len(items) - len(first)
+    paths = {key: str(item.path) for key, item in first.items()}
     wanted = set(paths)
     done = {r.sample_id: r for r in read_records(records_path, VideoFeatures)} if records_path.exists() else {}
     done = {key: record for key, record in done.items() if key in wanted}
@@ -498,9 +502,9 @@ def _extract_set(
             f"{records_path}: cached features of {len(stale)} video(s) (e.g. {stale[0]!r}) were made from another "
             "file, with another protocol or with other weights; use a new output folder or delete this one"
         )
-    arrays = [np.load(out / done[item.sample_id].features) for item in items if item.sample_id in done]
+    arrays = [np.load(out / done[key].features) for key in first if key in done]
     errors = _last_errors(errors_path)
-    failures: dict[str, int] = {}
+    failures: dict[str, int] = {"DuplicateId": repeated} if repeated else {}
     for sample_id in wanted - done.keys():
         reason = errors[sample_id].error_type if sample_id in errors else "unknown"
         failures[reason] = failures.get(reason, 0) + 1
@@ -509,7 +513,7 @@ def _extract_set(
         source=str(source),
         videos=len(items),
         used=len(arrays),
-        failed=len(wanted - done.keys()),
+        failed=len(wanted - done.keys()) + repeated,
         failures=failures,
         samples=int(features.shape[0]),
         padded_videos=sum(1 for record in done.values() if record.padded_frames),
