@@ -140,6 +140,16 @@ def test_i3d_weights_round_trip_through_safetensors(tmp_path: Path, i3d: I3DFeat
     np.testing.assert_array_equal(loaded(clips), i3d(clips))
 
 
+def test_weights_without_batch_norm_counters_load(tmp_path: Path, i3d: I3DFeatures) -> None:
+    path = tmp_path / "converted.pth"  # as converted from TensorFlow: no num_batches_tracked
+    torch.save({k: v for k, v in i3d.network.state_dict().items() if not k.endswith("num_batches_tracked")}, path)
+
+    loaded = I3DFeatures(str(path), image_size=64)
+
+    clips = np.stack([_frames(4)])
+    np.testing.assert_array_equal(loaded(clips), i3d(clips))
+
+
 def test_missing_or_wrong_weights_give_clear_errors(tmp_path: Path, i3d: I3DFeatures) -> None:
     missing = tmp_path / "nowhere" / "inception.pth"
     with pytest.raises(WeightsError, match=r"weights file .*nowhere/inception\.pth not found.*random"):

@@ -180,6 +180,8 @@ def test_config_checks() -> None:
         FVDConfig(real=Path("a"), generated=Path("b"), out=Path("c"), weights="random", frames=3)  # type: ignore[call-arg]
     with pytest.raises(ValidationError, match="weights"):
         FIDConfig(real=Path("a"), generated=Path("b"), out=Path("c"))  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match="greater than 0"):
+        FIDConfig(real=Path("a"), generated=Path("b"), out=Path("c"), weights="random", shrinkage=0)
 
 
 def test_only_an_extractor_off_the_cpu_asks_the_engine_for_a_gpu() -> None:

@@ -85,6 +85,8 @@ def test_too_few_samples_is_an_error_that_says_what_to_do() -> None:
         frechet_distance_of_features(features, features + 1)
     with pytest.raises(RankDeficientError):
         gaussian_stats(features[:, :20])  # n == d is singular too (rank n - 1)
+    with pytest.raises(RankDeficientError):
+        gaussian_stats(features, shrinkage=0)  # an intensity of 0 shrinks nothing
 
 
 def test_ledoit_wolf_matches_scikit_learn() -> None:

@@ -184,7 +184,7 @@ WeightsOption = Annotated[
 ]
 ShrinkageOption = Annotated[
     str | None,
-    typer.Option(help="'ledoit-wolf' or an intensity in [0, 1] when a set has fewer samples than features."),
+    typer.Option(help="'ledoit-wolf' or an intensity in (0, 1] when a set has fewer samples than features."),
 ]
 BatchOption = Annotated[int | None, typer.Option(help="Videos embedded together (default 4).")]
 WorkersOption = Annotated[int | None, typer.Option(help="Batches in flight on the local engine (default 2).")]

@@ -141,6 +141,14 @@ def seeded_init(model: nn.Module, seed: int) -> None:
                 module.reset_parameters()
 
 
+_BATCHES_TRACKED = "num_batches_tracked"
+
+
+def _counters(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The batch-norm step counters of ``state`` (kept from the network where a weights file has none)."""
+    return {key: value for key, value in state.items() if key.endswith(_BATCHES_TRACKED)}
+
+
 class Extractor:
     """Base of the two extractors: weights, device, the input conversion and batched inference."""
 
@@ -184,7 +192,8 @@ class Extractor:
         ignored = IGNORED_KEYS[self.name]
         state = {key: value for key, value in state.items() if not key.startswith(ignored)}
         expected = network.state_dict()
-        missing = sorted(expected.keys() - state.keys())
+        # A batch-norm counter, unused in evaluation; weights converted from TensorFlow do not carry it.
+        missing = sorted(key for key in expected.keys() - state.keys() if not key.endswith(_BATCHES_TRACKED))
         unexpected = sorted(state.keys() - expected.keys())
         if missing or unexpected:
             raise WeightsError(
@@ -198,7 +207,7 @@ class Extractor:
                 f"{path}: {len(wrong)} parameters have the wrong shape, e.g. {key}: "
                 f"{tuple(state[key].shape)} instead of {tuple(expected[key].shape)}"
             )
-        network.load_state_dict(state, strict=True)
+        network.load_state_dict({**_counters(expected), **state}, strict=True)
 
     def _to_unit(self, frames: NDArray[np.uint8]) -> torch.Tensor:
         """(N, H, W, 3) uint8 -> (N, 3, S, S) float32 in [0, 1], resized."""

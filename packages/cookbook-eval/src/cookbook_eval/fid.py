@@ -87,11 +87,11 @@ class _FrechetJobConfig(Strict):
             "'random' for seeded random weights (pipeline checks only: marked not comparable)."
         )
     )
-    shrinkage: Annotated[float, Field(ge=0, le=1)] | Literal["ledoit-wolf"] | None = Field(
+    shrinkage: Annotated[float, Field(gt=0, le=1)] | Literal["ledoit-wolf"] | None = Field(
         default=None,
         description=(
             "Covariance estimate when a set has fewer samples than feature dimensions: 'ledoit-wolf' or a fixed "
-            "intensity in [0, 1] toward the scaled identity. None refuses such sets. Not comparable when set."
+            "intensity in (0, 1] toward the scaled identity. None refuses such sets. Not comparable when set."
         ),
     )
     image_size: int | None = Field(

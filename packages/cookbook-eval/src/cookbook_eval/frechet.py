@@ -108,15 +108,16 @@ def shrink_covariance(cov: ArrayLike, intensity: float) -> NDArray[np.float64]:
 def gaussian_stats(features: ArrayLike, shrinkage: Shrinkage = None) -> GaussianStats:
     """Mean and covariance of ``features`` (n x d) in float64.
 
-    Raises :class:`RankDeficientError` when n <= d (the covariance is singular) and ``shrinkage`` is None.
+    Raises :class:`RankDeficientError` when n <= d (the covariance is singular) and ``shrinkage`` is None or 0
+    (an intensity of 0 leaves the singular sample covariance as it is).
     """
     x = _as_features(features)
     n, d = x.shape
-    if shrinkage is None and n <= d:
+    if (shrinkage is None or shrinkage == 0) and n <= d:
         raise RankDeficientError(
             f"{n} samples of dimension {d}: their covariance has rank at most {n - 1} < {d}, so the Fréchet "
             f"distance would measure estimation noise. Use more than {d} samples (frames or clips), or accept "
-            "a shrinkage estimate (shrinkage='ledoit-wolf' or an intensity in [0, 1]); results with shrinkage "
+            "a shrinkage estimate (shrinkage='ledoit-wolf' or an intensity in (0, 1]); results with shrinkage "
             "are not comparable to published numbers."
         )
     mean = x.mean(axis=0)
