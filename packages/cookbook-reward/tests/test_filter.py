@@ -1,12 +1,13 @@
 """Curation by score: every sample lands in exactly one output; best-of-N keeps one per group."""
 
+import json
 from pathlib import Path
 
 import pytest
 
 from cookbook_data.jobs import RESOLVED_CONFIG
 from cookbook_data.records import read_records
-from cookbook_data.schemas import ScoreRecord, VideoSample
+from cookbook_data.schemas import ScoreKind, ScoreRecord, VideoSample
 from cookbook_reward.config import FilterConfig
 from cookbook_reward.filter import filter_manifest
 
@@ -42,7 +43,8 @@ def test_bands_split_the_manifest_without_losing_a_sample(files: tuple[Path, Pat
     assert ids(out / "unscored.jsonl") == ["c1", "unscored"]
     assert ids(out / "surplus.jsonl") == []
     assert sum(report.counts.values()) == len(ids(manifest))
-    assert (out / RESOLVED_CONFIG).exists()
+    resolved = json.loads((out / RESOLVED_CONFIG).read_text())["config"]
+    assert (resolved["keep_min"], resolved["drop_max"]) == (4.0, 2.0)  # the Likert defaults, as used
 
 
 def test_best_of_n_keeps_the_best_per_group(files: tuple[Path, Path], tmp_path: Path) -> None:
@@ -64,3 +66,32 @@ def test_overlapping_bands_and_duplicate_scores_are_refused(files: tuple[Path, P
     scores.write_text(scores.read_text() * 2)
     with pytest.raises(ValueError, match="more than one score for 'a1'"):
         filter_manifest(FilterConfig(manifest=manifest, scores=scores, out=tmp_path / "out"))
+
+
+def write_scores(path: Path, kinds: dict[str, ScoreKind], score: float) -> Path:
+    path.write_text(
+        "".join(ScoreRecord(sample_id=i, score=score, score_kind=k).model_dump_json() + "\n" for i, k in kinds.items())
+    )
+    return path
+
+
+def test_scores_of_another_scale_need_thresholds_on_it(files: tuple[Path, Path], tmp_path: Path) -> None:
+    manifest, _ = files
+    scores = write_scores(tmp_path / "yesno.jsonl", dict.fromkeys(SCORES, "reward_model_yes_no"), 0.9)
+    with pytest.raises(
+        ValueError, match=r"yesno.jsonl: holds reward_model_yes_no scores \(P\(\"No\" anomalies\), 0 to 1\)"
+    ):
+        filter_manifest(FilterConfig(manifest=manifest, scores=scores, out=tmp_path / "out"))
+    with pytest.raises(ValueError, match=r"--keep-min 0.7 --drop-max 0.3"):
+        filter_manifest(FilterConfig(manifest=manifest, scores=scores, out=tmp_path / "out", keep_min=0.7))
+
+    filter_manifest(FilterConfig(manifest=manifest, scores=scores, out=tmp_path / "out", keep_min=0.7, drop_max=0.3))
+    assert ids(tmp_path / "out" / "kept.jsonl") == list(SCORES)
+    assert ids(tmp_path / "out" / "rejected.jsonl") == []
+
+
+def test_a_file_mixing_kinds_of_score_is_refused(files: tuple[Path, Path], tmp_path: Path) -> None:
+    manifest, _ = files
+    scores = write_scores(tmp_path / "mixed.jsonl", {"a1": "physics_likert", "a2": "approve_reject"}, 1.0)
+    with pytest.raises(ValueError, match=r"mixed.jsonl: mixes physics_likert and approve_reject scores"):
+        filter_manifest(FilterConfig(manifest=manifest, scores=scores, out=tmp_path / "out", keep_min=1, drop_max=0))

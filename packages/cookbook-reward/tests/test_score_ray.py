@@ -67,17 +67,25 @@ def test_the_reward_command_line_and_service_modules_do_not_import_ray() -> None
     assert result.stdout.strip() == "0"
 
 
-def test_replicas_reserve_a_gpu_only_where_the_cluster_has_gpus() -> None:
+def test_replicas_reserve_a_gpu_only_where_the_cluster_has_gpus_and_a_model_runs_in_them() -> None:
     from cookbook_reward.config import ReplicaSettings, RewardServiceSettings, ScorerConfig, ServeConfig
     from cookbook_reward.serve_ray import deployment_options
 
-    scorer = ScorerConfig(scorer="trajectory")
+    scorer = ScorerConfig(scorer="yesno", model="nvidia/Cosmos-Reason1-7B-Reward")
     service = RewardServiceSettings(max_queue=32, max_batch_size=8)
     fixed = ServeConfig(scorer=scorer, service=service, ray=ReplicaSettings(replicas=3))
     on_cpus = deployment_options(fixed, cluster_gpus=0)
     assert (on_cpus["num_replicas"], on_cpus["ray_actor_options"]) == (3, {"num_cpus": 1.0})
     assert (on_cpus["max_ongoing_requests"], on_cpus["max_queued_requests"]) == (40, 32)
     assert deployment_options(fixed, cluster_gpus=8)["ray_actor_options"] == {"num_cpus": 1.0, "num_gpus": 1.0}
+    for no_model_here in (
+        ScorerConfig(scorer="trajectory"),
+        ScorerConfig(scorer="critic", model="nvidia/Cosmos-Reason1-7B", backend="openai"),
+    ):
+        elsewhere = fixed.model_copy(update={"scorer": no_model_here})
+        assert deployment_options(elsewhere, cluster_gpus=8)["ray_actor_options"] == {"num_cpus": 1.0}
+    chosen = fixed.model_copy(update={"ray": ReplicaSettings(replicas=3, gpus_per_replica=0.5)})
+    assert deployment_options(chosen, cluster_gpus=0)["ray_actor_options"] == {"num_cpus": 1.0, "num_gpus": 0.5}
 
     scaling = ServeConfig(scorer=scorer, service=service, ray=ReplicaSettings(min_replicas=1, max_replicas=6))
     options = deployment_options(scaling, cluster_gpus=8)

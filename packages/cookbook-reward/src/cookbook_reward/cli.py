@@ -110,10 +110,11 @@ def serve_command(
     concurrent requests are batched for the model. With a token (--token-file, or the COOKBOOK_REWARD_TOKEN
     environment variable), scoring needs "Authorization: Bearer <token>". With --replicas (or --min-replicas and
     --max-replicas, or --address) the same service runs as Ray Serve replicas, each loading its own scorer, one
-    GPU each when the cluster has GPUs. The TOML file holds a [scorer] table (ScorerConfig: model, scorer,
-    samples, ...), a [service] table (RewardServiceSettings) and a [ray] table (ReplicaSettings); --set takes
-    scorer.*, service.* and ray.* keys. Precedence: defaults < TOML < --set < options < environment. While it
-    runs, the URL it listens on is in the file $COOKBOOK_REWARD_ADDRESS_FILE names, when set (for `healthcheck`).
+    GPU each when the cluster has GPUs and the model runs in the replica (not --backend openai). The TOML file
+    holds a [scorer] table (ScorerConfig: model, scorer, samples, ...), a [service] table (RewardServiceSettings)
+    and a [ray] table (ReplicaSettings); --set takes scorer.*, service.* and ray.* keys. Precedence: defaults <
+    TOML < --set < options < environment. While it runs, the URL it listens on is in the file
+    $COOKBOOK_REWARD_ADDRESS_FILE names, when set (for `healthcheck`).
     """
     import os
 
@@ -244,8 +245,8 @@ def filter_command(
     manifest: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="VideoSample JSONL manifest.")],
     scores: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="ScoreRecord JSONL of the manifest.")],
     out: Annotated[Path, typer.Option(help="Folder for kept/surplus/borderline/rejected/unscored .jsonl.")],
-    keep_min: Annotated[float | None, typer.Option(help="Keep videos scoring at least this (default 4).")] = None,
-    drop_max: Annotated[float | None, typer.Option(help="Reject videos scoring at most this (default 2).")] = None,
+    keep_min: Annotated[float | None, typer.Option(help="Keep videos scoring at least this (Likert: 4).")] = None,
+    drop_max: Annotated[float | None, typer.Option(help="Reject videos scoring at most this (Likert: 2).")] = None,
     by: Annotated[str | None, typer.Option(help="score (default) or expected_score.")] = None,
     best_of: Annotated[
         str | None, typer.Option(help="Metadata key grouping generations of one prompt: keep the best per group.")
@@ -253,7 +254,10 @@ def filter_command(
     config_file: ConfigOption = None,
     sets: SetOption = None,
 ) -> None:
-    """Curate generated videos by score: every video lands in exactly one output manifest (nothing is lost)."""
+    """Curate generated videos by score: every video lands in exactly one output manifest (nothing is lost).
+
+    The thresholds default to 4 and 2 for Likert scores; other kinds of score (yes/no, verdicts, rule,
+    trajectory) need both, on their own scale."""
     from cookbook_data.clikit import resolve_config
     from cookbook_reward.config import FilterConfig
     from cookbook_reward.filter import filter_manifest

@@ -89,8 +89,14 @@ class FilterConfig(Strict):
     by: Literal["score", "expected_score"] = Field(
         default="score", description="Which number decides: the parsed score or the expected score."
     )
-    keep_min: float = Field(default=4.0, description="Videos scoring at least this are kept.")
-    drop_max: float = Field(default=2.0, description="Videos scoring at most this are rejected.")
+    keep_min: float | None = Field(
+        default=None,
+        description="Videos scoring at least this are kept (default 4 for Likert scores; other kinds need it).",
+    )
+    drop_max: float | None = Field(
+        default=None,
+        description="Videos scoring at most this are rejected (default 2 for Likert scores; other kinds need it).",
+    )
     best_of: str | None = Field(
         default=None,
         description="Metadata key grouping N generations of one prompt: keep only the best kept video per group.",
@@ -98,7 +104,7 @@ class FilterConfig(Strict):
 
     @model_validator(mode="after")
     def _bands_do_not_overlap(self) -> Self:
-        if self.drop_max >= self.keep_min:
+        if self.drop_max is not None and self.keep_min is not None and self.drop_max >= self.keep_min:
             raise ValueError(f"drop_max ({self.drop_max}) must be below keep_min ({self.keep_min})")
         return self
 
@@ -137,7 +143,10 @@ class ReplicaSettings(Strict):
         description="Cluster to join: auto, ray://HOST:10001 or HOST:PORT (unset: $RAY_ADDRESS, else a new one).",
     )
     gpus_per_replica: float | None = Field(
-        default=None, ge=0, description="GPUs each replica reserves. Default: 1 when the cluster has GPUs, else 0."
+        default=None,
+        ge=0,
+        description="GPUs each replica reserves. Default: 1 when the cluster has GPUs and the model runs in the "
+        "replica, else 0 (no model, or one behind an OpenAI-compatible server).",
     )
     cpus_per_replica: float = Field(default=1.0, ge=0, description="CPUs each replica reserves.")
 

@@ -4,6 +4,9 @@ Every sample of the manifest lands in exactly one output, so nothing is lost: ``
 ``keep_min``; with ``best_of``, only the best of each group), ``surplus.jsonl`` (kept-quality videos that lost
 their group's best-of-N), ``borderline.jsonl`` (between the bands, for a human look), ``rejected.jsonl``
 (score at most ``drop_max``) and ``unscored.jsonl`` (no score record, or a score of None).
+
+The thresholds are on the scale of the scores file's kind. Only Likert scores have defaults (4 and 2); for any
+other kind both thresholds must be given, since defaults made for 1-5 would reject every video of a 0-1 scale.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Literal
 
 from cookbook_data.jobs import write_resolved_config
 from cookbook_data.records import read_records, write_records
-from cookbook_data.schemas import ScoreRecord, VideoSample
+from cookbook_data.schemas import ScoreKind, ScoreRecord, VideoSample
 from cookbook_reward.config import FilterConfig
 
 Band = Literal["kept", "surplus", "borderline", "rejected", "unscored"]
@@ -29,23 +32,71 @@ class FilterReport:
     files: dict[Band, str] = field(default_factory=dict)
 
 
-def _scores(config: FilterConfig) -> dict[str, float | None]:
+@dataclass(frozen=True)
+class _Scale:
+    """What the scores of one kind mean, and thresholds suiting them: suggested in the error that asks for
+    thresholds, and the defaults of the Likert kinds."""
+
+    meaning: str
+    keep_min: float
+    drop_max: float
+
+
+SCALES: dict[ScoreKind, _Scale] = {
+    "physics_likert": _Scale("1-5 Likert", 4, 2),
+    "instruction_likert": _Scale("1-5 Likert", 4, 2),
+    "reward_model_yes_no": _Scale('P("No" anomalies), 0 to 1', 0.7, 0.3),
+    "approve_reject": _Scale("1 approve, 0 reject", 1, 0),
+    "physics_rule": _Scale("0 violated, 1 followed, 2 cannot tell; thresholds keep 2 with 1", 1, 0),
+    "videophy2_joint": _Scale("1 joint pass, 0 fail", 1, 0),
+    "trajectory": _Scale("fraction of kinematic checks passed (blended with a verdict), 0 to 1", 1, 0.5),
+}
+LIKERT_KINDS: frozenset[ScoreKind] = frozenset({"physics_likert", "instruction_likert"})
+"""The kinds whose scale the default thresholds were made for."""
+
+
+def _scores(config: FilterConfig) -> tuple[dict[str, float | None], ScoreKind | None]:
+    """The score of each sample, and the kind of them all (None for an empty file); a file mixing kinds is
+    refused, as one pair of thresholds cannot suit two scales."""
     values: dict[str, float | None] = {}
+    kind: ScoreKind | None = None
     for record in read_records(config.scores, ScoreRecord):
         if record.sample_id in values:
             raise ValueError(
                 f"{config.scores}: more than one score for {record.sample_id!r}; filter a file of one scorer's scores"
             )
+        if kind is not None and record.score_kind != kind:
+            raise ValueError(
+                f"{config.scores}: mixes {kind} and {record.score_kind} scores ({record.sample_id!r}); "
+                "filter a file of one scorer's scores"
+            )
+        kind = record.score_kind
         values[record.sample_id] = getattr(record, config.by)
-    return values
+    return values, kind
 
 
-def _band(value: float | None, config: FilterConfig) -> Band:
+def _thresholds(config: FilterConfig, kind: ScoreKind | None) -> tuple[float, float]:
+    """``keep_min`` and ``drop_max``: as given, else the Likert defaults where the scores are Likert (or there
+    are none); for another kind, an error unless both were given."""
+    scale = SCALES[kind or "physics_likert"]
+    if kind is not None and kind not in LIKERT_KINDS and (config.keep_min is None or config.drop_max is None):
+        raise ValueError(
+            f"{config.scores}: holds {kind} scores ({scale.meaning}), for which the default thresholds "
+            f"(made for 1-5 Likert scores) would reject every video; give both, e.g. "
+            f"--keep-min {scale.keep_min:g} --drop-max {scale.drop_max:g}"
+        )
+    return (
+        scale.keep_min if config.keep_min is None else config.keep_min,
+        scale.drop_max if config.drop_max is None else config.drop_max,
+    )
+
+
+def _band(value: float | None, keep_min: float, drop_max: float) -> Band:
     if value is None:
         return "unscored"
-    if value >= config.keep_min:
+    if value >= keep_min:
         return "kept"
-    if value <= config.drop_max:
+    if value <= drop_max:
         return "rejected"
     return "borderline"
 
@@ -66,10 +117,13 @@ def _best_of(
 
 def filter_manifest(config: FilterConfig) -> FilterReport:
     """Split ``config.manifest`` by the scores into the outputs described in the module docstring."""
-    values = _scores(config)
+    values, kind = _scores(config)
+    keep_min, drop_max = _thresholds(config, kind)
+    # validated again (the bands must not overlap) and written to config.resolved.json with the values used
+    config = FilterConfig.model_validate(config.model_dump() | {"keep_min": keep_min, "drop_max": drop_max})
     by_band: dict[Band, list[VideoSample]] = {band: [] for band in BANDS}
     for sample in read_records(config.manifest, VideoSample):
-        by_band[_band(values.get(sample.id), config)].append(sample)
+        by_band[_band(values.get(sample.id), keep_min, drop_max)].append(sample)
     if config.best_of is not None:
         by_band["kept"], by_band["surplus"] = _best_of(by_band["kept"], values, config.best_of)
     config.out.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from cookbook_data.jobs import Job, JobReport, run_job
 from cookbook_data.records import read_records
-from cookbook_data.schemas import ScoreRecord, VideoSample
+from cookbook_data.schemas import ScoreKind, ScoreRecord, VideoSample
 from cookbook_infer.backends.base import Backend
 from cookbook_infer.run import Item, Preparer, Unloaded, sample_id
 from cookbook_reward.config import ScoreConfig, ScorerConfig
@@ -48,6 +48,18 @@ class _ScoreBatches:
         return self.scorer().score
 
 
+def _refuse_other_scores(out: Path, kind: ScoreKind, model: str | None) -> None:
+    """Resuming skips the ids already in ``out``, so scores of another scorer or model there would pass for
+    this run's. Every record of a run has its scorer's kind and model, so the first record tells."""
+    first = next(read_records(out, ScoreRecord), None) if out.exists() else None
+    if first is None or (first.score_kind, first.model) == (kind, model):
+        return
+    raise ValueError(
+        f"{out}: holds {first.score_kind} scores by {first.model or 'no model'}, and this run gives {kind} scores "
+        f"by {model or 'no model'}; a rerun only adds the ids not there yet, so write to a new --out"
+    )
+
+
 def score_manifest(config: ScoreConfig, *, backend: Backend | None = None, progress: bool | None = None) -> JobReport:
     """Score every sample not yet in ``config.out``; failing samples go to the errors file and the job goes on.
 
@@ -56,6 +68,7 @@ def score_manifest(config: ScoreConfig, *, backend: Backend | None = None, progr
     samples = list(read_records(config.manifest, VideoSample))
     media_root = config.manifest.parent
     described = build_scorer(config, media_root, backend or Unloaded(config.model or "no model"))
+    _refuse_other_scores(config.out, described.kind, config.model)
     describe = described_scorer(config, media_root)
     job: Job[Item, ScoreRecord] = Job(
         stage="reward",

@@ -9,7 +9,8 @@ replica that answers.
 
 A replica takes at most ``max_queue + max_batch_size`` requests at once, so its own queue limit (429) still
 holds; up to ``max_queue`` more wait in Ray Serve for a free replica, and beyond that Ray Serve answers 503.
-With GPUs in the cluster each replica reserves one (``gpus_per_replica``).
+With GPUs in the cluster each replica running a model reserves one (``gpus_per_replica``); a scorer without a
+model, or whose model is behind an OpenAI-compatible server, reserves none.
 
 Ray is imported only by the functions here (``pip install 'cookbook-data[ray]'``).
 """
@@ -62,7 +63,9 @@ def deployment_options(config: ServeConfig, cluster_gpus: float) -> dict[str, An
     """Ray Serve options of the deployment: replicas (fixed or autoscaling), resources, request limits."""
     replicas = config.ray or ReplicaSettings()
     service = config.service
-    gpus = replicas.gpus_per_replica if replicas.gpus_per_replica is not None else (1.0 if cluster_gpus >= 1 else 0.0)
+    gpus = replicas.gpus_per_replica
+    if gpus is None:
+        gpus = 1.0 if cluster_gpus >= 1 and config.scorer.local_model else 0.0
     actor: dict[str, float] = {"num_cpus": replicas.cpus_per_replica}
     if gpus > 0:
         actor["num_gpus"] = gpus
