@@ -75,7 +75,7 @@ def test_the_pipeline_end_to_end(tiny_checkpoints: TinyCheckpoints, synthetic_vi
     recipe = tmp_path / "sft.toml"
     recipe.write_text(
         f'kind = "sft"\nmodel = "{tiny_checkpoints("reason1")}"\ndataset = "{data / "sft"}"\n'
-        f'output_dir = "{tmp_path / "run"}"\nlr = 5e-3\nweight_decay = 0.0\nmax_steps = 60\nbatch_size = 3\n'
+        f'output_dir = "{tmp_path / "run"}"\nlr = 5e-3\nweight_decay = 0.0\nepochs = 60\nbatch_size = 3\n'
         'mini_batch = 3\ngradient_checkpointing = false\nsave_every = 1000\n\n[local]\ndevice = "cpu"\n'
     )
     run("cookbook-train", "sft", recipe, "--backend", "local", cwd=tmp_path)

@@ -97,6 +97,24 @@ def test_set_overrides_and_cross_field_checks() -> None:
         load_recipe(path, ["mini_batch=7"])
 
 
+def test_sft_batch_size_is_shared_among_the_data_parallel_ranks() -> None:
+    # cosmos-rl's SFT worker reads train_batch_per_replica samples on every data-parallel rank; GRPO's
+    # controller shares it among them.
+    sft = load_recipe(recipe("reason1_videophy2_sft.toml"), ["batch_size=32", "mini_batch=2"])
+    assert sft.cosmos.policy.dp_shard == 8
+    assert validate_rendered(render(sft)).train.train_batch_per_replica == 4
+    replicated = load_recipe(
+        recipe("reason1_videophy2_sft.toml"),
+        ["mini_batch=2", "cosmos.policy.dp_shard=2", "cosmos.policy.dp_replicate=2"],
+    )
+    assert render(replicated)["train"]["train_batch_per_replica"] == 8
+    grpo = load_recipe(recipe("reason1_videophy2_grpo.toml"))
+    assert render(grpo)["train"]["train_batch_per_replica"] == grpo.batch_size
+    with pytest.raises(ValueError, match=r"8 data-parallel ranks .* must be a multiple of 16"):
+        load_recipe(recipe("reason1_videophy2_sft.toml"), ["batch_size=24", "mini_batch=2"])
+    load_recipe(recipe("reason1_videophy2_sft.toml"), ["batch_size=24", "mini_batch=2", "backend=local"])
+
+
 def rendered_with(path: Path, extra: dict[str, Any], sets: list[str] | None = None) -> dict[str, Any]:
     config = load_recipe(path, sets)
     config = config.model_copy(update={"cosmos": config.cosmos.model_copy(update={"extra": extra})})
@@ -110,6 +128,22 @@ def test_keys_cosmos_rl_would_silently_ignore_are_refused() -> None:
     for key in ("train.optm_lrr", "policy.parallelism.tpsize", "train.train_policy.kl_beta", "logging.loger"):
         with pytest.raises(RenderError, match=key.replace(".", r"\.")):
             validate_rendered(rendered_with(sft, {key: 1}))
+
+
+def test_extra_tables_set_their_keys_and_keep_the_rendered_ones(tmp_path: Path) -> None:
+    def cosmos_keys(rendered: dict[str, Any]) -> dict[str, Any]:
+        return {table: value for table, value in rendered.items() if table != "custom"}  # custom holds the recipe
+
+    path = recipe("reason2_vqa_sft_lora.toml")
+    dotted = cosmos_keys(rendered_with(path, {"validation.batch_size": 4}))
+    assert dotted["validation"]["enable"] and "dataset" in dotted["validation"]
+    # An unquoted dotted key in TOML, and --set, arrive as nested tables.
+    toml = tmp_path / "extra.toml"
+    toml.write_text(path.read_text() + "\n[cosmos.extra]\nvalidation.batch_size = 4\n")
+    assert cosmos_keys(render(load_recipe(toml))) == dotted
+    assert cosmos_keys(render(load_recipe(path, ["cosmos.extra.validation.batch_size=4"]))) == dotted
+    assert cosmos_keys(rendered_with(path, {"validation": {"batch_size": 4}})) == dotted
+    assert validate_rendered(dotted).validation.freq == 100
 
 
 def test_unknown_keys_follows_cosmos_rl_models_and_their_unions() -> None:

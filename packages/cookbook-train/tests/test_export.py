@@ -1,5 +1,6 @@
-"""Exporting a checkpoint folder that holds weights without a processor (what some training exports write)."""
+"""Exporting checkpoint folders that lack processor files or the chat template (what training exports write)."""
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -8,7 +9,7 @@ from safetensors.torch import load_file
 
 from cookbook_infer.backends.transformers import load_pretrained
 from cookbook_infer.testing.pytest_plugin import TinyCheckpoints
-from cookbook_train.export import export_checkpoint, latest_cosmos_export
+from cookbook_train.export import export_checkpoint, latest_cosmos_export, save_hf
 
 
 def weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -21,7 +22,7 @@ def test_weights_without_a_processor_take_the_base_model_s(tiny_checkpoints: Tin
     load_pretrained(str(base)).model.save_pretrained(weights_only)
     assert not (weights_only / "preprocessor_config.json").exists()
 
-    with pytest.raises(ValueError, match="holds no processor files; pass the base model"):
+    with pytest.raises(ValueError, match="holds no processor with a chat template"):
         export_checkpoint(weights_only, tmp_path / "refused")
     exported = export_checkpoint(weights_only, tmp_path / "exported", base=str(base))
 
@@ -30,6 +31,37 @@ def test_weights_without_a_processor_take_the_base_model_s(tiny_checkpoints: Tin
     original, saved = weights(weights_only), weights(exported)
     assert original.keys() == saved.keys()
     assert all(torch.equal(tensor, saved[name]) for name, tensor in original.items())
+
+
+def test_a_cosmos_rl_export_without_the_chat_template_takes_the_base_model_s(
+    tiny_checkpoints: TinyCheckpoints, tmp_path: Path
+) -> None:
+    base = tiny_checkpoints("reason1")
+    assert (base / "chat_template.jinja").is_file()
+    # What cosmos-rl writes to safetensors/step_N: the weights, then every *.json of the starting model.
+    step = tmp_path / "step_10"
+    load_pretrained(str(base)).model.save_pretrained(step)
+    for file in base.glob("*.json"):
+        if not (step / file.name).exists():
+            shutil.copy(file, step)
+    assert (step / "preprocessor_config.json").is_file() and not (step / "chat_template.jinja").exists()
+
+    exported = export_checkpoint(step, tmp_path / "exported", base=str(base))
+    processor = load_pretrained(str(exported)).processor
+    messages = [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
+    expected = load_pretrained(str(base)).processor.apply_chat_template(messages, tokenize=False)
+    assert processor.apply_chat_template(messages, tokenize=False) == expected
+
+    with pytest.raises(ValueError, match="holds no processor with a chat template"):
+        export_checkpoint(step, tmp_path / "refused")
+
+
+def test_a_processor_without_a_chat_template_is_not_exported(tiny_checkpoints: TinyCheckpoints, tmp_path: Path) -> None:
+    loaded = load_pretrained(str(tiny_checkpoints("reason1")))
+    loaded.processor.chat_template = None
+    with pytest.raises(ValueError, match="without a chat template"):
+        save_hf(loaded.model, loaded.processor, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_folder_that_is_no_checkpoint_is_refused(tmp_path: Path) -> None:

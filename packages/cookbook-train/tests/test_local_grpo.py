@@ -40,6 +40,7 @@ def test_grpo_raises_the_mean_reward_for_emitting_a_chosen_token(
         lr=5e-3,
         lr_schedule="constant",
         weight_decay=0.0,
+        epochs=5,  # two steps each: three prompts, two a step
         max_steps=8,
         batch_size=16,
         mini_batch=8,

@@ -28,7 +28,7 @@ def test_sft_overfits_a_few_labelled_videos_and_the_export_answers_like_the_labe
         lr=5e-3,
         lr_schedule="cosine",
         weight_decay=0.0,
-        max_steps=60,
+        epochs=60,  # one step each: three samples, batch_size 3
         batch_size=3,
         mini_batch=3,
         gradient_checkpointing=False,
@@ -39,7 +39,7 @@ def test_sft_overfits_a_few_labelled_videos_and_the_export_answers_like_the_labe
     assert plan.command is None and not plan.problems()
     final = launch(plan)
     assert final == tmp_path / "run" / "final"
-    assert json.loads((tmp_path / "run" / RESOLVED_CONFIG).read_text())["config"]["max_steps"] == 60
+    assert json.loads((tmp_path / "run" / RESOLVED_CONFIG).read_text())["config"]["epochs"] == 60
 
     logged = read_records(tmp_path / "run" / METRICS, StepMetrics)
     losses = [line.values["loss"] for line in logged if "loss" in line.values]

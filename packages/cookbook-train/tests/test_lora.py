@@ -33,6 +33,7 @@ def test_lora_sft_resumes_and_exports_merged_weights(
         "output_dir": tmp_path / "run",
         "lr": 1e-2,
         "lr_schedule": "constant",
+        "epochs": 3,  # one step each: three samples, batch_size 3
         "batch_size": 3,
         "mini_batch": 3,
         "save_every": 1,
@@ -49,6 +50,9 @@ def test_lora_sft_resumes_and_exports_merged_weights(
     second = train_sft_local(SFTConfig(max_steps=3, **settings))
     assert second.resumed_from == tmp_path / "run" / "checkpoints" / "checkpoint-2"
     assert second.steps == 3 and [line.step for line in second.metrics if "loss" in line.values] == [3]
+    # max_steps cuts the epochs short but never extends them (as in cosmos-rl): the three epochs are done.
+    third = train_sft_local(SFTConfig(max_steps=10, **settings))
+    assert third.steps == 3 and not [line for line in third.metrics if "loss" in line.values]
 
     before, after = weights(base), weights(second.final)
     assert before.keys() == after.keys()  # plain weights: no adapter tensors, loadable without peft
@@ -73,7 +77,7 @@ def test_lora_grpo_with_a_kl_penalty_to_the_adapter_free_model(
         output_dir=tmp_path / "run",
         rewards=[{"name": "format"}, {"name": "score_accuracy"}],
         lr=1e-2,
-        max_steps=2,
+        max_steps=100,  # more than the epoch's three steps (one prompt each): the epoch is what runs
         batch_size=4,
         mini_batch=2,
         num_generations=4,
@@ -81,10 +85,14 @@ def test_lora_grpo_with_a_kl_penalty_to_the_adapter_free_model(
         kl_beta=0.05,
         gradient_checkpointing=False,
         lora={"rank": 4, "target_modules": ["q_proj"]},
-        local={"device": "cpu"},
+        val_split="train",
+        validate_every=1,
+        local={"device": "cpu", "logging_steps": 2},
     )
     result = train_grpo_local(config)
-    assert [line.step for line in result.metrics] == [1, 2]
+    # Every validation is logged, on logging steps or not.
+    assert result.steps == 3 and [line.step for line in result.metrics] == [1, 2, 3]
+    assert all(0 <= line.values["val_reward"] <= 2 for line in result.metrics)
     kl = [line.values["kl"] for line in result.metrics]
     for line in result.metrics:
         assert {"reward/format", "reward/score_accuracy", "kl", "loss"} <= set(line.values)

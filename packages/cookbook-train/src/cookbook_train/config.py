@@ -73,6 +73,10 @@ class Parallelism(Strict):
         """GPUs all replicas of this kind take together."""
         return self.replicas * self.tp * self.dp_shard * self.dp_replicate * self.cp * self.pp
 
+    def data_parallel(self) -> int:
+        """Data-parallel ranks of one replica (dp_shard x dp_replicate): each reads its own share of a batch."""
+        return self.dp_shard * self.dp_replicate
+
 
 class CosmosSettings(Strict):
     """Settings only the cosmos-rl backend reads."""
@@ -98,8 +102,9 @@ class CosmosSettings(Strict):
     extra: dict[str, JsonValue] = Field(
         default_factory=dict,
         description=(
-            "cosmos-rl keys set after rendering, dotted (e.g. 'train.optm_warmup_start_factor' = 0.1); each key "
-            "must be one cosmos-rl knows."
+            "cosmos-rl keys set after rendering, dotted (e.g. 'train.optm_warmup_start_factor' = 0.1); a table "
+            "sets its keys one by one, keeping the others of the rendered table; each key must be one cosmos-rl "
+            "knows."
         ),
     )
 
@@ -109,7 +114,11 @@ class LocalSettings(Strict):
 
     device: str = Field(default="auto", description="cpu, cuda, cuda:1 ... (auto: cuda when available).")
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
-        default="auto", description="Weights dtype (auto: bfloat16 on a GPU that supports it, else float32)."
+        default="auto",
+        description=(
+            "Compute dtype (auto: bfloat16 on a GPU that supports it, else float32); full fine-tuning keeps float32 "
+            "weights and computes in bfloat16 through autocast, LoRA loads its frozen base in it."
+        ),
     )
     logging_steps: Positive = Field(default=1, description="Optimizer steps between metric lines.")
 
@@ -133,14 +142,20 @@ class TrainConfig(Strict):
         default=None, description="Optimizer steps between validations; None: no validation."
     )
     epochs: Positive = Field(default=1, description="Passes over the train split.")
-    max_steps: Positive | None = Field(default=None, description="Stop after this many optimizer steps.")
+    max_steps: Positive | None = Field(
+        default=None, description="Stop after this many optimizer steps, if the epochs have not ended before."
+    )
     lr: float = Field(gt=0, description="Peak learning rate.")
     lr_schedule: LrSchedule = Field(default="cosine", description="constant, linear or cosine decay after warmup.")
     warmup_steps: int = Field(default=0, ge=0, description="Optimizer steps of linear warmup.")
     weight_decay: float = Field(default=0.01, ge=0, description="AdamW weight decay.")
     grad_norm_clip: float = Field(default=1.0, gt=0, description="Gradient norm clipping.")
     batch_size: Positive = Field(
-        default=8, description="Samples per optimizer step per policy replica (GRPO: completions, not prompts)."
+        default=8,
+        description=(
+            "Samples per optimizer step per policy replica, shared among its data-parallel ranks (GRPO: "
+            "completions, not prompts)."
+        ),
     )
     mini_batch: Positive = Field(default=1, description="Samples per forward pass; gradients accumulate over them.")
     max_length: Positive = Field(
@@ -186,6 +201,19 @@ class SFTConfig(TrainConfig):
     """Supervised fine-tuning on the assistant turns of a build-sft dataset."""
 
     kind: Literal["sft"] = Field(default="sft", description="sft; must match the command.")
+
+    @model_validator(mode="after")
+    def _check_ranks(self) -> Self:
+        """cosmos-rl's SFT reads ``train_batch_per_replica`` samples on every data-parallel rank, so the render
+        divides ``batch_size`` among them; each share must hold whole mini-batches."""
+        ranks = self.cosmos.policy.data_parallel()
+        if self.backend == "cosmos-rl" and self.batch_size % (ranks * self.mini_batch):
+            raise ValueError(
+                f"batch_size ({self.batch_size}) is shared among the {ranks} data-parallel ranks of a cosmos-rl "
+                f"policy replica (dp_shard x dp_replicate), each in whole mini_batches ({self.mini_batch}): it must "
+                f"be a multiple of {ranks * self.mini_batch}"
+            )
+        return self
 
 
 class GRPOConfig(TrainConfig):

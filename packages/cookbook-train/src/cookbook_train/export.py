@@ -20,9 +20,18 @@ ADAPTER_CONFIG = "adapter_config.json"
 
 
 def save_hf(model: Any, processor: Any, out: Path) -> Path:
-    """``save_pretrained`` of ``model`` (LoRA merged into it) and ``processor`` into ``out``."""
+    """``save_pretrained`` of ``model`` (LoRA merged into it) and ``processor`` into ``out``.
+
+    Refuses a processor without a chat template: every consumer of the export formats prompts with it, and
+    would fail only later, far from the cause.
+    """
     from peft import PeftModel
 
+    if processor.chat_template is None:
+        raise ValueError(
+            f"{out}: refusing to export a processor without a chat template (apply_chat_template would fail on "
+            "the export); take the processor from a checkpoint that has one"
+        )
     if isinstance(model, PeftModel):
         model = model.merge_and_unload()
     out.mkdir(parents=True, exist_ok=True)
@@ -36,14 +45,29 @@ def _has_processor(folder: Path) -> bool:
     return any((folder / name).is_file() for name in ("processor_config.json", "preprocessor_config.json"))
 
 
+def _processor_folder(source: Path, base: str | None) -> str | None:
+    """Where the export's processor comes from: ``source`` when its processor has a chat template, else ``base``.
+
+    cosmos-rl fills ``safetensors/step_N`` with copies of only the ``*.json`` and ``*.py`` files of the starting
+    model, while transformers (4.57) saves the chat template as ``chat_template.jinja``: such a folder has a
+    processor, but one without its chat template.
+    """
+    if _has_processor(source):
+        from transformers import AutoProcessor
+
+        processor: Any = AutoProcessor.from_pretrained(str(source))  # type: ignore[no-untyped-call]
+        if processor.chat_template is not None:
+            return str(source)
+    return base
+
+
 def export_checkpoint(source: Path, out: Path, *, base: str | None = None) -> Path:
     """Load ``source`` (a checkpoint folder, or an adapter folder merged into ``base``) and save it to ``out``.
 
-    The processor comes from ``source`` when it holds one (cosmos-rl exports do), else from ``base``.
+    The processor comes from ``source`` when it holds one with a chat template, else from ``base``.
     """
     from cookbook_infer.backends.transformers import load_pretrained
 
-    own_processor = str(source) if _has_processor(source) else None
     adapter = source / ADAPTER_CONFIG
     model: Any
     if adapter.is_file():
@@ -52,14 +76,17 @@ def export_checkpoint(source: Path, out: Path, *, base: str | None = None) -> Pa
         base = base or json.loads(adapter.read_text()).get("base_model_name_or_path")
         if not base:
             raise ValueError(f"{source}: a LoRA adapter without base_model_name_or_path; pass the base model")
-        loaded = load_pretrained(base, processor_from=own_processor)
+        loaded = load_pretrained(base, processor_from=_processor_folder(source, base))
         model = PeftModel.from_pretrained(loaded.model, str(source))
     elif not (source / "config.json").is_file():
         raise FileNotFoundError(f"{source}: neither a checkpoint (config.json) nor a LoRA adapter ({ADAPTER_CONFIG})")
-    elif own_processor is None and base is None:
-        raise ValueError(f"{source}: holds no processor files; pass the base model to take them from")
+    elif (processor := _processor_folder(source, base)) is None:
+        raise ValueError(
+            f"{source}: holds no processor with a chat template (cosmos-rl does not copy chat_template.jinja); "
+            "pass the base model to take it from"
+        )
     else:
-        loaded = load_pretrained(str(source), processor_from=None if own_processor else base)
+        loaded = load_pretrained(str(source), processor_from=processor)
         model = loaded.model
     return save_hf(model, loaded.processor, out)
 

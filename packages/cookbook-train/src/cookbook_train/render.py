@@ -53,6 +53,30 @@ def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
     table[leaf] = value
 
 
+def dotted_leaves(tables: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}, "c.d": 2}`` -> ``{"a.b": 1, "c.d": 2}``.
+
+    TOML reads an unquoted ``validation.batch_size = 4`` (and ``--set cosmos.extra.validation.batch_size=4``) as
+    nested tables; setting the outer table whole would drop every key the render put in it, so ``cosmos.extra`` is
+    applied leaf by leaf.
+    """
+    leaves: dict[str, Any] = {}
+    for key, value in tables.items():
+        if isinstance(value, Mapping):
+            leaves |= dotted_leaves(value, f"{prefix}{key}.")
+        else:
+            leaves[f"{prefix}{key}"] = value
+    return leaves
+
+
+def _batch_per_replica(config: TrainConfig) -> int:
+    """cosmos-rl's ``train_batch_per_replica``: per replica for GRPO (the controller shares it among the ranks),
+    but per data-parallel rank for SFT (every rank's data loader reads that many samples)."""
+    if isinstance(config, GRPOConfig):
+        return config.batch_size
+    return config.batch_size // config.cosmos.policy.data_parallel()
+
+
 def _train_policy(config: TrainConfig) -> dict[str, Any]:
     policy: dict[str, Any] = {
         "type": config.kind,
@@ -98,7 +122,7 @@ def render(config: TrainConfig) -> dict[str, Any]:
         "output_dir": str((config.output_dir / "cosmos").absolute()),
         "resume": config.resume,
         "epoch": config.epochs,
-        "train_batch_per_replica": config.batch_size,
+        "train_batch_per_replica": _batch_per_replica(config),
         "optm_lr": config.lr,
         "optm_weight_decay": config.weight_decay,
         "optm_warmup_steps": config.warmup_steps,
@@ -150,7 +174,7 @@ def render(config: TrainConfig) -> dict[str, Any]:
         },
         "custom": {CUSTOM_KEY: config.with_absolute_paths().model_dump(mode="json", exclude_none=True)},
     }
-    for key, value in config.cosmos.extra.items():
+    for key, value in dotted_leaves(config.cosmos.extra).items():
         set_dotted(rendered, key, copy.deepcopy(value))
     return rendered
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -39,12 +40,28 @@ class TrainingModel:
     model_type: str
     device: str
     dtype: Literal["float32", "bfloat16"]
+    """The weights' dtype."""
+    compute_dtype: Literal["float32", "bfloat16"]
+    """The dtype of forward and backward passes: bfloat16 over float32 weights is mixed precision."""
+
+    def autocast(self) -> AbstractContextManager[Any]:
+        """Runs the enclosed passes in ``compute_dtype`` when the weights are float32 master weights for it."""
+        import torch
+
+        mixed = self.dtype != self.compute_dtype
+        return torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16, enabled=mixed)
 
 
 def load_for_training(config: TrainConfig) -> TrainingModel:
-    """The recipe's model in train mode on the chosen device, with LoRA adapters when the recipe asks for them."""
+    """The recipe's model in train mode on the chosen device, with LoRA adapters when the recipe asks for them.
+
+    Full fine-tuning keeps float32 weights even when it computes in bfloat16: AdamW's updates of a few 1e-6 are
+    below bfloat16's resolution (8 bits of mantissa) for most weights and would round away. LoRA trains float32
+    adapters (peft's default), so its frozen base stays in the compute dtype.
+    """
     device = resolve_device(config.local.device)
-    dtype = resolve_dtype(config.local.dtype, device)
+    compute = resolve_dtype(config.local.dtype, device)
+    dtype = compute if config.lora is not None else "float32"
     loaded = load_pretrained(config.model, device=device, dtype=dtype)
     model = loaded.model
     expected = config.model_type()
@@ -62,7 +79,14 @@ def load_for_training(config: TrainConfig) -> TrainingModel:
         )
         model = get_peft_model(model, lora)
     model.train()
-    return TrainingModel(model, loaded.processor, expected, device, dtype)
+    return TrainingModel(model, loaded.processor, expected, device, dtype, compute)
+
+
+def total_steps(config: TrainConfig, steps_per_epoch: int) -> int:
+    """Optimizer steps of a run: ``epochs`` passes, cut short by ``max_steps`` but never extended by it, as
+    cosmos-rl counts them (min(steps of the epochs, max_num_steps)); the learning-rate schedule spans them."""
+    by_epochs = config.epochs * steps_per_epoch
+    return by_epochs if config.max_steps is None else min(config.max_steps, by_epochs)
 
 
 def is_peft(model: Any) -> bool:

@@ -47,6 +47,7 @@ from cookbook_train.local._model import (
     TrainingModel,
     is_peft,
     load_for_training,
+    total_steps,
 )
 from cookbook_train.rewards import WeightedReward, reward_functions, reward_name, total_reward
 
@@ -135,13 +136,14 @@ class _Reference:
         if not is_peft(training.model):
             from cookbook_infer.backends.transformers import load_pretrained
 
-            self.copy = load_pretrained(config.model, device=training.device, dtype=training.dtype).model
+            # Frozen, so it needs no float32 master weights.
+            self.copy = load_pretrained(config.model, device=training.device, dtype=training.compute_dtype).model
             self.copy.requires_grad_(False)
 
     def logprobs(self, inputs: Any, ids: Any, mask: Any, temperature: float) -> Any:
         import torch
 
-        with torch.no_grad():
+        with torch.no_grad(), self.training.autocast():
             if self.copy is not None:
                 return token_logprobs(self.copy, inputs, ids, mask, temperature)
             with self.training.model.disable_adapter():
@@ -223,7 +225,7 @@ class GRPOLoop:
 
     @property
     def total_steps(self) -> int:
-        return self.config.max_steps or self.config.epochs * self.steps_per_epoch
+        return total_steps(self.config, self.steps_per_epoch)
 
     def _indices(self, step: int) -> list[int]:
         import numpy as np
@@ -249,7 +251,7 @@ class GRPOLoop:
         else:
             options |= {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
         training.model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), training.autocast():
             output = training.model.generate(**inputs, **options)
         ids = output[:, inputs["input_ids"].shape[1] :]
         return inputs, ids, _completion_mask(ids, self.eos_ids)
@@ -296,7 +298,8 @@ class GRPOLoop:
                 if config.kl_beta == 0 and not bool(advantages.abs().gt(0).any()):
                     continue
                 ids, mask = group.completion_ids[part], group.completion_mask[part]
-                logps = token_logprobs(model, group.inputs, ids, mask, config.temperature)
+                with self.training.autocast():
+                    logps = token_logprobs(model, group.inputs, ids, mask, config.temperature)
                 ratio = torch.exp(logps - logps.detach())
                 clipped = torch.clamp(ratio, 1 - config.epsilon_low, 1 + config.epsilon_high)
                 gain = advantages.unsqueeze(1)
@@ -364,7 +367,7 @@ class GRPOLoop:
             }
             if self.val_rows is not None and config.validate_every and (step + 1) % config.validate_every == 0:
                 line["val_reward"] = self.validate()
-            if (step + 1) % config.local.logging_steps == 0 or step + 1 == self.total_steps:
+            if "val_reward" in line or (step + 1) % config.local.logging_steps == 0 or step + 1 == self.total_steps:
                 log.write(step + 1, line)
             if (step + 1) % config.save_every == 0 or step + 1 == self.total_steps:
                 checkpoints.save(step + 1, model, optimizer, scheduler)

@@ -10,6 +10,7 @@ checkpoints and ``resume_from_checkpoint`` (used when the run folder holds a che
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from cookbook_train.local._model import (
     LocalResult,
     MetricsLog,
     load_for_training,
+    total_steps,
 )
 
 
@@ -70,8 +72,7 @@ def train_sft_local(config: SFTConfig) -> LocalResult:
         warmup_steps=config.warmup_steps,
         weight_decay=config.weight_decay,
         max_grad_norm=config.grad_norm_clip,
-        num_train_epochs=config.epochs,
-        max_steps=config.max_steps or -1,
+        max_steps=total_steps(config, math.ceil(len(train) / config.batch_size)),
         logging_steps=config.local.logging_steps,
         save_strategy="steps",
         save_steps=config.save_every,
@@ -82,7 +83,7 @@ def train_sft_local(config: SFTConfig) -> LocalResult:
         data_seed=config.seed,
         gradient_checkpointing=config.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False},
-        bf16=loaded.dtype == "bfloat16",
+        bf16=loaded.compute_dtype == "bfloat16",  # over float32 weights for full fine-tuning: mixed precision
         use_cpu=loaded.device == "cpu",
         remove_unused_columns=False,
         dataset_kwargs={"skip_prepare_dataset": True},
