@@ -95,3 +95,14 @@ def test_a_file_mixing_kinds_of_score_is_refused(files: tuple[Path, Path], tmp_p
     scores = write_scores(tmp_path / "mixed.jsonl", {"a1": "physics_likert", "a2": "approve_reject"}, 1.0)
     with pytest.raises(ValueError, match=r"mixed.jsonl: mixes physics_likert and approve_reject scores"):
         filter_manifest(FilterConfig(manifest=manifest, scores=scores, out=tmp_path / "out", keep_min=1, drop_max=0))
+
+
+def test_filtering_by_an_expected_score_no_record_has_is_refused(files: tuple[Path, Path], tmp_path: Path) -> None:
+    manifest, _ = files
+    scores = write_scores(tmp_path / "yesno.jsonl", dict.fromkeys(SCORES, "reward_model_yes_no"), 0.9)
+    config = FilterConfig(
+        manifest=manifest, scores=scores, out=tmp_path / "out", by="expected_score", keep_min=0.7, drop_max=0.3
+    )
+    with pytest.raises(ValueError, match=r"no record has an expected score \(reward_model_yes_no scores carry none"):
+        filter_manifest(config)
+    assert not (tmp_path / "out").exists()

@@ -118,6 +118,11 @@ def _best_of(
 def filter_manifest(config: FilterConfig) -> FilterReport:
     """Split ``config.manifest`` by the scores into the outputs described in the module docstring."""
     values, kind = _scores(config)
+    if config.by == "expected_score" and values and all(value is None for value in values.values()):
+        raise ValueError(
+            f"{config.scores}: no record has an expected score ({kind} scores carry none), so every video would "
+            "be unscored; filter --by score"
+        )
     keep_min, drop_max = _thresholds(config, kind)
     # validated again (the bands must not overlap) and written to config.resolved.json with the values used
     config = FilterConfig.model_validate(config.model_dump() | {"keep_min": keep_min, "drop_max": drop_max})
