@@ -321,9 +321,9 @@ class _Resume:
 def _pending(job: Job[T, R], items: Iterable[T], report: JobReport, resume: _Resume) -> Iterator[tuple[str, T]]:
     """(id, item) of the items still to do: ids already written are counted as skipped, repeated ids become
     errors; ``resume`` records which is which."""
-    already = set(resume.done)
+    already = resume.done
     if not job.retry_failed:
-        already |= done_ids(job.errors, unless_error_type=job.retried_errors)
+        already = already | done_ids(job.errors, unless_error_type=job.retried_errors)
     seen: set[str] = set()
     for item in items:
         report.total += 1

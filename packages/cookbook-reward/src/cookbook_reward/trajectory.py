@@ -308,13 +308,11 @@ def _heading(trajectory: Trajectory, vx: FloatArray, vy: FloatArray, moving: npt
 def _gear_corrected(direction: FloatArray, moving: npt.NDArray[np.bool_]) -> FloatArray:
     """``direction`` turned by π wherever the vehicle reverses (read at the moving waypoints only)."""
     heading = direction.copy()
-    reversing, last = False, None
+    offset, last = 0.0, None  # offset: π while reversing
     for index in np.flatnonzero(moving):
-        candidate = direction[index] + (np.pi if reversing else 0.0)
-        if last is not None and abs(_wrapped(candidate - last)) > np.pi / 2:
-            reversing = not reversing
-            candidate = direction[index] + (np.pi if reversing else 0.0)
-        heading[index] = last = candidate
+        if last is not None and abs(_wrapped(direction[index] + offset - last)) > np.pi / 2:
+            offset = np.pi - offset
+        heading[index] = last = direction[index] + offset
     return heading
 
 
