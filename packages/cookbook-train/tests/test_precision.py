@@ -1,12 +1,16 @@
 """Local training on a bfloat16 GPU: full fine-tuning keeps float32 weights, LoRA's frozen base stays bfloat16."""
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+from safetensors import safe_open
 
+from cookbook_infer.backends.transformers import load_pretrained
 from cookbook_infer.testing.pytest_plugin import TinyCheckpoints
 from cookbook_train.config import SFTConfig
+from cookbook_train.launch import launch, plan_run
 from cookbook_train.local import _model
 from cookbook_train.local._model import load_for_training
 
@@ -52,3 +56,15 @@ def test_lora_keeps_its_frozen_base_in_bfloat16(tiny_checkpoints: TinyCheckpoint
     training = load_for_training(config(tiny_checkpoints("reason1"), tmp_path, lora={"target_modules": ["q_proj"]}))
     frozen = {p.dtype for p in training.model.parameters() if not p.requires_grad}
     assert frozen == {torch.bfloat16} and training.dtype == training.compute_dtype == "bfloat16"
+
+
+@pytest.mark.usefixtures("bf16_gpu")
+def test_full_fine_tuning_exports_its_compute_dtype(
+    tiny_checkpoints: TinyCheckpoints, datasets: Any, tmp_path: Path
+) -> None:
+    # The float32 master weights are the optimizer's: the export is bfloat16, half their size, and loads as such.
+    settings = {"dataset": datasets("sft", "reason1"), "epochs": 1, "batch_size": 3, "mini_batch": 3, "save_every": 10}
+    final = launch(plan_run(config(tiny_checkpoints("reason1"), tmp_path, **settings)))
+    with safe_open(str(final / "model.safetensors"), framework="pt") as saved:
+        assert {saved.get_tensor(name).dtype for name in saved.keys()} == {torch.bfloat16}  # noqa: SIM118
+    assert load_pretrained(str(final)).model.dtype == torch.bfloat16

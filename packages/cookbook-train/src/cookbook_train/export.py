@@ -19,12 +19,16 @@ FINAL = "final"
 ADAPTER_CONFIG = "adapter_config.json"
 
 
-def save_hf(model: Any, processor: Any, out: Path) -> Path:
-    """``save_pretrained`` of ``model`` (LoRA merged into it) and ``processor`` into ``out``.
+def save_hf(model: Any, processor: Any, out: Path, *, dtype: str | None = None) -> Path:
+    """``save_pretrained`` of ``model`` (LoRA merged into it) and ``processor`` into ``out``, its weights cast to
+    ``dtype`` when given (the model is cast in place: call this when training is over).
 
+    Training passes its compute dtype: float32 master weights under bfloat16 autocast are for the optimizer, and an
+    export in float32 would be twice the size and load in float32 (``dtype="auto"``), twice the memory.
     Refuses a processor without a chat template: every consumer of the export formats prompts with it, and
     would fail only later, far from the cause.
     """
+    import torch
     from peft import PeftModel
 
     if processor.chat_template is None:
@@ -34,6 +38,10 @@ def save_hf(model: Any, processor: Any, out: Path) -> Path:
         )
     if isinstance(model, PeftModel):
         model = model.merge_and_unload()
+    if dtype is not None:
+        model = model.to(getattr(torch, dtype))
+        for name in model.config.sub_configs:  # loading with dtype="auto" reads the text and vision parts' own
+            getattr(model.config, name).dtype = dtype
     out.mkdir(parents=True, exist_ok=True)
     model.config.use_cache = True
     model.save_pretrained(out, safe_serialization=True)

@@ -371,7 +371,7 @@ class GRPOLoop:
                 log.write(step + 1, line)
             if (step + 1) % config.save_every == 0 or step + 1 == self.total_steps:
                 checkpoints.save(step + 1, model, optimizer, scheduler)
-        final = save_hf(model, self.training.processor, run / FINAL)
+        final = save_hf(model, self.training.processor, run / FINAL, dtype=self.training.compute_dtype)
         return LocalResult(final=final, steps=self.total_steps, resumed_from=resumed, metrics=log.lines)
 
 

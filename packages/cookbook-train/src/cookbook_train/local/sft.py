@@ -104,7 +104,7 @@ def train_sft_local(config: SFTConfig) -> LocalResult:
     )
     last = last_checkpoint(checkpoints) if config.resume else None
     trainer.train(resume_from_checkpoint=None if last is None else str(last))
-    final = save_hf(trainer.model, loaded.processor, run / FINAL)
+    final = save_hf(trainer.model, loaded.processor, run / FINAL, dtype=loaded.compute_dtype)
     return LocalResult(
         final=final,
         steps=trainer.state.global_step,
