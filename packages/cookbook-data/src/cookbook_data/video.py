@@ -83,13 +83,17 @@ class VisionSettings(Strict):
             raise ValueError(f"min_frames ({self.min_frames}) is above max_frames ({self.max_frames})")
         if self.min_pixels and self.max_pixels and self.min_pixels > self.max_pixels:
             raise ValueError(f"min_pixels ({self.min_pixels}) is above max_pixels ({self.max_pixels})")
-        least = MIN_TOKENS_PER_FRAME * self.patch_factor**2
-        if self.max_pixels is not None and self.min_pixels is None and self.max_pixels < least:
+        if self.max_pixels is not None and self.min_pixels is None and self.max_pixels < self.default_min_pixels:
             # Below the default minimum, the minimum is the maximum, and said in every video part: qwen-vl-utils
             # (what cosmos-rl reads videos with) refuses a part whose max_pixels is below its default minimum,
             # and a small video would be scaled up past max_pixels.
             self.min_pixels = self.max_pixels
         return self
+
+    @property
+    def default_min_pixels(self) -> int:
+        """The smallest area of one resized frame when ``min_pixels`` is not given (qwen-vl-utils' default)."""
+        return MIN_TOKENS_PER_FRAME * self.patch_factor**2
 
     def video_part(self, video: str) -> VideoPart:
         """The message part for ``video`` carrying these settings (the form datasets store)."""
@@ -233,7 +237,7 @@ def smart_resize(height: int, width: int, factor: int, min_pixels: float, max_pi
 def resized_frame_size(settings: VisionSettings, height: int, width: int, count: int) -> tuple[int, int]:
     """(height, width) every sampled frame is resized to, within the per-frame range and the total budget."""
     token = settings.patch_factor**2
-    min_pixels = settings.min_pixels if settings.min_pixels is not None else MIN_TOKENS_PER_FRAME * token
+    min_pixels = settings.min_pixels if settings.min_pixels is not None else settings.default_min_pixels
     total = settings.total_pixels if settings.total_pixels is not None else DEFAULT_TOTAL_TOKENS * token
     max_pixels = max(min(MAX_TOKENS_PER_FRAME * token, total / count * FRAME_FACTOR), int(min_pixels * 1.05))
     if settings.max_pixels is not None:
