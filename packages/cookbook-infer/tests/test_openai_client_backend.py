@@ -161,7 +161,7 @@ def test_the_request_body_is_the_conversation_in_openai_form(server: ChatServer)
     )
     sampling = SamplingSettings(max_new_tokens=64, temperature=0.6, top_p=0.95, top_k=20, seed=3)
     backend = backend_for(server, api_key="secret")
-    assert backend.generate([conversation], sampling) == [Generation("<answer>4</answer>", 5)]
+    assert backend.generate([conversation], sampling) == [Generation("<answer>4</answer>", 5, num_prompt_tokens=100)]
 
     [(path, headers, body)] = server.requests
     assert path == "/v1/chat/completions"
@@ -278,7 +278,7 @@ def test_requests_run_concurrently_and_results_keep_input_order(server: ChatServ
     began = time.perf_counter()
     generations = backend_for(server, max_concurrency=3).generate(conversations, SamplingSettings())
     elapsed = time.perf_counter() - began
-    assert generations == [Generation(f"answer to {i}", i + 1) for i in range(6)]
+    assert generations == [Generation(f"answer to {i}", i + 1, num_prompt_tokens=100) for i in range(6)]
     assert server.peak == 3
     assert elapsed < 0.1 * sum(range(1, 7))  # 2.1 s one by one
 
@@ -327,7 +327,7 @@ def test_a_slow_server_times_out(server: ChatServer) -> None:
 def test_an_answer_without_usage_is_an_error_and_empty_content_is_empty_text(server: ChatServer) -> None:
     server.reply = lambda body: Reply(usage=last_text(body) != "no usage", text=None, completion_tokens=1)
     backend = backend_for(server)
-    assert backend.generate([asking("empty")], SamplingSettings()) == [Generation("", 1)]
+    assert backend.generate([asking("empty")], SamplingSettings()) == [Generation("", 1, num_prompt_tokens=100)]
     with pytest.raises(ServerError, match=r"the answer for item 0 has no usage"):
         backend.generate([asking("no usage")], SamplingSettings())
 

@@ -182,7 +182,8 @@ def test_a_greedy_answer_equals_direct_generation(
     assert response.created > 0
     assert response.usage is not None
     assert response.usage.completion_tokens == expected.num_generated_tokens
-    assert response.usage.total_tokens == response.usage.prompt_tokens + expected.num_generated_tokens
+    assert response.usage.prompt_tokens == expected.num_prompt_tokens and expected.num_prompt_tokens > 0
+    assert response.usage.total_tokens == expected.num_prompt_tokens + expected.num_generated_tokens
 
 
 def test_sampled_answers_follow_the_seed_like_direct_generation(

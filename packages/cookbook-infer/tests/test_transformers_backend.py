@@ -65,6 +65,9 @@ def test_batched_greedy_output_equals_one_by_one(backend: TransformersBackend, s
     batched = backend.generate(conversations, GREEDY)
     alone = [backend.generate([c], GREEDY)[0] for c in conversations]
     assert batched == alone
+    # Prompt lengths count each prompt's own tokens (videos of two sizes: the shorter prompt is padded in the batch).
+    lengths = [backend._inputs([c])["input_ids"].shape[1] for c in conversations]
+    assert [g.num_prompt_tokens for g in batched] == lengths and lengths[0] != lengths[1]
 
 
 def test_sampling_is_seeded(backend: TransformersBackend, synthetic_videos: VideoSet) -> None:

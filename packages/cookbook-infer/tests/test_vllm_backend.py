@@ -197,13 +197,14 @@ class RecordingLLM:
         self.calls.append((prompts, sampling_params, use_tqdm))
         return [
             types.SimpleNamespace(
+                prompt_token_ids=[3] * (10 + i),
                 outputs=[
                     types.SimpleNamespace(
                         text=f"<answer>{i}</answer>",
                         token_ids=[7] * (i + 2),
                         finish_reason="length" if i == 2 else "stop",
                     )
-                ]
+                ],
             )
             for i in range(len(prompts))
         ]
@@ -249,7 +250,9 @@ def test_the_backend_builds_the_engine_and_maps_outputs_in_order(
     generations = backend.generate(conversations, sampling)
 
     # vLLM's finish_reason "length" (the third answer) is a cut-off answer
-    assert generations == [Generation(f"<answer>{i}</answer>", i + 2, truncated=i == 2) for i in range(3)]
+    assert generations == [
+        Generation(f"<answer>{i}</answer>", i + 2, num_prompt_tokens=10 + i, truncated=i == 2) for i in range(3)
+    ]
     [(prompts, params, use_tqdm)] = llm.calls
     # each request seeded on its own: copies of one prompt (a scorer's samples) must not all draw alike
     assert params == [sampling_params_kwargs(sampling.model_copy(update={"seed": seed})) for seed in (0, 1, 2)]

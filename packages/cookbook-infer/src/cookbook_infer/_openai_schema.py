@@ -182,7 +182,7 @@ class Choice(BaseModel):
 
 
 class Usage(BaseModel):
-    """Token counts; ``prompt_tokens`` is 0 when the backend does not report it."""
+    """Token counts; ``prompt_tokens`` includes the video's tokens (0 when the backend cannot tell)."""
 
     prompt_tokens: int
     completion_tokens: int

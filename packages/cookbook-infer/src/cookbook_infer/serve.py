@@ -21,8 +21,8 @@ Sampling fields a request leaves out take :attr:`ServeSettings.sampling` (greedy
 temperature 1). ``n`` must be 1 and ``stream`` false: streaming is not supported, and a request asking for it
 gets a 400 response. Errors use OpenAI's body ``{"error": {"message", "type", "param", "code"}}``; invalid
 fields get 400 with ``param`` naming the field. ``finish_reason`` is ``"length"`` when the token limit cut the
-answer off and ``"stop"`` when it ended by itself; ``usage.prompt_tokens`` is 0 (backends do not report prompt
-lengths).
+answer off and ``"stop"`` when it ended by itself; ``usage.prompt_tokens`` counts the prompt's tokens, video
+tokens included.
 
 One request holds the model's only thread while it generates, so the work it may ask for is bounded: more new
 tokens than :attr:`ServeSettings.max_tokens_limit`, more frames of a video than ``max_frames_limit`` (its
@@ -402,13 +402,14 @@ def create_app(backend: Backend, settings: ServeSettings) -> FastAPI:
             logger.exception("generation failed")
             raise APIError(500, f"generation failed: {type(error).__name__}: {error}", kind="server_error") from None
         finish: Literal["stop", "length"] = "length" if generation.truncated else "stop"
+        prompt_tokens = generation.num_prompt_tokens or 0
         return ChatCompletion(
             model=model_name,
             choices=[Choice(message=ResponseMessage(content=generation.text), finish_reason=finish)],
             usage=Usage(
-                prompt_tokens=0,
+                prompt_tokens=prompt_tokens,
                 completion_tokens=generation.num_generated_tokens,
-                total_tokens=generation.num_generated_tokens,
+                total_tokens=prompt_tokens + generation.num_generated_tokens,
             ),
         )
 

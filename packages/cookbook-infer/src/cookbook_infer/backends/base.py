@@ -44,6 +44,8 @@ class Generation:
     text: str
     """Decoded text, control tokens removed, reasoning tags kept."""
     num_generated_tokens: int
+    num_prompt_tokens: int | None = None
+    """Tokens of the prompt the model read, video tokens included (None when the backend cannot tell)."""
     truncated: bool = False
     """Whether generation was cut off by the token limit rather than ending by itself (an end-of-sequence or
     stop token). The token count cannot tell: an answer whose end-of-sequence token is its last allowed one

@@ -135,6 +135,7 @@ class OpenAIClientBackend:
         return Generation(
             text=choice.message.content or "",
             num_generated_tokens=response.usage.completion_tokens,
+            num_prompt_tokens=response.usage.prompt_tokens,
             truncated=choice.finish_reason == "length",
         )
 

@@ -205,7 +205,11 @@ class TransformersBackend:
             output = self.loaded.model.generate(**inputs, **options)
         new_tokens = output[:, inputs["input_ids"].shape[1] :]
         texts = self.loaded.processor.batch_decode(new_tokens, skip_special_tokens=True)
-        return [self._generation(text, row) for text, row in zip(texts, new_tokens.tolist(), strict=True)]
+        prompt_lengths = inputs["attention_mask"].sum(dim=1).tolist()  # left padding is masked out
+        return [
+            self._generation(text, row, length)
+            for text, row, length in zip(texts, new_tokens.tolist(), prompt_lengths, strict=True)
+        ]
 
     def next_token_probabilities(
         self,
@@ -225,12 +229,12 @@ class TransformersBackend:
         logprobs = torch.log_softmax(logits, dim=-1)[:, ids]
         return [candidate_probabilities(candidates, row) for row in logprobs.tolist()]
 
-    def _generation(self, text: str, tokens: list[int]) -> Generation:
+    def _generation(self, text: str, tokens: list[int], prompt_tokens: int) -> Generation:
         """The generation of one row: its tokens up to and including the first end-of-sequence token (the rest
         is padding), truncated when there is none (the row ran to the token limit)."""
         eos = self.loaded.model.generation_config.eos_token_id
         stops = set(eos if isinstance(eos, list) else [eos])
         for position, token in enumerate(tokens):
             if token in stops:
-                return Generation(text=text, num_generated_tokens=position + 1)
-        return Generation(text=text, num_generated_tokens=len(tokens), truncated=True)
+                return Generation(text=text, num_generated_tokens=position + 1, num_prompt_tokens=prompt_tokens)
+        return Generation(text=text, num_generated_tokens=len(tokens), num_prompt_tokens=prompt_tokens, truncated=True)

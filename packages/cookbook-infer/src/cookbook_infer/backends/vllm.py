@@ -144,6 +144,7 @@ def generation_from_output(output: Any) -> Generation:
     return Generation(
         text=completion.text,
         num_generated_tokens=len(completion.token_ids),
+        num_prompt_tokens=None if output.prompt_token_ids is None else len(output.prompt_token_ids),
         truncated=completion.finish_reason == "length",
     )
 
