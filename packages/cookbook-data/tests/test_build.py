@@ -377,7 +377,7 @@ def test_relative_paths_are_resolved_against_the_manifest(tmp_path: Path, five: 
     assert messages(row)[1]["content"][0]["video"] == str(folder / "clips" / "one.mp4")
 
 
-def test_identical_video_bytes_keep_the_first_sample(tmp_path: Path, five: list[Path]) -> None:
+def test_identical_video_bytes_keep_the_smallest_id_in_any_order(tmp_path: Path, five: list[Path]) -> None:
     copy = tmp_path / "copy_of_first.mp4"
     shutil.copy(five[0], copy)
     samples = critic_samples([five[0], five[1], copy], [4, 3, 2])
@@ -390,6 +390,14 @@ def test_identical_video_bytes_keep_the_first_sample(tmp_path: Path, five: list[
     assert "copy_of_first.mp4" in line.message
     assert "'v0'" in line.message
     assert sorted(row["id"] for row in load(tmp_path / "out")["train"]) == ["v0", "v1"]
+
+    # Rows come in any order (validation on Ray writes them as they finish): the same one is kept.
+    reversed_manifest = write_manifest(tmp_path / "r.jsonl", samples[::-1])
+    again = build_sft(BuildConfig(manifest=reversed_manifest, out=tmp_path / "reversed", val_fraction=0))
+    assert again.duplicates == {"v2": "v0"}
+    assert sorted(load(tmp_path / "reversed")["train"], key=lambda row: row["id"]) == sorted(
+        load(tmp_path / "out")["train"], key=lambda row: row["id"]
+    )
 
     kept_all = build_sft(BuildConfig(manifest=manifest, out=tmp_path / "all", val_fraction=0, dedup=False))
     assert kept_all.rows["train"] == 3
@@ -459,6 +467,21 @@ def test_up_sampling_repeats_the_smaller_classes(tmp_path: Path, five: list[Path
     assert unshuffled.rows == report.rows
     ordered = train_ids(tmp_path / "ordered")
     assert list(dict.fromkeys(ordered)) == [f"s{i:02d}" for i in range(11)]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_down_sampled_classes_are_spread_through_the_shuffle(seed: int) -> None:
+    from cookbook_data._balance import balance, shuffled
+
+    items = [(f"s{i}", "4") for i in range(1000)] + [(f"t{i}", "1") for i in range(100)]
+    items += [(f"u{i}", "2") for i in range(300)]
+    kept, _ = balance(items, lambda item: item[1], lambda item: item[0], "down", seed)
+    order = shuffled(kept, lambda item: item[0], seed)
+    quarter = len(order) // 4
+    for start in range(0, len(order), quarter):
+        counts = Counter(label for _, label in order[start : start + quarter])
+        for label in ("1", "2", "4"):  # 25 of each expected; a class-ordered split would have 0 or 75
+            assert abs(counts[label] - quarter / 3) <= 12, (start, counts)
 
 
 def test_balancing_leaves_val_alone(tmp_path: Path, five: list[Path]) -> None:

@@ -4,8 +4,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from cookbook_data.schemas import VideoSample
 from cookbook_data.testing import VideoSet
+from cookbook_data.testing.videos import SyntheticVideo, write_video
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -88,6 +91,41 @@ def test_sample_writes_a_contact_sheet_of_the_chosen_frames(tmp_path: Path, synt
     assert "model input size: 392x280" in result.stdout
     with Image.open(out) as sheet:
         assert sheet.size == (4 * 256, 2 * 192)
+
+
+def test_sample_shows_the_frames_of_a_default_build(tmp_path: Path) -> None:
+    from cookbook_data.build import BuildConfig
+    from cookbook_data.video import frame_indices, probe, resized_frame_size
+
+    video = write_video(SyntheticVideo(tmp_path / "hd.mp4", fps=8, num_frames=80, width=1280, height=720, codec="h264"))
+    info = probe(video)
+    for prompt, options in (("reason1_videophy2_critic", []), ("reason2_videophy2_critic", ["--patch-factor", "32"])):
+        build = BuildConfig(manifest=video, out=tmp_path / "unused", prompt=prompt).vision_settings()
+        indices = frame_indices(build, info.num_frames, info.fps)
+        height, width = resized_frame_size(build, info.height, info.width, len(indices))
+        result = cli("sample", str(video), "--out", str(tmp_path / "sheet.png"), *options)
+        assert result.returncode == 0, result.stderr
+        assert f"indices: {indices}" in result.stdout
+        assert f"model input size: {width}x{height}" in result.stdout
+    # 4 fps within Reason1's pixel budget, as build-sft writes them (not qwen-vl-utils' 2 fps without a budget).
+    assert len(frame_indices(BuildConfig(manifest=video, out=tmp_path).vision_settings(), 80, 8.0)) == 40
+
+    strided = cli("sample", str(video), "--out", str(tmp_path / "s.png"), "--set", "max_strided_frames=8")
+    assert strided.returncode == 0, strided.stderr
+    assert "indices: [0, 10, 20, 30, 40, 50, 60, 70]" in strided.stdout
+
+
+def test_a_set_value_read_as_json_is_taken_as_text_where_the_field_wants_text(tmp_path: Path) -> None:
+    from cookbook_data.build import BuildConfig
+    from cookbook_data.clikit import resolve_config
+
+    options = {"manifest": tmp_path / "m.jsonl", "out": tmp_path / "o"}
+    config = resolve_config(BuildConfig, None, ["split_salt=2024", "seed=7", "prompt=123"], options)
+    assert (config.split_salt, config.seed, config.prompt) == ("2024", 7, "123")
+    with pytest.raises(ValueError, match=r"^seed: Input should be a valid integer"):
+        resolve_config(BuildConfig, None, ["seed=abc"], options)
+    with pytest.raises(ValueError, match=r"^val_fraction: Input should be less than 1"):
+        resolve_config(BuildConfig, None, ["val_fraction=2"], options)
 
 
 def test_validate_prints_counts_per_reason(tmp_path: Path, synthetic_videos: VideoSet) -> None:

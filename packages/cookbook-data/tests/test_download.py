@@ -1,4 +1,6 @@
 import hashlib
+import os
+import stat
 import threading
 import time
 from pathlib import Path
@@ -143,3 +145,15 @@ def test_only_http_urls_are_fetched(tmp_path: Path, url: str) -> None:
     with pytest.raises(DownloadError, match="not an http"):
         VideoCache(tmp_path / "cache").fetch(url)
     assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o007, 0o660)])
+def test_cached_videos_get_the_mode_of_any_new_file(server: VideoServer, tmp_path: Path, umask: int, mode: int) -> None:
+    """Not mkstemp's 0o600: a cache shared by several users or containers must be readable by them."""
+    before = os.umask(umask)
+    try:
+        path = VideoCache(tmp_path / "cache").fetch(server.url("/videos/h264_24fps.mp4", f"mode{umask}"))
+    finally:
+        os.umask(before)
+    assert stat.S_IMODE(path.stat().st_mode) == mode
+    assert names(tmp_path / "cache") == [path.name]

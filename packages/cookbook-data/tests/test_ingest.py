@@ -275,6 +275,34 @@ def test_videophy2_rerun_resumes_without_duplicates(server: VideoServer, tmp_pat
     assert sorted(manifest(out)) == sorted([sample_id(first), sample_id(second), sample_id(third)])
 
 
+def test_videophy2_rerun_with_download_fetches_the_videos_of_samples_written_without(
+    server: VideoServer, tmp_path: Path
+) -> None:
+    first, second, third = urls(server.base, "later")[:3]
+    missing = server.url("/videos/missing.mp4", "later")
+    rows = [row(first, 1), row(second, 2), row(missing, 3), row(third, 4)]
+    source = str(write_copy(rows, tmp_path, "parquet"))
+    out = tmp_path / "out" / "manifest.jsonl"
+    ingest_videophy2(VideoPhy2IngestConfig(source=source, out=out), progress=False)
+    assert all(sample.path is None for sample in manifest(out).values())
+
+    config = VideoPhy2IngestConfig(source=source, out=out, download=True)
+    report = ingest_videophy2(config, progress=False)
+
+    assert (report.succeeded, report.failed, report.skipped) == (3, 1, 0)
+    samples = manifest(out)  # one record per id
+    assert out.read_text().count("\n") == len(samples) == 4
+    for url in (first, second, third):
+        fetched = samples[sample_id(url)]
+        assert fetched.path is not None and Path(fetched.path).is_file()
+        assert fetched.labels["pc"] == next(r["pc"] for r in rows if r["video_url"] == url)
+    assert samples[sample_id(missing)].path is None  # its download failed: kept as it was, and its error recorded
+    assert [e.sample_id for e in errors(tmp_path / "out" / "manifest.errors.jsonl")] == [sample_id(missing)]
+    again = ingest_videophy2(config, progress=False)
+    assert (again.skipped, again.failed) == (3, 1)  # only the video still missing is tried again
+    assert server.hits_for(first) == server.hits_for(second) == server.hits_for(third) == 1
+
+
 def test_videophy2_writes_the_resolved_config_beside_the_manifest(tmp_path: Path) -> None:
     rows = [row("https://example.com/a.mp4", 3)]
     out = tmp_path / "run" / "manifest.jsonl"
@@ -378,7 +406,7 @@ def write_labels(folder: Path, form: str) -> Path:
 def test_folder_ingest_joins_labels_and_keeps_unlabeled_videos(video_folder: Path, tmp_path: Path, form: str) -> None:
     labels = write_labels(tmp_path, form)
     out = tmp_path / "out" / "manifest.jsonl"
-    report = ingest_folder(FolderIngestConfig(folder=video_folder, labels=labels, out=out), progress=False)
+    report = ingest_folder(FolderIngestConfig(folder=video_folder, labels=labels, out=out))
     samples = manifest(out)
     assert sorted(samples) == ["a", "d", "sub/b", "sub/deeper/c"]
     for sample in samples.values():
@@ -412,13 +440,13 @@ def test_folder_ingest_without_labels_and_rerun_resumes(
 ) -> None:
     out = tmp_path / "manifest.jsonl"
     config = FolderIngestConfig(folder=video_folder, out=out)
-    first = ingest_folder(config, progress=False)
+    first = ingest_folder(config)
     assert (first.succeeded, first.unlabeled) == (4, 4)
     assert all(s.labels == {} for s in manifest(out).values())
-    again = ingest_folder(config, progress=False)
+    again = ingest_folder(config)
     assert (again.succeeded, again.skipped, again.failed) == (0, 4, 0)
     shutil.copy(synthetic_videos.good["h264_24fps"].path, video_folder / "sub" / "e.mkv")
-    more = ingest_folder(config, progress=False)
+    more = ingest_folder(config)
     assert (more.succeeded, more.skipped) == (1, 4)
     assert out.read_text().count("\n") == 5
     assert sorted(manifest(out)) == ["a", "d", "sub/b", "sub/deeper/c", "sub/e"]
@@ -432,10 +460,8 @@ def test_folder_labels_can_name_videos_by_a_chosen_column(video_folder: Path, tm
     labels.write_text(f"clip,pc\n{video_folder.resolve() / 'a.mp4'},5\nsub/deeper/c,2\n")
     out = tmp_path / "manifest.jsonl"
     with pytest.raises(ValueError, match="no column naming the video"):
-        ingest_folder(FolderIngestConfig(folder=video_folder, labels=labels, out=out), progress=False)
-    report = ingest_folder(
-        FolderIngestConfig(folder=video_folder, labels=labels, out=out, video_column="clip"), progress=False
-    )
+        ingest_folder(FolderIngestConfig(folder=video_folder, labels=labels, out=out))
+    report = ingest_folder(FolderIngestConfig(folder=video_folder, labels=labels, out=out, video_column="clip"))
     samples = manifest(out)
     assert (samples["a"].labels, samples["sub/deeper/c"].labels) == ({"pc": 5}, {"pc": 2})
     assert (report.unlabeled, report.failed) == (2, 0)
@@ -447,7 +473,7 @@ def test_videos_sharing_an_id_are_reported_not_dropped(video_folder: Path, tmp_p
     labels.write_text("video,pc\na.mov,4\na.mp4,2\n")
     out = tmp_path / "manifest.jsonl"
 
-    report = ingest_folder(FolderIngestConfig(folder=video_folder, labels=labels, out=out), progress=False)
+    report = ingest_folder(FolderIngestConfig(folder=video_folder, labels=labels, out=out))
 
     samples = manifest(out)
     assert samples["a"].path == str(video_folder.resolve() / "a.mov")  # the first in sorted order keeps the id
@@ -464,9 +490,98 @@ def test_csv_answers_reach_the_manifest_as_written(video_folder: Path, tmp_path:
     labels.write_text("video,answer,pc\na.mp4,1.50,4.0\nsub/b.mp4,1e3,3\nd.webm,true,5\n")
     out = tmp_path / "manifest.jsonl"
 
-    ingest_folder(FolderIngestConfig(folder=video_folder, labels=labels, out=out), progress=False)
+    ingest_folder(FolderIngestConfig(folder=video_folder, labels=labels, out=out))
 
     samples = manifest(out)
     assert samples["a"].labels == {"answer": "1.50", "pc": 4.0}  # not 1.5: the answer's text as written
     assert samples["sub/b"].labels == {"answer": "1e3", "pc": 3}
     assert samples["d"].labels == {"answer": True, "pc": 5}
+
+
+def test_a_mended_labels_file_reaches_the_manifest_on_rerun(video_folder: Path, tmp_path: Path) -> None:
+    labels = tmp_path / "labels.csv"
+    labels.write_text("video,pc\na.mp4,4\nd.wbm,2\n")  # a typo: the row names no video
+    out = tmp_path / "manifest.jsonl"
+    config = FolderIngestConfig(folder=video_folder, labels=labels, out=out)
+    first = ingest_folder(config)
+    assert (first.failed, first.unlabeled) == (1, 3)
+    assert manifest(out)["d"].labels == {}
+
+    labels.write_text("video,pc\na.mp4,4\nd.webm,2\n")
+    (video_folder / "sub" / "b.mp4").unlink()
+    report = ingest_folder(config)
+
+    samples = manifest(out)
+    assert (samples["a"].labels, samples["d"].labels) == ({"pc": 4}, {"pc": 2})
+    assert errors(tmp_path / "manifest.errors.jsonl") == []  # the typo's error no longer holds
+    assert sorted(samples) == ["a", "d", "sub/deeper/c"]  # the removed video is no longer listed
+    assert (report.succeeded, report.skipped, report.failed) == (1, 2, 0)  # d changed; a and c are as they were
+    assert (report.unlabeled, report.removed) == (1, 1)
+    assert "1 videos without labels; 1 earlier records removed" in report.summary()
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_a_csv_row_whose_cells_do_not_match_the_header_is_an_error(video_folder: Path, tmp_path: Path) -> None:
+    labels = tmp_path / "labels.csv"
+    labels.write_text(
+        'video,caption,pc\na.mp4,a ball falls, then bounces,4\nd.webm,"quoted, fine",3\nsub/b.mp4,too short\n'
+    )
+    out = tmp_path / "manifest.jsonl"
+
+    report = ingest_folder(FolderIngestConfig(folder=video_folder, labels=labels, out=out))
+
+    samples = manifest(out)
+    assert (samples["d"].caption, samples["d"].labels) == ("quoted, fine", {"pc": 3})
+    assert (samples["a"].caption, samples["a"].labels) == (None, {})  # nothing guessed from the shifted row
+    assert samples["sub/b"].labels == {}
+    problems = {e.sample_id: e.message for e in errors(tmp_path / "manifest.errors.jsonl")}
+    assert sorted(problems) == ["labels.csv:2", "labels.csv:4"]
+    assert problems["labels.csv:2"].startswith("labels.csv:2: 4 cells for 3 columns")
+    assert problems["labels.csv:4"].startswith("labels.csv:4: 2 cells for 3 columns")
+    assert (report.failed, report.unlabeled) == (2, 3)
+
+
+LABELS_AS_WRITTEN = {
+    "array.json": json.dumps([{"video": "a.mp4", "pc": 4, "caption": "sq"}, {"video": "d.webm", "pc": 2}], indent=2),
+    "lines.json": '{"video": "a.mp4", "pc": 4, "caption": "sq"}\n{"video": "d.webm", "pc": 2}\n',
+    "bom.jsonl": '\ufeff{"video": "a.mp4", "pc": 4, "caption": "sq"}\n{"video": "d.webm", "pc": 2}\n',
+}
+
+
+@pytest.mark.parametrize("name", list(LABELS_AS_WRITTEN))
+def test_json_labels_are_read_in_the_form_they_are_written(video_folder: Path, tmp_path: Path, name: str) -> None:
+    labels = tmp_path / name
+    labels.write_text(LABELS_AS_WRITTEN[name], encoding="utf-8")
+    out = tmp_path / "manifest.jsonl"
+
+    report = ingest_folder(FolderIngestConfig(folder=video_folder, labels=labels, out=out))
+
+    samples = manifest(out)
+    assert (samples["a"].caption, samples["a"].labels, samples["d"].labels) == ("sq", {"pc": 4}, {"pc": 2})
+    assert (report.failed, report.unlabeled) == (0, 2)
+    where = "array.json[1]" if name == "array.json" else f"{name}:2"
+    assert samples["d"].metadata["source"] == {"folder": str(video_folder.resolve()), "labels": where}
+
+
+def test_a_broken_json_array_of_labels_is_refused_whole(video_folder: Path, tmp_path: Path) -> None:
+    labels = tmp_path / "labels.json"
+    labels.write_text('[{"video": "a.mp4", "pc": 4},\n {"video": "d.webm", "pc": }]\n')
+    with pytest.raises(ValueError, match=r"labels\.json: not valid JSON .*line 2"):
+        ingest_folder(FolderIngestConfig(folder=video_folder, labels=labels, out=tmp_path / "manifest.jsonl"))
+
+
+def test_folder_ingest_follows_linked_folders_once(
+    video_folder: Path, synthetic_videos: VideoSet, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "storage" / "more"
+    elsewhere.mkdir(parents=True)
+    shutil.copy(synthetic_videos.good["h264_24fps"].path, elsewhere / "e.mp4")
+    (video_folder / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (video_folder / "sub" / "loop").symlink_to(video_folder, target_is_directory=True)  # must not loop
+    out = tmp_path / "manifest.jsonl"
+
+    ingest_folder(FolderIngestConfig(folder=video_folder, out=out))
+
+    samples = manifest(out)
+    assert sorted(samples) == ["a", "d", "linked/e", "sub/b", "sub/deeper/c"]
+    assert samples["linked/e"].path == str(video_folder.resolve() / "linked" / "e.mp4")

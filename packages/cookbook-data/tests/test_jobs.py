@@ -202,3 +202,34 @@ def test_final_failures_are_not_retried_when_the_job_says_so(tmp_path: Path) -> 
     report = run_job(the_job, list(range(5)), progress=False)
     assert (report.skipped, report.succeeded, report.failed) == (5, 0, 0)
     assert len(list(read_records(the_job.errors, ItemError))) == 1
+
+
+def test_records_the_rerun_asks_more_of_are_made_again_and_replaced(tmp_path: Path) -> None:
+    def draft(batch: list[int]) -> list[Prediction]:
+        return [Prediction(sample_id=f"s{i}", model="draft", raw_text=str(i)) for i in batch]
+
+    run_job(job(tmp_path, draft), list(range(4)), progress=False)
+    calls: list[int] = []
+
+    def final_then_dies_at_2(batch: list[int]) -> list[Prediction]:
+        if 2 in batch:
+            raise KeyboardInterrupt
+        calls.extend(batch)
+        return [Prediction(sample_id=f"s{i}", model="final", raw_text=str(i * i)) for i in batch]
+
+    redoing = job(tmp_path, final_then_dies_at_2)
+    redoing.redo = lambda record: record["model"] == "draft"
+    with pytest.raises(KeyboardInterrupt):  # s0 and s1 are made again, then the run dies
+        run_job(redoing, [0, 1, 2], progress=False)
+    assert calls == [0, 1]
+
+    def final_but_a_draft_for_2(batch: list[int]) -> list[Prediction]:
+        return draft(batch) if batch == [2] else final_then_dies_at_2(batch)
+
+    redoing.process = final_but_a_draft_for_2
+    report = run_job(redoing, list(range(4)), progress=False)
+    assert (report.skipped, report.succeeded) == (2, 2)  # s0 and s1 were made before the crash
+    assert calls == [0, 1, 3]
+    records = [(r.sample_id, r.model) for r in read_records(redoing.out, Prediction)]
+    assert sorted(records) == [("s0", "final"), ("s1", "final"), ("s2", "draft"), ("s3", "final")]
+    assert not list(redoing.out.parent.glob(".*partial"))

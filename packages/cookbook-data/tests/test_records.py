@@ -159,3 +159,11 @@ def test_write_records_replaces_the_whole_file(tmp_path: Path) -> None:
     assert write_records(path, VideoSample, first[:1]) == 1
     assert [s.id for s in read_records(path, VideoSample)] == ["v0"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.jsonl"]
+
+
+def test_a_byte_order_mark_opening_a_file_is_not_part_of_its_first_record(tmp_path: Path) -> None:
+    path = tmp_path / "manifest.jsonl"
+    lines = [VideoSample(id=f"v{i}", path=f"/v{i}.mp4").model_dump_json() for i in range(2)]
+    path.write_text("\ufeff" + "".join(line + "\n" for line in lines), encoding="utf-8")  # as Windows editors save
+    assert [s.id for s in read_records(path, VideoSample)] == ["v0", "v1"]
+    assert done_ids(path, key="id") == {"v0", "v1"}

@@ -1,4 +1,5 @@
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -152,3 +153,20 @@ def test_a_rerun_takes_a_missing_video_that_has_appeared(mixed_manifest: Path, s
     quarantined = [e.sample_id for e in read_records(config.quarantine_path(), ItemError)]
     assert "absent" not in quarantined
     assert quarantined.count("url-only") == 1  # still missing: quarantined once, as before
+
+
+def test_a_repeated_id_whose_video_was_missing_is_checked_again(tmp_path: Path, synthetic_videos: VideoSet) -> None:
+    x, y = tmp_path / "x.mp4", tmp_path / "y.mp4"
+    manifest = write_manifest(tmp_path / "m.jsonl", [sample_row("x", x), sample_row("y", y), sample_row("x", x)])
+    config = ValidateConfig(manifest=manifest)
+    first = validate_manifest(config, progress=False)
+    assert first.failures_by_type == {"missing_file": 2, "DuplicateId": 1}
+    shutil.copy(synthetic_videos.good["h264_24fps"].path, x)
+    shutil.copy(synthetic_videos.good["mpeg4_10fps"].path, y)
+
+    report = validate_manifest(config, progress=False)
+
+    assert (report.succeeded, report.skipped) == (2, 0)
+    assert sorted(sample.id for sample in read_records(config.valid_path(), VideoSample)) == ["x", "y"]
+    quarantined = [(e.sample_id, e.error_type) for e in read_records(config.quarantine_path(), ItemError)]
+    assert quarantined == [("x", "DuplicateId")]  # the input still repeats x; its missing file is found

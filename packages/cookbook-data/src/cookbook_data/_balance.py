@@ -33,8 +33,16 @@ def split_of(sample_id: str, val_fraction: float, salt: str = "") -> Split:
     return "val" if _unit(key) < val_fraction else "train"
 
 
-def _rank(seed: int, sample_id: str, copy: int = 0) -> str:
-    return hashlib.sha256(f"{seed}:{copy}:{sample_id}".encode()).hexdigest()
+BALANCE_SALT = "balance"
+"""Mixed into the ranking that picks which items balancing keeps or repeats. Without it that ranking would be
+the shuffle's: down-sampling keeps each class's first-ranked items, the smaller a class the deeper into the
+shuffle its kept items reach, and the shuffled split comes out ordered by class."""
+
+
+def _rank(seed: int, sample_id: str, copy: int = 0, salt: str = "") -> str:
+    """Sort key of an item: SHA-256 of the seed, copy number and id (after ``salt`` when given)."""
+    key = f"{seed}:{copy}:{sample_id}"
+    return hashlib.sha256((f"{salt}:{key}" if salt else key).encode()).hexdigest()
 
 
 def label_counts(labels: Iterable[str]) -> dict[str, int]:
@@ -55,9 +63,9 @@ def balance(
 
     ``down`` keeps, in each class, as many items as the smallest class has; ``up`` repeats items of each
     class until it has as many as the largest class (whole rounds first, then the remainder). Which items
-    are kept or repeated follows a ranking by ``sha256(seed, id)``, so the result depends on the seed and
-    the ids only. ``kept`` follows the input order, with repeated copies right after their original.
-    Ids must be unique.
+    are kept or repeated follows a ranking by ``sha256(BALANCE_SALT, seed, id)``, so the result depends on the
+    seed and the ids only, and is unrelated to the order :func:`shuffled` gives. ``kept`` follows the input
+    order, with repeated copies right after their original. Ids must be unique.
     """
     if mode == "none" or not items:
         return list(items), []
@@ -65,7 +73,8 @@ def balance(
     for index, item in enumerate(items):
         classes[label(item)].append(index)
     ranked = {
-        name: sorted(members, key=lambda index: _rank(seed, item_id(items[index]))) for name, members in classes.items()
+        name: sorted(members, key=lambda index: _rank(seed, item_id(items[index]), salt=BALANCE_SALT))
+        for name, members in classes.items()
     }
     copies = [1] * len(items)
     if mode == "down":

@@ -23,9 +23,10 @@ Tasks and targets (the layout follows the template unless ``target_format`` says
   fill ``{question}`` and ``{options}``; target = the answer letter ``labels.answer``.
 
 Guarantees: the split is a hash of the id (stable across runs, machines and manifest orders); balancing
-and shuffling depend on the seed and the ids only; duplicate video contents (SHA-256 of the bytes) keep the
-first sample; nothing is left out silently — every sample that does not reach the dataset is a line of
-``dropped.jsonl`` (an ``ItemError`` whose ``error_type`` is the reason) and is counted in the report.
+and shuffling depend on the seed and the ids only; of samples with the same video contents (SHA-256 of the
+bytes) the one with the smallest id is kept, whatever the manifest order; nothing is left out silently —
+every sample that does not reach the dataset is a line of ``dropped.jsonl`` (an ``ItemError`` whose
+``error_type`` is the reason) and is counted in the report.
 Balancing applies to the train split; ``val`` keeps the natural label distribution.
 
 The output folder holds the saved ``DatasetDict``, ``config.resolved.json``, ``build_info.json`` (the
@@ -42,7 +43,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Any, Literal, Self
 
 from pydantic import Field, model_validator
 
@@ -50,7 +51,7 @@ from cookbook_data._balance import Balance, Split, balance, label_counts, shuffl
 from cookbook_data.jobs import write_resolved_config
 from cookbook_data.prompts import PromptTemplate, load_prompt
 from cookbook_data.records import JsonlWriter, read_records
-from cookbook_data.schemas import AssistantMessage, Conversation, ItemError, Strict, VideoSample, given_frame_rules
+from cookbook_data.schemas import AssistantMessage, Conversation, ItemError, Strict, VideoSample
 from cookbook_data.tasks import (
     CLASS_TASKS,
     DEFAULT_PROMPTS,
@@ -68,12 +69,14 @@ from cookbook_data.tasks import (
     target_text,
 )
 from cookbook_data.video import VideoDecodeError, VisionSettings, probe, video_tokens
+from cookbook_data.vision_options import REASON1_TOTAL_PIXELS, VisionOptions
 
 __all__ = [
     "BUILD_INFO",
     "DEFAULT_PROMPTS",
     "DROPPED",
     "DROP_REASONS",
+    "REASON1_TOTAL_PIXELS",
     "BuildConfig",
     "BuildError",
     "BuildReport",
@@ -88,11 +91,6 @@ BUILD_INFO = "build_info.json"
 DROPPED = "dropped.jsonl"
 COLUMNS = ("id", "conversations", "reference")
 SPLITS: tuple[Split, ...] = ("train", "val")
-DEFAULT_FPS = 4.0
-"""Frames per second when no other frame rule (``nframes``, ``max_strided_frames``) is given (Cosmos Reason's
-documented input rate)."""
-REASON1_TOTAL_PIXELS = 8192 * 28 * 28
-"""Cosmos Reason1's documented pixel budget over all frames of a video."""
 
 Kind = Literal["sft", "rl"]
 
@@ -101,8 +99,8 @@ class BuildError(ValueError):
     """The build cannot produce a usable dataset (for instance no sample reaches the train split)."""
 
 
-class BuildConfig(Strict):
-    """How to turn a VideoSample manifest into an SFT or RL dataset."""
+class BuildConfig(VisionOptions):
+    """How to turn a VideoSample manifest into an SFT or RL dataset (and the vision settings of its rows)."""
 
     manifest: Path = Field(description="JSONL file of VideoSample records; relative video paths are relative to it.")
     out: Path = Field(description="Folder to write the dataset, config.resolved.json, build_info.json, dropped.jsonl.")
@@ -152,34 +150,16 @@ class BuildConfig(Strict):
     )
     split_salt: str = Field(default="", description="Text mixed into the split hash; change it for another split.")
     shuffle: bool = Field(default=True, description="Order train rows by a seeded hash; off keeps the manifest order.")
-    dedup: bool = Field(default=True, description="Drop samples whose video bytes (SHA-256) repeat an earlier one.")
+    dedup: bool = Field(
+        default=True,
+        description="Of samples with the same video bytes (SHA-256), keep only the one with the smallest id.",
+    )
     probe_videos: bool = Field(
         default=True,
         description="Open each video's header and check it has enough frames for the vision settings.",
     )
     workers: int = Field(default=4, ge=1, description="Threads hashing and probing video files.")
     overwrite: bool = Field(default=False, description="Replace an existing build in `out`.")
-    fps: Annotated[float, Field(gt=0)] | None = Field(
-        default=None, description=f"Frames per second to sample (default {DEFAULT_FPS} without another frame rule)."
-    )
-    nframes: Annotated[int, Field(gt=0)] | None = Field(default=None, description="Exact number of frames.")
-    max_strided_frames: Annotated[int, Field(ge=2)] | None = Field(
-        default=None,
-        description="Every k-th frame instead, at most this many (the Cosmos-Reason1-7B-Reward recipe, 160).",
-    )
-    min_frames: int = Field(default=4, gt=0, description="Fewest frames when sampling by fps.")
-    max_frames: int = Field(default=768, gt=0, description="Most frames when sampling by fps.")
-    min_pixels: Annotated[int, Field(gt=0)] | None = Field(default=None, description="Smallest area of one frame.")
-    max_pixels: Annotated[int, Field(gt=0)] | None = Field(default=None, description="Largest area of one frame.")
-    total_pixels: Annotated[int, Field(gt=0)] | None = Field(
-        default=REASON1_TOTAL_PIXELS,
-        description="Pixel budget over all frames of a video (by default Reason1's; none for patch factor 32, "
-        "as Reason2 inference reads videos).",
-    )
-    patch_factor: Literal[28, 32] | None = Field(
-        default=None,
-        description="28 for Reason1, 32 for Reason2; None: 32 when the prompt's name starts with reason2, else 28.",
-    )
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -187,9 +167,6 @@ class BuildConfig(Strict):
             raise ValueError("balancing needs class labels; task caption has none")
         if self.min_score > self.max_score:
             raise ValueError(f"min_score ({self.min_score}) is above max_score ({self.max_score})")
-        if "total_pixels" not in self.model_fields_set and self.resolved_patch_factor() == 32:
-            self.total_pixels = None  # Reason2's inference default: no budget beyond Qwen3-VL's own
-        self.vision_settings()
         return self
 
     def prompt_source(self) -> str:
@@ -201,19 +178,6 @@ class BuildConfig(Strict):
         if self.patch_factor is not None:
             return self.patch_factor
         return 32 if Path(self.prompt_source()).stem.startswith("reason2") else 28
-
-    def vision_settings(self) -> VisionSettings:
-        """The vision settings written into every video part, defaults resolved."""
-        patch = self.resolved_patch_factor()
-        return VisionSettings(
-            **(given_frame_rules(self) or {"fps": DEFAULT_FPS}),
-            min_frames=self.min_frames,
-            max_frames=self.max_frames,
-            min_pixels=self.min_pixels,
-            max_pixels=self.max_pixels,
-            total_pixels=self.total_pixels,
-            patch_factor=patch,
-        )
 
     def label_fields(self) -> LabelFields:
         return LabelFields(
@@ -431,9 +395,11 @@ def _read_candidates(
 def _check_videos(
     config: BuildConfig, vision: VisionSettings, candidates: list[_Candidate], drops: _Drops
 ) -> tuple[list[_Candidate], dict[str, str], int | None]:
-    """Candidates whose file exists, opens and (with dedup) holds bytes no earlier candidate has; the
+    """Candidates whose file exists, opens and (with dedup) holds bytes no candidate with a smaller id has; the
     duplicates found, dropped id -> kept id; and the most tokens a kept video takes (None when not probed).
-    Each distinct path is checked once, on worker threads."""
+    The smallest id, not the first in the manifest, is kept so the same ids make the same dataset in any order
+    (validation on a Ray cluster writes rows in the order they finish). Each distinct path is checked once, on
+    worker threads."""
     unique_paths = list(dict.fromkeys(candidate.path for candidate in candidates))
 
     def check(path: Path) -> _FileCheck:
@@ -442,23 +408,24 @@ def _check_videos(
     with ThreadPoolExecutor(max_workers=config.workers) as pool:
         checks = dict(zip(unique_paths, pool.map(check, unique_paths), strict=True))
     kept: list[_Candidate] = []
-    first_by_digest: dict[str, str] = {}
+    keeper: dict[str, str] = {}
+    for candidate in candidates:
+        if (digest := checks[candidate.path].digest) is not None:
+            keeper[digest] = min(keeper.get(digest, candidate.sample.id), candidate.sample.id)
     duplicates: dict[str, str] = {}
     for candidate in candidates:
         result = checks[candidate.path]
         if result.problem is not None:
             drops.add(candidate.sample.id, result.problem.reason, result.problem.message)
             continue
-        if result.digest is not None:
-            first = first_by_digest.setdefault(result.digest, candidate.sample.id)
-            if first != candidate.sample.id:
-                duplicates[candidate.sample.id] = first
-                drops.add(
-                    candidate.sample.id,
-                    "duplicate_content",
-                    f"{candidate.path}: same bytes (sha256 {result.digest[:12]}) as sample {first!r}, which is kept",
-                )
-                continue
+        if result.digest is not None and (smallest := keeper[result.digest]) != candidate.sample.id:
+            duplicates[candidate.sample.id] = smallest
+            drops.add(
+                candidate.sample.id,
+                "duplicate_content",
+                f"{candidate.path}: same bytes (sha256 {result.digest[:12]}) as sample {smallest!r}, which is kept",
+            )
+            continue
         kept.append(candidate)
     tokens = [checks[candidate.path].tokens for candidate in kept]
     return kept, duplicates, max((t for t in tokens if t is not None), default=None)

@@ -115,33 +115,41 @@ def probe_command(
         raise typer.Exit(1)
 
 
+ConfigFile = Annotated[
+    Path | None, typer.Option("--config", exists=True, dir_okay=False, help="TOML file of settings.")
+]
+Sets = Annotated[list[str] | None, typer.Option("--set", help="Override a setting: key=value (repeatable).")]
+Fps = Annotated[float | None, typer.Option(help="Frames per second to sample (default 4 without another frame rule).")]
+Patch = Annotated[int | None, typer.Option(help="28 (Reason1) or 32 (Reason2); builds default to the prompt's.")]
+
+
 @app.command("sample")
 def sample_command(
     video: Annotated[Path, typer.Argument(help="Video file.")],
     out: Annotated[Path, typer.Option(help="PNG contact sheet to write.")] = Path("frames.png"),
-    fps: Annotated[float | None, typer.Option(help="Frames per second to sample (default 2 unless --nframes).")] = None,
+    fps: Fps = None,
     nframes: Annotated[int | None, typer.Option(help="Exact number of frames to sample.")] = None,
     max_pixels: Annotated[int | None, typer.Option(help="Largest area of one resized frame.")] = None,
     total_pixels: Annotated[int | None, typer.Option(help="Pixel budget over all frames.")] = None,
-    patch_factor: Annotated[int, typer.Option(help="28 for Reason1 (Qwen2.5-VL), 32 for Reason2 (Qwen3-VL).")] = 28,
+    patch_factor: Patch = None,
     columns: Annotated[int, typer.Option(min=1, help="Frames per row of the sheet.")] = 4,
+    config_file: ConfigFile = None,
+    sets: Sets = None,
 ) -> None:
     """Sample frames exactly as a model would get them and save them as a contact sheet for a person to look at.
 
-    Prints the chosen frame indices, their timestamps and the size the model receives.
+    The vision settings and their defaults are those of build-sft and build-rl (4 fps; for patch factor 28,
+    Reason1's pixel budget), so by default the sheet shows what a model trained on a default build sees; the
+    builds' other vision settings (max_strided_frames, min_frames, max_frames, min_pixels) are set the same way,
+    with --set or --config. Prints the chosen frame indices, their timestamps and the size the model receives.
     """
     from cookbook_data.contact_sheet import contact_sheet
-    from cookbook_data.video import VisionSettings, sample_frames
+    from cookbook_data.video import sample_frames
+    from cookbook_data.vision_options import VisionOptions
 
-    settings = VisionSettings.model_validate(
-        {
-            "fps": fps,
-            "nframes": nframes,
-            "max_pixels": max_pixels,
-            "total_pixels": total_pixels,
-            "patch_factor": patch_factor,
-        }
-    )
+    options = {"fps": fps, "nframes": nframes, "max_pixels": max_pixels, "total_pixels": total_pixels}
+    options |= {"patch_factor": patch_factor}
+    settings = resolve_config(VisionOptions, config_file, sets, options).vision_settings()
     sampled = sample_frames(video, settings)
     contact_sheet(sampled, columns=columns).save(out)
     typer.echo(f"{len(sampled.frame_indices)} frames of {sampled.total_frames} at {sampled.source_fps:g} fps")
@@ -216,7 +224,9 @@ def ingest_videophy2_command(
         typer.Option(help="Hub id, or a local parquet/JSON/JSONL/CSV copy or save_to_disk folder."),
     ] = "videophysics/videophy2_train",
     split: Annotated[str | None, typer.Option(help="Split to read (default: the only one).")] = None,
-    download: Annotated[bool, typer.Option(help="Download the videos (cached by URL hash) and probe them.")] = False,
+    download: Annotated[
+        bool, typer.Option(help="Download the videos (cached by URL hash), also for samples written without them.")
+    ] = False,
     cache_dir: Annotated[Path | None, typer.Option(help="Video cache (default: videos/ beside the manifest).")] = None,
     workers: Annotated[int, typer.Option(min=1, help="Parallel downloads.")] = 8,
     limit: Annotated[int | None, typer.Option(help="Only the first N rows.")] = None,
@@ -235,29 +245,26 @@ def ingest_folder_command(
     folder: Annotated[
         Path, typer.Argument(exists=True, file_okay=False, help="Folder of videos (searched recursively).")
     ],
-    out: Annotated[Path, typer.Option(help="Manifest to write (appended to; reruns resume).")],
+    out: Annotated[Path, typer.Option(help="Manifest to write (rebuilt on every run, as are its errors).")],
     labels: Annotated[
-        Path | None, typer.Option(exists=True, dir_okay=False, help="CSV or JSONL of labels naming each video.")
+        Path | None, typer.Option(exists=True, dir_okay=False, help="CSV, JSON or JSONL of labels naming each video.")
     ] = None,
     video_column: Annotated[str | None, typer.Option(help="Column of the labels file naming the video.")] = None,
 ) -> None:
-    """Videos of a folder as VideoSamples (id = path relative to the folder), with labels when given."""
+    """Videos of a folder as VideoSamples (id = path relative to the folder), with labels when given.
+
+    The manifest is derived from the folder and the labels as they are now: a rerun after mending the labels
+    or adding videos rewrites it whole."""
     from cookbook_data.ingest import FolderIngestConfig, ingest_folder
 
     print_report(ingest_folder(FolderIngestConfig(folder=folder, out=out, labels=labels, video_column=video_column)))
 
 
-BuildConfigFile = Annotated[
-    Path | None, typer.Option("--config", exists=True, dir_okay=False, help="TOML file of build settings.")
-]
-BuildSets = Annotated[list[str] | None, typer.Option("--set", help="Override a setting: key=value (repeatable).")]
 BuildOut = Annotated[Path | None, typer.Option(help="Output folder (dataset, build_info.json, dropped.jsonl).")]
 BuildManifest = Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="VideoSample JSONL manifest.")]
 BuildTask = Annotated[str | None, typer.Option(help="critic | caption | vqa | multiple_choice (default critic).")]
 BuildPrompt = Annotated[str | None, typer.Option(help="Shipped prompt name or YAML file (default: per task).")]
 BuildBalance = Annotated[str | None, typer.Option(help="none | down | up: balance train labels (default none).")]
-BuildFps = Annotated[float | None, typer.Option(help="Frames per second recorded in the video parts (default 4).")]
-BuildPatch = Annotated[int | None, typer.Option(help="28 (Reason1) or 32 (Reason2); default from the prompt.")]
 
 
 def _build_command(kind: Literal["sft", "rl"], doc: str) -> Callable[..., None]:
@@ -269,10 +276,10 @@ def _build_command(kind: Literal["sft", "rl"], doc: str) -> Callable[..., None]:
         task: BuildTask = None,
         prompt: BuildPrompt = None,
         balance: BuildBalance = None,
-        fps: BuildFps = None,
-        patch_factor: BuildPatch = None,
-        config_file: BuildConfigFile = None,
-        sets: BuildSets = None,
+        fps: Fps = None,
+        patch_factor: Patch = None,
+        config_file: ConfigFile = None,
+        sets: Sets = None,
     ) -> None:
         from cookbook_data.build import BuildConfig, build_rl, build_sft
 

@@ -5,6 +5,7 @@ Kept free of heavy imports: a CLI module imports this at load time, and ``--help
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import sys
@@ -80,33 +81,59 @@ def _assign(data: dict[str, Any], key: str, value: Any) -> None:
     table[leaf] = value
 
 
+def _read_value(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def _under(key: str, locations: list[tuple[str, ...]]) -> bool:
+    """Whether one of the error ``locations`` is the field the dotted ``key`` names, or inside it."""
+    path = tuple(key.split("."))
+    return any(location[: len(path)] == path for location in locations)
+
+
 def resolve_config(model: type[C], config_file: Path | None, sets: list[str] | None, options: dict[str, Any]) -> C:
     """A config from defaults < TOML file < ``--set key=value`` < explicit options (those not None).
 
-    ``--set`` values are read as JSON when they parse (numbers, booleans, lists), else as text; dotted keys, in
-    ``--set`` and in ``options``, reach into tables (``vision.fps=4``). Errors name the field.
+    ``--set`` values are read as JSON when they parse (numbers, booleans, lists), else as text; a value read as
+    JSON that its field refuses is taken as its text after all, so ``--set split_salt=2024`` gives a text field
+    the text ``2024``. Dotted keys, in ``--set`` and in ``options``, reach into tables (``vision.fps=4``).
+    Errors name the field.
     """
-    data: dict[str, Any] = {}
+    base: dict[str, Any] = {}
     if config_file is not None:
         try:
-            data = tomllib.loads(config_file.read_text())
+            base = tomllib.loads(config_file.read_text())
         except (OSError, tomllib.TOMLDecodeError) as error:
             raise ValueError(f"{config_file}: {error}") from None
+    assignments: list[tuple[str, str]] = []
     for assignment in sets or []:
         key, sep, raw = assignment.partition("=")
         if not sep or not key:
             raise ValueError(f"--set {assignment!r}: expected key=value")
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        _assign(data, key, value)
-    for key, value in options.items():
-        if value is not None:
-            _assign(data, key, value)
+        assignments.append((key, raw))
+
+    def layered(as_text: set[str]) -> dict[str, Any]:
+        data = copy.deepcopy(base)
+        for key, raw in assignments:
+            _assign(data, key, raw if key in as_text else _read_value(raw))
+        for key, value in options.items():
+            if value is not None:
+                _assign(data, key, value)
+        return data
+
     try:
-        return model.model_validate(data)
+        return model.model_validate(layered(set()))
     except ValidationError as error:
+        refused = [tuple(str(part) for part in item["loc"]) for item in error.errors()]
+        as_text = {key for key, raw in assignments if not isinstance(_read_value(raw), str) and _under(key, refused)}
+        if as_text:
+            try:
+                return model.model_validate(layered(as_text))
+            except ValidationError:
+                pass  # refused as text too: the error of the value as the user's JSON says more
         source = f"{config_file}: " if config_file is not None else ""
         raise ValueError(f"{source}{describe_validation_error(error)}") from None
 

@@ -18,7 +18,7 @@ import contextlib
 import hashlib
 import http.client
 import os
-import tempfile
+import secrets
 import threading
 import urllib.error
 import urllib.request
@@ -72,8 +72,7 @@ def download(url: str, dest: str | os.PathLike[str], *, timeout_s: float = 60.0)
     _check_url(url)
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.stem}.", suffix=f".part{dest.suffix}")
-    tmp = Path(tmp_name)
+    fd, tmp = _new_partial(dest)
     try:
         with os.fdopen(fd, "wb") as handle:
             _fetch_into(url, handle, timeout_s)
@@ -87,6 +86,21 @@ def download(url: str, dest: str | os.PathLike[str], *, timeout_s: float = 60.0)
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
     return dest
+
+
+def _new_partial(dest: Path) -> tuple[int, Path]:
+    """A new hidden temporary file beside ``dest``, open for writing, and its path.
+
+    It is created with mode 0o666 less the umask, as any file a program writes, not ``mkstemp``'s 0o600: the
+    cached video is this file renamed, and a cache shared by several users or containers must stay readable
+    by all of them. The kernel applies the umask, so it is never read (reading it means changing it, which
+    races with other threads)."""
+    while True:
+        tmp = dest.with_name(f".{dest.stem}.{secrets.token_hex(8)}.part{dest.suffix}")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
 
 
 def _fetch_into(url: str, out: BinaryIO, timeout_s: float) -> None:

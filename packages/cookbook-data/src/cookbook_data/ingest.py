@@ -2,10 +2,11 @@
 
 The manifest is the first file of every pipeline; everything downstream joins on its ids. So ids are
 derived from what identifies a video (its URL, or its path inside the folder), never from a row's
-position, and a rerun or a reshuffled copy of the same source gives the same ids. Both kinds of ingestion
-run through :func:`cookbook_data.jobs.run_job`: a rerun resumes without writing a sample twice, a bad row
-becomes one line in the errors file instead of stopping the run, and ``config.resolved.json`` records
-what the run used.
+position, and a rerun or a reshuffled copy of the same source gives the same ids. VideoPhy-2 ingestion runs
+through :func:`cookbook_data.jobs.run_job`, since downloads are slow and fail one by one: a rerun resumes
+without writing a sample twice, and a bad row becomes one line in the errors file instead of stopping the
+run. A folder's manifest is derived from the folder and its labels file alone, so it is rebuilt whole on every
+run. Both write ``config.resolved.json`` with what the run used.
 """
 
 from __future__ import annotations
@@ -13,16 +14,19 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+import os
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, JsonValue
 
 from cookbook_data.download import VIDEO_SUFFIXES, VideoCache, url_digest
-from cookbook_data.jobs import Job, JobReport, run_job
-from cookbook_data.schemas import Strict, VideoSample
+from cookbook_data.jobs import Job, JobReport, run_job, write_resolved_config
+from cookbook_data.records import read_records, write_records
+from cookbook_data.schemas import ItemError, Strict, VideoSample
 
 VIDEOPHY2_LABEL_COLUMNS = (
     "sa",
@@ -47,10 +51,6 @@ _SAVED_DATASET_MARKERS = ("dataset_dict.json", "state.json")
 
 class LabelError(ValueError):
     """A row whose labels break the dataset's rules (e.g. ``pc`` outside 1-5)."""
-
-
-class LabelsFileError(ValueError):
-    """A row of a labels file that names no video, names one twice, or cannot be read."""
 
 
 # --------------------------------------------------------------------------------------------------- configs
@@ -79,7 +79,9 @@ class VideoPhy2IngestConfig(Strict):
         default=None, description="JSONL of per-row errors; None writes `<manifest stem>.errors.jsonl` beside it."
     )
     download: bool = Field(
-        default=False, description="Download each video into the cache and set the sample's `path` to it."
+        default=False,
+        description="Download each video into the cache and set the sample's `path` to it; on a rerun, samples "
+        "written without their video get it.",
     )
     cache_dir: Path | None = Field(
         default=None, description="Folder of downloaded videos, one file per URL; None uses `videos/` beside it."
@@ -99,15 +101,15 @@ class VideoPhy2IngestConfig(Strict):
 
 
 class FolderIngestConfig(Strict):
-    """Ingest a folder of videos (searched recursively), with labels from an optional CSV or JSONL file."""
+    """Ingest a folder of videos (searched recursively), with labels from an optional CSV, JSON or JSONL file."""
 
     folder: Path = Field(description="Folder searched recursively for .mp4/.mov/.mkv/.avi/.webm files.")
-    out: Path = Field(description="Manifest to write (JSONL of VideoSample); appended to and resumed on rerun.")
+    out: Path = Field(description="Manifest to write (JSONL of VideoSample); rebuilt and replaced on every run.")
     labels: Path | None = Field(
         default=None,
         description=(
-            "CSV or JSONL file, one row per video: a column naming the video, `caption` for its caption, "
-            "every other column a label. None ingests the videos without labels."
+            "CSV, JSON (an array of rows) or JSONL file, one row per video: a column naming the video, `caption` "
+            "for its caption, every other column a label. None ingests the videos without labels."
         ),
     )
     video_column: str | None = Field(
@@ -141,7 +143,9 @@ def ingest_videophy2(config: VideoPhy2IngestConfig, *, progress: bool | None = N
 
     Every column is kept: human judgements as labels, everything else as metadata, so later stages
     never need the original dataset. Ids come from the video URL, so they survive reshuffling and
-    balancing; with ``download`` the cache is keyed by URL for the same reason.
+    balancing; with ``download`` the cache is keyed by URL for the same reason. With ``download``, a sample
+    already in the manifest without its video (written by a run without ``download``) is not done: its video is
+    fetched and its record replaced.
     """
     errors = config.errors or default_errors_path(config.out)
     cache_dir = config.cache_dir or config.out.parent / "videos"
@@ -163,10 +167,16 @@ def ingest_videophy2(config: VideoPhy2IngestConfig, *, progress: bool | None = N
         record_type=VideoSample,
         errors=errors,
         id_field="id",
+        redo=_without_video if config.download else None,
         workers=config.workers if config.download else 1,  # mapping rows alone needs no parallelism
     )
     rows = (_Row(index, row) for index, row in enumerate(dataset))
     return run_job(job, rows, config=config, progress=progress, total=len(dataset))
+
+
+def _without_video(record: dict[str, Any]) -> bool:
+    """Whether a manifest record has no local video (it was written without ``download``)."""
+    return record.get("path") is None
 
 
 def load_videophy2(source: str, *, split: str | None = None, revision: str | None = None) -> tuple[Any, str | None]:
@@ -280,35 +290,38 @@ def _json_value(value: Any) -> JsonValue:
 
 # ---------------------------------------------------------------------------------------------------- folder
 
+LABELS_FILE_ERROR = "LabelsFileError"
+"""Error type of a labels row that names no video, names one twice or cannot be read, and of a video whose id
+another video has."""
+
 
 @dataclass
 class FolderIngestReport(JobReport):
-    """A job report plus how many videos had no labels row (they are in the manifest with empty labels)."""
+    """What a folder ingestion wrote: ``succeeded`` counts the records that are new or changed since the previous
+    manifest, ``skipped`` those it held as they are, ``failed`` the errors. Also how many written videos have no
+    labels row (they are in the manifest with empty labels) and how many records of the previous manifest are
+    gone (their video was removed or renamed)."""
 
     unlabeled: int = 0
+    removed: int = 0
 
     def summary(self) -> str:
-        return f"{super().summary()}; {self.unlabeled} videos without labels"
+        return f"{super().summary()}; {self.unlabeled} videos without labels; {self.removed} earlier records removed"
 
 
-@dataclass(frozen=True)
-class _FolderItem:
-    id: str
-    path: Path | None = None
-    caption: str | None = None
-    labels: dict[str, JsonValue] = field(default_factory=dict)
-    source: dict[str, JsonValue] = field(default_factory=dict)
-    problem: str | None = None
-    """Set for a labels row that cannot become a sample; processing it raises this message."""
+def ingest_folder(config: FolderIngestConfig) -> FolderIngestReport:
+    """Write one VideoSample per video under ``config.folder``, with labels from ``config.labels``, and the
+    errors file of what could not be joined.
 
-
-def ingest_folder(config: FolderIngestConfig, *, progress: bool | None = None) -> FolderIngestReport:
-    """Write one VideoSample per video under ``config.folder``, with labels from ``config.labels``.
-
-    Ids are paths relative to the folder without their suffix, so they are stable across runs and
-    machines; paths are absolute so the manifest works from any directory. Labels rows that name no
-    video are errors (a typo must not silently drop a label); videos without a row are kept.
+    The manifest is derived from the folder and the labels file as they are now, so every run rebuilds it and
+    replaces it (and the errors file) whole, each in one rename: a mended labels row reaches its video, a
+    removed video leaves the manifest, an error that no longer holds leaves the errors file. Nothing is
+    downloaded or decoded, so a rebuild costs a walk of the folder. Ids are paths relative to the folder
+    without their suffix, so they are stable across runs and machines; paths are absolute so the manifest
+    works from any directory. Labels rows that name no video are errors (a typo must not silently drop a
+    label); videos without a row are kept.
     """
+    started = time.perf_counter()
     errors = config.errors or default_errors_path(config.out)
     config = config.model_copy(update={"errors": errors})
     folder = config.folder.expanduser().resolve()
@@ -316,22 +329,23 @@ def ingest_folder(config: FolderIngestConfig, *, progress: bool | None = None) -
         raise NotADirectoryError(f"{config.folder}: not a folder")
     videos, clashing = find_videos(folder)
     rows = read_labels(config.labels, config.video_column) if config.labels is not None else iter(())
-    items, unlabeled = _folder_items(folder, videos, clashing, rows)
-
-    def process(batch: list[_FolderItem]) -> list[VideoSample]:
-        return [_folder_sample(item) for item in batch]
-
-    job = Job(
+    samples, problems, unlabeled = _join(folder, videos, clashing, rows)
+    earlier = {sample.id: sample for sample in read_records(config.out, VideoSample)} if config.out.is_file() else {}
+    write_resolved_config(config.out.parent, config)
+    write_records(errors, ItemError, problems)
+    write_records(config.out, VideoSample, samples)
+    unchanged = sum(1 for sample in samples if earlier.get(sample.id) == sample)
+    return FolderIngestReport(
         stage="ingest",
-        process=process,
-        item_id=lambda item: item.id,
-        out=config.out,
-        record_type=VideoSample,
-        errors=errors,
-        id_field="id",
+        total=len(samples) + len(problems),
+        skipped=unchanged,
+        succeeded=len(samples) - unchanged,
+        failed=len(problems),
+        elapsed_s=time.perf_counter() - started,
+        failures_by_type={LABELS_FILE_ERROR: len(problems)} if problems else {},
+        unlabeled=unlabeled,
+        removed=len(earlier.keys() - {sample.id for sample in samples}),
     )
-    report = run_job(job, items, config=config, progress=progress)
-    return FolderIngestReport(**asdict(report), unlabeled=unlabeled)
 
 
 def find_videos(folder: Path) -> tuple[dict[str, Path], dict[str, Path]]:
@@ -343,17 +357,30 @@ def find_videos(folder: Path) -> tuple[dict[str, Path], dict[str, Path]]:
     """
     found: dict[str, Path] = {}
     clashing: dict[str, Path] = {}
-    for path in sorted(folder.rglob("*")):
+    for path in sorted(_files_under(folder)):
         relative = path.relative_to(folder)
-        if path.suffix.lower() not in VIDEO_SUFFIXES or any(part.startswith(".") for part in relative.parts):
-            continue
-        if path.is_file():
+        if path.suffix.lower() in VIDEO_SUFFIXES and path.is_file():
             video_id = relative.with_suffix("").as_posix()
             if video_id in found:
                 clashing[relative.as_posix()] = found[video_id]
             else:
                 found[video_id] = path
     return found, clashing
+
+
+def _files_under(folder: Path) -> Iterator[Path]:
+    """Files under ``folder`` but not hidden ones or those in hidden folders, following symlinked folders (a
+    folder of videos is often a link to where they are stored), each real folder once so that a link to a
+    folder above it cannot loop."""
+    seen: set[tuple[int, int]] = set()
+    for root, folders, files in os.walk(folder, followlinks=True):
+        where = Path(root).stat()
+        if (where.st_dev, where.st_ino) in seen:
+            folders.clear()
+            continue
+        seen.add((where.st_dev, where.st_ino))
+        folders[:] = sorted(name for name in folders if not name.startswith("."))
+        yield from (Path(root, name) for name in files if not name.startswith("."))
 
 
 def _clash_message(folder: Path, name: str, holder: Path) -> str:
@@ -375,13 +402,17 @@ class LabelsRow:
 
 
 def read_labels(path: Path, video_column: str | None = None) -> Iterator[LabelsRow]:
-    """Rows of a CSV or JSONL labels file. CSV cells that read as JSON numbers, booleans or lists are parsed."""
+    """Rows of a CSV, JSON (an array of row objects, or one object) or JSONL labels file; a leading UTF-8 byte
+    order mark (as spreadsheet programs write) is ignored. CSV cells that read as JSON numbers, booleans or lists
+    are parsed."""
     suffix = path.suffix.lower()
     if suffix == ".csv":
         return _read_csv(path, video_column)
-    if suffix in (".jsonl", ".json", ".ndjson"):
+    if suffix == ".json":
+        return _read_json(path, video_column)
+    if suffix in (".jsonl", ".ndjson"):
         return _read_jsonl(path, video_column)
-    raise ValueError(f"{path}: labels must be a .csv or .jsonl file")
+    raise ValueError(f"{path}: labels must be a .csv, .json or .jsonl file")
 
 
 _VIDEO_COLUMNS = ("id", "video", "path", "file_name")
@@ -399,13 +430,23 @@ def _video_column(path: Path, columns: list[str], wanted: str | None) -> str:
 
 
 def _read_csv(path: Path, video_column: str | None) -> Iterator[LabelsRow]:
+    """Rows of a CSV file. A row whose cells do not match the header one for one is a problem, not guessed at:
+    an unquoted comma inside a caption would otherwise shift every later cell into the wrong column."""
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
-        column = _video_column(path, list(reader.fieldnames or []), video_column)
+        header = list(reader.fieldnames or [])
+        column = _video_column(path, header, video_column)
         for row in reader:
-            cells = {str(key): _cell(key, value) for key, value in row.items() if key is not None}
-            video = row.get(column)
-            yield LabelsRow(f"{path.name}:{reader.line_num}", video or None, _without(cells, column))
+            where = f"{path.name}:{reader.line_num}"
+            extra = row.pop(None, None)  # DictReader's key for the cells past the header
+            missing = sum(value is None for value in row.values())
+            if extra is not None or missing:
+                count = len(header) + len(extra) if extra is not None else len(header) - missing
+                hint = 'quote a cell holding a comma: "a, b"' if extra is not None else "write an empty cell as a,,b"
+                yield LabelsRow(where, None, {}, problem=f"{where}: {count} cells for {len(header)} columns ({hint})")
+                continue
+            cells = {str(key): _cell(key, value) for key, value in row.items()}
+            yield LabelsRow(where, row.get(column) or None, _without(cells, column))
 
 
 def _cell(name: str, text: str | None) -> JsonValue:
@@ -428,25 +469,56 @@ def _cell(name: str, text: str | None) -> JsonValue:
     return value if isinstance(value, int | float | bool | list) else text
 
 
+def _read_json(path: Path, video_column: str | None) -> Iterator[LabelsRow]:
+    """Rows of a JSON file: an array of row objects (named ``file[index]``), or one row object. A file that
+    is not one JSON value (a line per row, as JSONL, but named .json) is read as JSONL, unless it opens an
+    array: then it is a broken one, and no row of it is trusted."""
+    text = path.read_text(encoding="utf-8-sig")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        if text.lstrip().startswith("["):
+            raise ValueError(f"{path}: not valid JSON ({error})") from None
+        return _read_jsonl(path, video_column)
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list):
+        raise ValueError(f"{path}: expected an array of row objects, got {type(value).__name__}")
+    return _labels_rows(path, ((f"{path.name}[{index}]", row) for index, row in enumerate(value)), video_column)
+
+
 def _read_jsonl(path: Path, video_column: str | None) -> Iterator[LabelsRow]:
-    column: str | None = None
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
+    """Rows of a JSONL file, one object per line (named ``file:line``)."""
+    with path.open(encoding="utf-8-sig") as handle:
+        yield from _labels_rows(path, _jsonl_lines(path, handle), video_column)
+
+
+def _jsonl_lines(path: Path, lines: Iterable[str]) -> Iterator[tuple[str, Any]]:
+    """(``file:line``, parsed value) of each non-blank line; a line that is not JSON gives, as its value, the
+    ValueError saying so (one bad line is one error, and the other rows are still read)."""
+    for number, line in enumerate(lines, start=1):
+        if line.strip():
             where = f"{path.name}:{number}"
             try:
-                row = json.loads(line)
+                yield where, json.loads(line)
             except ValueError as error:
-                yield LabelsRow(where, None, {}, problem=f"{where}: not valid JSON ({error})")
-                continue
-            if not isinstance(row, dict):
-                yield LabelsRow(where, None, {}, problem=f"{where}: expected a JSON object per line")
-                continue
-            column = column or _video_column(path, list(row), video_column)
-            video = row.get(column)
-            cells = {str(key): _json_value(value) for key, value in row.items()}
-            yield LabelsRow(where, None if video in (None, "") else str(video), _without(cells, column))
+                yield where, ValueError(f"{where}: not valid JSON ({error})")
+
+
+def _labels_rows(path: Path, values: Iterable[tuple[str, Any]], video_column: str | None) -> Iterator[LabelsRow]:
+    """Labels rows from parsed JSON rows; the video column is found in the first row object."""
+    column: str | None = None
+    for where, row in values:
+        if isinstance(row, ValueError):
+            yield LabelsRow(where, None, {}, problem=str(row))
+            continue
+        if not isinstance(row, dict):
+            yield LabelsRow(where, None, {}, problem=f"{where}: expected a JSON object for the row")
+            continue
+        column = column or _video_column(path, list(row), video_column)
+        video = row.get(column)
+        cells = {str(key): _json_value(value) for key, value in row.items()}
+        yield LabelsRow(where, None if video in (None, "") else str(video), _without(cells, column))
 
 
 def _without(cells: dict[str, JsonValue], column: str) -> dict[str, JsonValue]:
@@ -465,17 +537,14 @@ def _normalize_name(name: str, folder: Path) -> str:
     return Path(name).as_posix().removeprefix("./")
 
 
-def _folder_items(
+def _join(
     folder: Path, videos: dict[str, Path], clashing: dict[str, Path], rows: Iterator[LabelsRow]
-) -> tuple[list[_FolderItem], int]:
-    """Join labels rows to videos. Returns the items (videos, then problems: videos whose id is taken, rows)
-    and the unlabeled count."""
+) -> tuple[list[VideoSample], list[ItemError], int]:
+    """Join labels rows to videos. Returns the samples (one per video), the errors (videos whose id is taken,
+    then rows that cannot be used) and how many samples have no labels row."""
     by_path = {path.relative_to(folder).as_posix(): video_id for video_id, path in videos.items()}
     matched: dict[str, LabelsRow] = {}
-    problems = [
-        _FolderItem(id=name, source={"folder": str(folder)}, problem=_clash_message(folder, name, holder))
-        for name, holder in clashing.items()
-    ]
+    problems = [_labels_error(name, _clash_message(folder, name, holder)) for name, holder in clashing.items()]
     for row in rows:
         video_id, problem = _match_row(row, folder, videos, by_path, matched)
         if problem and (name := _normalize_name(row.video or "", folder)) in clashing:
@@ -483,25 +552,13 @@ def _folder_items(
         if video_id is not None:
             matched[video_id] = row
         else:
-            problems.append(_FolderItem(id=row.where, source={"labels": row.where}, problem=problem))
-    items = []
-    for video_id, path in videos.items():
-        labelled = matched.get(video_id)
-        cells = dict(labelled.cells) if labelled is not None else {}
-        caption = cells.pop("caption", None)
-        source: dict[str, JsonValue] = {"folder": str(folder)}
-        if labelled is not None:
-            source["labels"] = labelled.where
-        items.append(
-            _FolderItem(
-                id=video_id,
-                path=path,
-                caption=None if caption is None else str(caption),
-                labels=cells,
-                source=source,
-            )
-        )
-    return items + problems, len(videos) - len(matched)
+            problems.append(_labels_error(row.where, problem))
+    samples = [_folder_sample(folder, video_id, path, matched.get(video_id)) for video_id, path in videos.items()]
+    return samples, problems, len(videos) - len(matched)
+
+
+def _labels_error(item_id: str, message: str) -> ItemError:
+    return ItemError(sample_id=item_id, stage="ingest", error_type=LABELS_FILE_ERROR, message=message)
 
 
 def _match_row(
@@ -521,13 +578,16 @@ def _match_row(
     return video_id, ""
 
 
-def _folder_sample(item: _FolderItem) -> VideoSample:
-    if item.problem is not None or item.path is None:
-        raise LabelsFileError(item.problem or f"{item.id}: no video")
+def _folder_sample(folder: Path, video_id: str, path: Path, row: LabelsRow | None) -> VideoSample:
+    cells = dict(row.cells) if row is not None else {}
+    caption = cells.pop("caption", None)
+    source: dict[str, JsonValue] = {"folder": str(folder)}
+    if row is not None:
+        source["labels"] = row.where
     return VideoSample(
-        id=item.id,
-        path=str(item.path),
-        caption=item.caption,
-        labels=item.labels,
-        metadata={SOURCE_KEY: item.source},
+        id=video_id,
+        path=str(path),
+        caption=None if caption is None else str(caption),
+        labels=cells,
+        metadata={SOURCE_KEY: source},
     )

@@ -5,7 +5,8 @@ through :func:`run_job`, so each gets the same guarantees without writing them a
 
 - **resume**: items whose id is already in the output are skipped, so a rerun after a crash continues
   where it stopped and never writes a record twice; an item tried again replaces its earlier error lines
-  with its new outcome, so reruns do not pile up copies of the same failure;
+  with its new outcome, so reruns do not pile up copies of the same failure; a record the rerun asks more of
+  (``Job.redo``) is made again and replaced, so the output still holds one record per item;
 - **no silent loss**: an item that fails becomes an :class:`~cookbook_data.schemas.ItemError` line in the
   errors file and the job goes on; when a whole batch raises, its items are retried one by one so only the
   culprit fails; an id seen twice in the input is reported, not dropped quietly;
@@ -42,6 +43,9 @@ T = TypeVar("T")
 R = TypeVar("R", bound=BaseModel)
 
 RESOLVED_CONFIG = "config.resolved.json"
+DUPLICATE_ID = "DuplicateId"
+"""Error type of an id seen again in the input: it reports the input, not the item, so it never makes the
+item done nor replaces the item's own outcome."""
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +109,11 @@ class Job(Generic[T, R]):
     ``gpus_per_actor`` of them (1 unless set). CPU work (validation, ingestion) leaves the GPUs alone."""
     id_field: str = "sample_id"
     """Field of the output records holding the item id (used to resume)."""
+    redo: Callable[[dict[str, Any]], bool] | None = None
+    """Says of a record already in the output (its parsed JSON line) that its item is not done: the rerun's
+    settings ask more of it than it holds (a manifest row written without its video, now that the rerun
+    downloads videos). The item is processed again, and once a run completes such a record is removed where its
+    item has a newer record or one ``redo`` accepts, so the output ends with one record per item."""
     batch_size: int = 1
     workers: int = 1
     """Batches run at the same time on the local engine (threads). The Ray engine sizes its own pool."""
@@ -270,8 +279,9 @@ class _Outputs(Generic[R]):
     def __init__(self, job: Job[Any, R], report: JobReport, advance: Callable[[int], None]) -> None:
         self.records = JsonlWriter(job.out, job.record_type)
         self.errors = JsonlWriter(job.errors, ItemError)
+        self.earlier_records = job.out.stat().st_size
         self.earlier_errors = job.errors.stat().st_size
-        """Bytes of the errors file written by earlier runs (after any torn line was set aside)."""
+        """Bytes of the records and errors files written by earlier runs (after any torn line was set aside)."""
         self.report = report
         self.advance = advance
 
@@ -297,8 +307,8 @@ class _Resume:
     """What resuming learns about a run's items, for replacing stale error lines once the run completes."""
 
     done: set[str]
-    """Ids already in the output when the run started: a failure of theirs is stale (they succeeded in a run
-    that crashed before it could replace it)."""
+    """Ids already in the output when the run started (but for records ``Job.redo`` rejects): a failure of
+    theirs is stale (they succeeded in a run that crashed before it could replace it)."""
     attempted: set[str] = field(default_factory=set)
     """Ids given a new outcome this run: their earlier error lines are replaced by it."""
     repeated: set[str] = field(default_factory=set)
@@ -313,7 +323,7 @@ class _Resume:
         if found is None:
             return False
         key, kind = found
-        if kind == "DuplicateId":
+        if kind == DUPLICATE_ID:
             return key in self.repeated
         return key in self.done or key in self.attempted
 
@@ -323,7 +333,8 @@ def _pending(job: Job[T, R], items: Iterable[T], report: JobReport, resume: _Res
     errors; ``resume`` records which is which."""
     already = resume.done
     if not job.retry_failed:
-        already = already | done_ids(job.errors, unless_error_type=job.retried_errors)
+        retried = job.retried_errors | {DUPLICATE_ID}
+        already = already | done_ids(job.errors, unless=lambda error: error.get("error_type") in retried)
     seen: set[str] = set()
     for item in items:
         report.total += 1
@@ -331,7 +342,7 @@ def _pending(job: Job[T, R], items: Iterable[T], report: JobReport, resume: _Res
         if key in seen:
             message = f"id {key!r} appears more than once in the input; later copies are not processed"
             resume.duplicates.append(
-                ItemError(sample_id=key, stage=job.stage, error_type="DuplicateId", message=message)
+                ItemError(sample_id=key, stage=job.stage, error_type=DUPLICATE_ID, message=message)
             )
             resume.repeated.add(key)
             continue
@@ -343,36 +354,71 @@ def _pending(job: Job[T, R], items: Iterable[T], report: JobReport, resume: _Res
         yield key, item
 
 
-def _error_of(line: bytes) -> tuple[str, str | None] | None:
-    """(item id, error type) of an errors-file line (None for a line that is not a JSON object, which is kept)."""
+def _json_object(line: bytes) -> dict[str, Any] | None:
+    """A line of a records or errors file as a JSON object (None for anything else, which is kept as it is)."""
     try:
         value = json.loads(line)
     except ValueError:
         return None
-    if not isinstance(value, dict) or "sample_id" not in value:
+    return value if isinstance(value, dict) else None
+
+
+def _error_of(line: bytes) -> tuple[str, str | None] | None:
+    """(item id, error type) of an errors-file line (None for a line that is not a JSON object, which is kept)."""
+    value = _json_object(line)
+    if value is None or "sample_id" not in value:
         return None
     kind = value.get("error_type")
     return str(value["sample_id"]), None if kind is None else str(kind)
 
 
-def _drop_superseded_errors(path: Path, earlier: int, resume: _Resume) -> None:
-    """Remove, from the first ``earlier`` bytes of the errors file, the lines this run supersedes (a retried
-    failure, a repeated id reported anew, the failure of an item that succeeded in a run that then crashed), so
-    that each item's errors are those of its latest attempt and reruns do not pile up copies. Runs only after
-    a run completes; the file is rewritten beside itself and renamed, so a crash leaves the old file or the
-    new one."""
+def _drop_earlier_lines(path: Path, earlier: int, superseded: Callable[[bytes], bool]) -> None:
+    """Remove, from the first ``earlier`` bytes of ``path`` (what earlier runs wrote), the lines ``superseded``
+    picks. Runs only after a run completes; the file is rewritten beside itself and renamed, so a crash leaves
+    the old file or the new one."""
     if earlier == 0:
         return
     with path.open("rb") as handle:
         before = handle.read(earlier)
         after = handle.read()
     lines = before.splitlines(keepends=True)
-    kept = [line for line in lines if not resume.superseded(line)]
+    kept = [line for line in lines if not superseded(line)]
     if len(kept) == len(lines):
         return
     staging = path.with_name(f".{path.name}.partial")
     staging.write_bytes(b"".join(kept) + after)
     staging.replace(path)
+
+
+def _drop_superseded_errors(path: Path, earlier: int, resume: _Resume) -> None:
+    """Remove the earlier error lines this run supersedes (a retried failure, a repeated id reported anew, the
+    failure of an item that succeeded in a run that then crashed), so that each item's errors are those of its
+    latest attempt and reruns do not pile up copies."""
+    _drop_earlier_lines(path, earlier, resume.superseded)
+
+
+def _drop_redone_records(job: Job[Any, Any], earlier: int) -> None:
+    """Remove the earlier records that ``job.redo`` rejects once their item has a newer record (written by this
+    run) or one ``redo`` accepts (written by a run that crashed before it could remove them), so the output holds
+    one record per item."""
+    redo = job.redo
+    if redo is None or earlier == 0:
+        return
+
+    def item_of(line: bytes) -> tuple[str, dict[str, Any]] | None:
+        record = _json_object(line)
+        return None if record is None or job.id_field not in record else (str(record[job.id_field]), record)
+
+    with job.out.open("rb") as handle:
+        before = [found for line in handle.read(earlier).splitlines() if (found := item_of(line)) is not None]
+        replaced = {found[0] for line in handle if (found := item_of(line)) is not None}
+    replaced |= {key for key, record in before if not redo(record)}
+
+    def superseded(line: bytes) -> bool:
+        found = item_of(line)
+        return found is not None and found[0] in replaced and redo(found[1])
+
+    _drop_earlier_lines(job.out, earlier, superseded)
 
 
 def _run_local(job: Job[T, R], pending: Iterable[tuple[str, T]], write: Callable[[Iterable[Any]], None]) -> None:
@@ -425,7 +471,7 @@ def run_job(
     ) as bar:
         task = bar.add_task(job.stage, total=total)
         outputs = _Outputs(job, report, lambda count: bar.advance(task, count))
-        resume = _Resume(done=done_ids(job.out, key=job.id_field))
+        resume = _Resume(done=done_ids(job.out, key=job.id_field, unless=job.redo))
         try:
             pending = _pending(job, items, report, resume)
             if isinstance(engine, RayEngineConfig):
@@ -439,5 +485,6 @@ def run_job(
         finally:
             outputs.close()
         _drop_superseded_errors(job.errors, outputs.earlier_errors, resume)
+        _drop_redone_records(job, outputs.earlier_records)
     report.elapsed_s = time.perf_counter() - started
     return report

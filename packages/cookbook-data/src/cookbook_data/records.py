@@ -8,13 +8,14 @@ Writers therefore append each record as one complete line in a single ``write`` 
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Generic, Self, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -31,9 +32,11 @@ class RecordFileError(ValueError):
 
 def _lines(path: Path) -> Iterator[tuple[int, str, bool]]:
     """Yield (line number, text, is_complete) for each non-blank line; the last one may be torn, even inside a
-    character (records are UTF-8), which only the last line may be."""
+    character (records are UTF-8), which only the last line may be. A UTF-8 byte order mark opening the file
+    (editors on Windows write one) is not part of the first line."""
     with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
+        for number, read in enumerate(handle, start=1):
+            raw = read.removeprefix(codecs.BOM_UTF8) if number == 1 else read
             complete = raw.endswith(b"\n")
             try:
                 line = raw.decode("utf-8")
@@ -63,10 +66,11 @@ def read_records(path: str | os.PathLike[str], model: type[R]) -> Iterator[R]:
 
 
 def done_ids(
-    path: str | os.PathLike[str], key: str = "sample_id", *, unless_error_type: frozenset[str] = frozenset()
+    path: str | os.PathLike[str], key: str = "sample_id", *, unless: Callable[[dict[str, Any]], bool] | None = None
 ) -> set[str]:
-    """Ids already present in a record file, so a rerun can skip them. A missing file means none. In an
-    errors file, lines whose ``error_type`` is in ``unless_error_type`` do not count (their items are retried)."""
+    """Ids already present in a record file, so a rerun can skip them. A missing file means none. Lines (parsed
+    JSON objects) for which ``unless`` holds do not count: their items are done again (an error type the user
+    can mend, a record the rerun's settings ask more of)."""
     path = Path(path)
     if not path.exists():
         return set()
@@ -79,7 +83,7 @@ def done_ids(
             if not complete:
                 break
             raise RecordFileError(f"{path}:{number}: no `{key}` in this line") from None
-        if record.get("error_type") not in unless_error_type:
+        if unless is None or not unless(record):
             ids.add(str(value))
     return ids
 
