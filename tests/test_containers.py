@@ -93,10 +93,10 @@ def test_dependencies_come_from_the_lock_before_the_sources(package: str) -> Non
     assert all("--mount=type=cache,target=/root/.cache/uv" in run for run in runs)
 
 
-def test_infer_and_reward_install_the_ray_extra_and_reward_checks_its_health() -> None:
-    for package in ("cookbook-infer", "cookbook-reward"):
+def test_infer_reward_and_eval_install_the_ray_extra_and_reward_checks_its_health() -> None:
+    for package in ("cookbook-infer", "cookbook-reward", "cookbook-eval"):
         assert "--package cookbook-data --extra ray" in " ".join(uv_syncs(dockerfile(package))[0])
-    for package in ("cookbook-data", "cookbook-train", "cookbook-eval"):
+    for package in ("cookbook-data", "cookbook-train"):
         assert "--extra" not in uv_syncs(dockerfile(package))[0]
     reward = final_stage(dockerfile("cookbook-reward"))
     assert ("EXPOSE", "8100") in reward

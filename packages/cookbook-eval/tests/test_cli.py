@@ -161,6 +161,25 @@ def test_report_command_compares_two_runs(tmp_path: Path, run_files: tuple[Path,
     assert exact["delta"] == pytest.approx(1.0 - 4 / 7)
 
 
+@pytest.mark.parametrize("paths", [["--out", "r.json"], ["--out", "r.html", "--json-out", "./r.html"]])
+def test_report_refuses_to_write_its_json_over_its_html(
+    tmp_path: Path, run_files: tuple[Path, Path, Path], paths: list[str]
+) -> None:
+    manifest, predictions, _ = run_files
+    args = ["videophy2", "--manifest", str(manifest), "--predictions", str(predictions), "--out", str(tmp_path / "a")]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    result = subprocess.run(
+        [sys.executable, "-m", "cookbook_eval", "report", str(tmp_path / "a"), *paths],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    assert "would both be written to r." in result.stderr and "Traceback" not in result.stderr
+    assert not list(tmp_path.glob("r.*"))
+
+
 @pytest.mark.parametrize("command", ["fid", "fvd", "sampson", "videophy2", "report"])
 def test_every_command_explains_itself(command: str) -> None:
     result = CliRunner().invoke(app, [command, "--help"])
@@ -178,7 +197,7 @@ def test_fid_on_random_weights_says_it_is_not_comparable(synthetic_videos: Video
     args += ["--weights", "random", "--frames-per-video", "2", "--image-size", "96", "--shrinkage", "ledoit-wolf"]
     result = CliRunner().invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output
-    document = json.loads(result.output[: result.output.rindex("}") + 1])
+    document = json.loads(result.stdout)  # --json prints the result alone
     assert document["comparable"] is False
     assert document["value"] > 0
     assert (tmp_path / "fid" / "fid.json").exists()

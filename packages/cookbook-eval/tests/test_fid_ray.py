@@ -109,6 +109,7 @@ def test_fvd_on_ray_through_the_command_line(ray_cluster: str, sets: tuple[Path,
     assert run.returncode == 0, run.stderr[-3000:]
 
     result = FrechetResult.model_validate_json((out / "fvd.json").read_text())
+    assert FrechetResult.model_validate_json(run.stdout) == result  # --json prints the result alone
     assert result.value == pytest.approx(expected.value, rel=RTOL)
     assert (result.real.used, result.generated.used, result.generated.failures) == (3, 2, {"undecodable": 2})
     assert_same_outputs(local.out, out)

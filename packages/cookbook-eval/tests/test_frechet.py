@@ -95,6 +95,10 @@ def test_ledoit_wolf_matches_scikit_learn() -> None:
     assert ledoit_wolf_intensity(features) == pytest.approx(intensity, rel=1e-9)
     sample = np.cov(features, rowvar=False, bias=True)
     np.testing.assert_allclose(shrink_covariance(sample, intensity), shrunk, rtol=1e-9, atol=1e-12)
+    # The fit shrinks the covariance the intensity is computed for (divisor n), as scikit-learn does.
+    stats = gaussian_stats(features, "ledoit-wolf")
+    assert stats.shrinkage == pytest.approx(intensity, rel=1e-9)
+    np.testing.assert_allclose(stats.cov, shrunk, rtol=1e-9, atol=1e-12)
 
 
 def test_shrinkage_makes_few_samples_usable() -> None:
@@ -104,7 +108,8 @@ def test_shrinkage_makes_few_samples_usable() -> None:
     stats = gaussian_stats(a, "ledoit-wolf")
     assert stats.shrinkage is not None and 0 < stats.shrinkage <= 1
     assert np.linalg.eigvalsh(stats.cov).min() > 0  # full rank now
-    assert np.trace(stats.cov) == pytest.approx(np.trace(np.cov(a, rowvar=False)))  # trace kept
+    assert np.trace(stats.cov) == pytest.approx(np.trace(np.cov(a, rowvar=False, bias=True)))  # trace kept
+    assert np.trace(gaussian_stats(a, 0.5).cov) == pytest.approx(np.trace(np.cov(a, rowvar=False)))
     same = frechet_distance_of_features(a, a, shrinkage="ledoit-wolf")
     shifted = frechet_distance_of_features(a, b, shrinkage="ledoit-wolf")
     fixed = frechet_distance_of_features(a, b, shrinkage=0.5)

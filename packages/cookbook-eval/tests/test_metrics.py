@@ -12,7 +12,8 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
-from cookbook_data.records import RecordFileError
+from cookbook_data.ingest import FolderIngestConfig, ingest_folder
+from cookbook_data.records import RecordFileError, read_records
 from cookbook_data.schemas import Prediction, ScoreRecord, VideoSample
 from cookbook_eval.config import VideoPhy2Config
 from cookbook_eval.metrics import (
@@ -423,6 +424,52 @@ def test_multiple_choice_summary(tmp_path: Path) -> None:
     assert {g.group: g.correct for g in summary.per_category} == {"kitchen": 1, "street": 0}
     assert summary.coverage.unparseable.first_ids == ["q3"]
     assert summary.coverage.unlabelled.first_ids == ["q4"]
+
+
+def test_categories_of_a_folder_ingested_with_a_labels_file_are_read_from_its_labels(tmp_path: Path) -> None:
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for name in ("a", "b", "c"):
+        (folder / f"{name}.mp4").write_bytes(b"")  # ingestion neither decodes nor probes
+    labels = tmp_path / "labels.csv"
+    labels.write_text("video,pc,category\na.mp4,4,fluids\nb.mp4,2,fluids\nc.mp4,5,rigid\n")
+    manifest = tmp_path / "manifest.jsonl"
+    ingest_folder(FolderIngestConfig(folder=folder, out=manifest, labels=labels))
+    samples = list(read_records(manifest, VideoSample))
+    assert all("category" in s.labels and "category" not in s.metadata for s in samples)
+    predictions = [prediction("a", "4"), prediction("b", "3"), prediction("c", "5")]
+    summary = summarize_videophy2(samples, config(tmp_path, bootstrap=0), predictions=predictions)
+    assert {g.group: (g.n, g.correct) for g in summary.per_category} == {"fluids": (2, 1), "rigid": (1, 1)}
+    assert not any(note.startswith("No evaluated sample") for note in summary.notes)
+
+
+def test_an_absent_breakdown_key_is_noted_not_left_silently_empty(tmp_path: Path) -> None:
+    likert = summarize_videophy2(
+        [sample("x", pc=3), sample("y", pc=4)],
+        config(tmp_path, bootstrap=0, category_key="kind"),
+        predictions=[prediction("x", "3"), prediction("y", "4")],
+    )
+    assert likert.per_category == []
+    assert "No evaluated sample has `kind` in its metadata or labels, so there is no accuracy per category." in (
+        likert.notes
+    )
+    choice = summarize_videophy2(
+        [sample("q", answer="A")],
+        config(tmp_path, task="multiple_choice", bootstrap=0),
+        predictions=[prediction("q", "A")],
+    )
+    assert choice.multiple_choice is not None and choice.multiple_choice.per_dataset == []
+    assert [note for note in choice.notes if note.startswith("No evaluated")] == [
+        "No evaluated sample has `dataset` in its metadata or labels, so there is no accuracy per dataset.",
+        "No evaluated sample has `category` in its metadata or labels, so there is no accuracy per category.",
+    ]
+
+
+def test_the_task_may_be_spelled_as_cookbook_infer_spells_it(tmp_path: Path) -> None:
+    assert config(tmp_path, task="multiple-choice").task == "multiple_choice"
+    assert config(tmp_path, task="multiple_choice").task == "multiple_choice"
+    with pytest.raises(ValueError, match="task"):
+        config(tmp_path, task="multiple choice")
 
 
 def test_a_bad_label_names_the_manifest_and_the_sample(tmp_path: Path) -> None:

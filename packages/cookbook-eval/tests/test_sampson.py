@@ -328,6 +328,52 @@ def test_compute_sampson_across_views(tmp_path: Path) -> None:
     assert len(records["scenes/rigid"].paths) == 2
 
 
+def test_inputs_holding_the_same_file_names_are_all_scored(tmp_path: Path) -> None:
+    for run in ("runA", "runB"):
+        _write(tmp_path / run / "clip.mp4")
+    out = tmp_path / "out"
+    config = SampsonConfig(inputs=[tmp_path / "runA", tmp_path / "runB"], out=out, nframes=2, workers=1)
+    summary = compute_sampson(config, progress=False)
+    assert (summary.clips, summary.scored_clips, summary.failed_clips) == (2, 2, 0)
+    assert sorted(r.sample_id for r in read_records(out / "sampson.jsonl", SampsonRecord)) == [
+        "runA/clip.mp4",
+        "runB/clip.mp4",
+    ]
+    # The same input twice: its clips are repeats, counted as failed, not dropped from the summary.
+    twice = config.model_copy(update={"inputs": [tmp_path / "runA", tmp_path / "runA"], "out": tmp_path / "twice"})
+    repeated = compute_sampson(twice, progress=False)
+    assert (repeated.clips, repeated.scored_clips, repeated.failed_clips) == (2, 1, 1)
+    assert repeated.failures == {"DuplicateId": 1}
+
+
+def test_scene_folders_of_the_same_name_are_told_apart_by_their_parents(tmp_path: Path) -> None:
+    for parent in ("a", "b"):
+        _write(tmp_path / parent / "rig" / "cam0.mp4")
+        _write(tmp_path / parent / "rig" / "cam1.mp4", offset=-0.5)
+    out = tmp_path / "out"
+    inputs = [tmp_path / "a" / "rig", tmp_path / "b" / "rig"]
+    summary = compute_sampson(
+        SampsonConfig(inputs=inputs, out=out, mode="cross_view", nframes=2, workers=1), progress=False
+    )
+    assert (summary.clips, summary.scored_clips, summary.failed_clips) == (2, 2, 0)
+    assert [r.sample_id for r in read_records(out / "sampson.jsonl", SampsonRecord)] == ["a/rig", "b/rig"]
+
+
+def test_a_rerun_with_other_settings_is_refused_not_mixed(tmp_path: Path) -> None:
+    video = _write(tmp_path / "videos" / "clip.mp4")
+    out = tmp_path / "out"
+    config = SampsonConfig(inputs=[video.parent], out=out, nframes=2, workers=1)
+    first = compute_sampson(config, progress=False)
+    assert compute_sampson(config.model_copy(update={"workers": 2}), progress=False) == first  # resumes
+    for change in ({"detector": "orb"}, {"nframes": 4}, {"ratio": 0.6}):
+        with pytest.raises(ValueError, match="other settings"):
+            compute_sampson(config.model_copy(update=change), progress=False)
+    _write(tmp_path / "elsewhere" / "clip.mp4", still=True)  # the same id, another file
+    with pytest.raises(ValueError, match="other files"):
+        compute_sampson(config.model_copy(update={"inputs": [tmp_path / "elsewhere"]}), progress=False)
+    assert len(list(read_records(out / "sampson.jsonl", SampsonRecord))) == 1
+
+
 def test_config_checks() -> None:
     with pytest.raises(ValidationError, match="either"):
         SampsonConfig(inputs=[Path("a")], out=Path("b"), fps=2.0, nframes=4)

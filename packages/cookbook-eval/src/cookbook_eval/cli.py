@@ -72,7 +72,9 @@ def videophy2_command(
         Path | None, typer.Option(exists=True, dir_okay=False, help="ScoreRecord JSONL (Likert scores).")
     ] = None,
     out: Annotated[Path | None, typer.Option(file_okay=False, help="Folder for summary.json.")] = None,
-    task: Annotated[str | None, typer.Option(help="critic (default) or multiple_choice.")] = None,
+    task: Annotated[
+        str | None, typer.Option(help="critic (default) or multiple_choice (multiple-choice also).")
+    ] = None,
     label_field: Annotated[str | None, typer.Option(help="Label the scores are compared with (default pc).")] = None,
     score_kind: Annotated[
         str | None, typer.Option(help="physics_likert or instruction_likert (default: from the label).")
@@ -149,7 +151,8 @@ def report_command(
     typer.echo(f"wrote {files.html} ({files.plots} plots) and {files.json}")
 
 
-def _print_frechet(result: FrechetResult, as_json: bool) -> None:
+def _print_frechet(result: FrechetResult, written: Path, as_json: bool) -> None:
+    """The result as a table, or as JSON alone so that stdout parses (as the other commands' --json)."""
     if as_json:
         typer.echo(result.model_dump_json(indent=2))
         return
@@ -164,6 +167,7 @@ def _print_frechet(result: FrechetResult, as_json: bool) -> None:
     )
     for note in result.notes:
         typer.echo(f"not comparable: {note}")
+    typer.echo(f"wrote {written}")
 
 
 RealOption = Annotated[
@@ -241,8 +245,7 @@ def fid_command(
         **engine_options(engine, address),
     }
     config = resolve_config(FIDConfig, config_file, sets, options)
-    _print_frechet(compute_fid(config), as_json)
-    typer.echo(f"wrote {config.out / 'fid.json'}")
+    _print_frechet(compute_fid(config), config.out / "fid.json", as_json)
 
 
 @app.command("fvd")
@@ -295,8 +298,7 @@ def fvd_command(
         **engine_options(engine, address),
     }
     config = resolve_config(FVDConfig, config_file, sets, options)
-    _print_frechet(compute_fvd(config), as_json)
-    typer.echo(f"wrote {config.out / 'fvd.json'}")
+    _print_frechet(compute_fvd(config), config.out / "fvd.json", as_json)
 
 
 @app.command("sampson")

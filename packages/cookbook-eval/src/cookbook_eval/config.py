@@ -8,11 +8,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
 from cookbook_data.schemas import Strict
 
-EvalTask = Literal["critic", "multiple_choice"]
+TASK_SPELLINGS = {"multiple-choice": "multiple_choice"}
+"""Other names a task is given by: `cookbook-infer run --task` spells it with a hyphen, so the same name works
+for both commands."""
+
+
+def _canonical_task(value: object) -> object:
+    return TASK_SPELLINGS.get(value, value) if isinstance(value, str) else value
+
+
+EvalTask = Annotated[Literal["critic", "multiple_choice"], BeforeValidator(_canonical_task)]
 LikertKind = Literal["physics_likert", "instruction_likert"]
 
 LIKERT_KIND_OF_LABEL: dict[str, LikertKind] = {"pc": "physics_likert", "sa": "instruction_likert"}
@@ -34,7 +43,10 @@ class VideoPhy2Config(Strict):
     out: Path = Field(description="Folder to write summary.json and config.resolved.json into.")
     task: EvalTask = Field(
         default="critic",
-        description="critic: integer scores against a Likert label; multiple_choice: option letters against a label.",
+        description=(
+            "critic: integer scores against a Likert label; multiple_choice (or multiple-choice, as cookbook-infer "
+            "spells it): option letters against a label."
+        ),
     )
     label_field: NonEmpty = Field(default="pc", description="Label holding the Likert score the critic predicts.")
     score_kind: LikertKind | None = Field(
@@ -52,10 +64,13 @@ class VideoPhy2Config(Strict):
     physics_label: NonEmpty = Field(default="pc", description="Label of physical commonsense, for the joint metric.")
     adherence_label: NonEmpty = Field(default="sa", description="Label of semantic adherence, for the joint metric.")
     answer_field: NonEmpty = Field(default="answer", description="Label holding the option letter (multiple_choice).")
-    category_key: NonEmpty = Field(default="category", description="Metadata key grouping samples into categories.")
+    category_key: NonEmpty = Field(
+        default="category",
+        description="Key grouping samples into categories, read from each sample's metadata, else its labels.",
+    )
     dataset_key: NonEmpty = Field(
         default="dataset",
-        description="Metadata key naming each sample's dataset, for accuracy per dataset.",
+        description="Key naming each sample's dataset (metadata, else labels), for accuracy per dataset.",
     )
     bootstrap: int = Field(
         default=1000, ge=0, description="Bootstrap resamples for confidence intervals; 0 computes no intervals."
@@ -106,6 +121,15 @@ class ReportConfig(Strict):
         max_length=2,
         description="Column names of the runs; None: the names of the folders holding their summaries.",
     )
+
+    @model_validator(mode="after")
+    def _two_files(self) -> Self:
+        if self.json_path().resolve() == self.out.resolve():
+            raise ValueError(
+                f"the HTML report and its JSON summary would both be written to {self.out}: give `out` an .html "
+                "name, or `json_out` another path"
+            )
+        return self
 
     def json_path(self) -> Path:
         """Where the JSON summary goes."""

@@ -39,7 +39,6 @@ stops with an error unless ``shrinkage`` is set (the result then says it is not 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -54,7 +53,8 @@ from pydantic import Field, JsonValue, field_validator
 from cookbook_data.engines import EngineConfig, LocalEngineConfig
 from cookbook_data.jobs import ItemFailure, Job, Process, run_job
 from cookbook_data.records import read_records
-from cookbook_data.schemas import ItemError, Record, Strict, VideoSample
+from cookbook_data.schemas import Record, Strict, VideoSample
+from cookbook_eval import _outputs
 from cookbook_eval.features import ExtractorSettings, I3DFeatures, InceptionFeatures, WeightsError, weights_id
 from cookbook_eval.frechet import GaussianStats, RankDeficientError, frechet_distance_between, gaussian_stats
 
@@ -352,13 +352,6 @@ Sampler = Callable[[Path], tuple[NDArray[np.uint8], list[int], int]]
 or a ``functools.partial`` of one, since it travels to a cluster's CPU tasks."""
 
 
-def _fingerprint(protocol: Strict, extractor: str, weights: str) -> str:
-    body = json.dumps(
-        {"protocol": protocol.model_dump(mode="json"), "extractor": extractor, "weights": weights}, sort_keys=True
-    )
-    return hashlib.sha256(body.encode()).hexdigest()[:16]
-
-
 def _local_file(item: VideoItem) -> Path:
     if item.path is None:
         raise ItemFailure("missing_file", f"{item.sample_id}: the manifest row has no local path")
@@ -446,12 +439,6 @@ class _Embedder:
         )
 
 
-def _last_errors(path: Path) -> dict[str, ItemError]:
-    if not path.exists():
-        return {}
-    return {error.sample_id: error for error in read_records(path, ItemError)}
-
-
 @dataclass(frozen=True)
 class _Extraction:
     """How a run turns a set's videos into features: the sampler, the extractor's settings, and the weights id
@@ -485,38 +472,29 @@ def _extract_set(
 ) -> tuple[FeatureSet, NDArray[np.float64]]:
     source = config.real if name == "real" else config.generated
     items = list_videos(source)
+    ids = [item.sample_id for item in items]
     job = extraction.job(name, config)
-    records_path, errors_path, out, fingerprint = job.out, job.errors, config.out, extraction.fingerprint
-    run_job(job, items, config=config, progress=progress, engine=config.engine)
-    first: dict[str, VideoItem] = {}
+    paths: dict[str, str] = {}
     for item in items:  # the job processes an id's first copy only and records the others as DuplicateId
-        first.setdefault(item.sample_id, item)
-    repeated = len(items) - len(first)
-    paths = {key: str(item.path) for key, item in first.items()}
-    wanted = set(paths)
-    done = {r.sample_id: r for r in read_records(records_path, VideoFeatures)} if records_path.exists() else {}
-    done = {key: record for key, record in done.items() if key in wanted}
-    stale = [key for key, record in done.items() if record.fingerprint != fingerprint or record.path != paths[key]]
-    if stale:
-        raise ValueError(
-            f"{records_path}: cached features of {len(stale)} video(s) (e.g. {stale[0]!r}) were made from another "
-            "file, with another protocol or with other weights; use a new output folder or delete this one"
-        )
-    arrays = [np.load(out / done[key].features) for key in first if key in done]
-    errors = _last_errors(errors_path)
-    failures: dict[str, int] = {"DuplicateId": repeated} if repeated else {}
-    for sample_id in wanted - done.keys():
-        reason = errors[sample_id].error_type if sample_id in errors else "unknown"
-        failures[reason] = failures.get(reason, 0) + 1
+        paths.setdefault(item.sample_id, str(item.path))
+    _outputs.refuse_stale(
+        job,
+        ids,
+        lambda record: record.fingerprint == extraction.fingerprint and record.path == paths[record.sample_id],
+        "are cached features made from another file, with another protocol or with other weights",
+    )
+    run_job(job, items, config=config, progress=progress, engine=config.engine)
+    finished = _outputs.read_back(job, ids)
+    arrays = [np.load(config.out / record.features) for record in finished.records.values()]
     features = np.concatenate(arrays) if arrays else np.zeros((0, extraction.extractor.kind.dim))
     summary = FeatureSet(
         source=str(source),
         videos=len(items),
         used=len(arrays),
-        failed=len(wanted - done.keys()) + repeated,
-        failures=failures,
+        failed=finished.failed,
+        failures=finished.failures,
         samples=int(features.shape[0]),
-        padded_videos=sum(1 for record in done.values() if record.padded_frames),
+        padded_videos=sum(1 for record in finished.records.values() if record.padded_frames),
     )
     return summary, features
 
@@ -544,7 +522,9 @@ def _compare(
 ) -> FrechetResult:
     config.out.mkdir(parents=True, exist_ok=True)
     weights = weights_id(extractor.weights, extractor.seed)
-    fingerprint = _fingerprint(protocol, extractor.kind.name, weights)
+    fingerprint = _outputs.fingerprint(
+        {"protocol": protocol.model_dump(mode="json"), "extractor": extractor.kind.name, "weights": weights}
+    )
     extraction = _Extraction(sampler, extractor, weights, fingerprint)
     real, real_features = _extract_set("real", config, extraction, progress)
     generated, generated_features = _extract_set("generated", config, extraction, progress)

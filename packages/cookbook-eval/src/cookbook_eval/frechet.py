@@ -44,7 +44,8 @@ class GaussianStats:
     mean: NDArray[np.float64]
     """(d,) mean feature."""
     cov: NDArray[np.float64]
-    """(d, d) covariance (unbiased, divisor n - 1), shrunk when ``shrinkage`` is set."""
+    """(d, d) covariance: unbiased (divisor n - 1), or shrunk when ``shrinkage`` is set (Ledoit-Wolf's shrinks
+    the maximum-likelihood covariance, divisor n, the one its intensity is computed for)."""
     n: int
     """Number of feature vectors."""
     shrinkage: float | None = None
@@ -79,9 +80,13 @@ def ledoit_wolf_intensity(features: ArrayLike) -> float:
     per sample is formed.
     """
     x = _as_features(features)
+    centred = x - x.mean(axis=0)
+    return _ledoit_wolf(centred, centred.T @ centred / x.shape[0])
+
+
+def _ledoit_wolf(x: NDArray[np.float64], sample: NDArray[np.float64]) -> float:
+    """Ledoit-Wolf intensity of centred samples ``x`` (n x d) with maximum-likelihood covariance ``sample``."""
     n, d = x.shape
-    x = x - x.mean(axis=0)
-    sample = x.T @ x / n
     mu = float(np.trace(sample)) / d
     frob2 = float(np.sum(sample * sample))
     delta2 = (frob2 - 2 * mu * float(np.trace(sample)) + mu * mu * d) / d
@@ -122,14 +127,17 @@ def gaussian_stats(features: ArrayLike, shrinkage: Shrinkage = None) -> Gaussian
         )
     mean = x.mean(axis=0)
     centred = x - mean
-    cov = centred.T @ centred / (n - 1)
+    # Ledoit-Wolf's intensity is optimal for the maximum-likelihood covariance (divisor n), so it shrinks that
+    # one, as scikit-learn's LedoitWolf does; every other estimate starts from the unbiased one (n - 1).
+    divisor = n if shrinkage == "ledoit-wolf" else n - 1
+    cov = centred.T @ centred / divisor
     if shrinkage is None:
         return GaussianStats(mean=mean, cov=cov, n=n)
-    intensity = ledoit_wolf_intensity(x) if shrinkage == "ledoit-wolf" else float(shrinkage)
+    intensity = _ledoit_wolf(centred, cov) if shrinkage == "ledoit-wolf" else float(shrinkage)
     shrunk = shrink_covariance(cov, intensity)
     if n - 1 >= d:
         return GaussianStats(mean=mean, cov=shrunk, n=n, shrinkage=intensity)
-    factor = centred * np.sqrt((1.0 - intensity) / (n - 1))
+    factor = centred * np.sqrt((1.0 - intensity) / divisor)
     ridge = intensity * float(np.trace(cov)) / d
     return GaussianStats(mean=mean, cov=shrunk, n=n, shrinkage=intensity, factor=factor, ridge=ridge)
 

@@ -65,7 +65,7 @@ JOINT_SCORE_KIND = "videophy2_joint"
 """ScoreRecord kind whose ``rewards`` hold both Likert scores of a sample, under the keys below."""
 JOINT_REWARD_KEYS = {"physics_likert": "physics", "instruction_likert": "adherence"}
 NO_GROUP = "(none)"
-"""Group of samples whose metadata lacks the grouping key."""
+"""Group of samples whose metadata and labels lack the grouping key."""
 
 NOTES = [
     "Accuracies (exact, within one, binary, multiple choice, per category) are over all evaluated samples "
@@ -229,7 +229,7 @@ class VideoPhy2Summary(Strict):
         default=None, description="Joint physics and adherence metric, when both are scored and labelled."
     )
     multiple_choice: ChoiceMetrics | None = Field(default=None, description="Choice metrics (multiple_choice).")
-    category_key: str = Field(description="Metadata key of the categories.")
+    category_key: str = Field(description="Key of the categories (in metadata, else labels).")
     per_category: list[GroupAccuracy] = Field(
         default_factory=list, description="Accuracy per category (exact match or correct letter)."
     )
@@ -632,10 +632,24 @@ def _choice_label(sample: VideoSample, config: VideoPhy2Config) -> str | None:
 
 
 def _group_of(sample: VideoSample, key: str) -> str | None:
+    """The sample's group under ``key``: from its metadata, else from its labels, where `cookbook-data ingest
+    folder --labels` puts a labels file's extra columns (a category column among them)."""
     value = sample.metadata.get(key)
+    if value is None:
+        value = sample.labels.get(key)
     if value is None:
         return None
     return value if isinstance(value, str) else str(value)
+
+
+def _groups(summary: VideoPhy2Summary, samples: Sequence[VideoSample], key: str, breakdown: str) -> list[str | None]:
+    """Each sample's group under ``key``; when none has one, a note says why the breakdown is empty."""
+    groups = [_group_of(sample, key) for sample in samples]
+    if samples and all(group is None for group in groups):
+        summary.notes.append(
+            f"No evaluated sample has `{key}` in its metadata or labels, so there is no accuracy per {breakdown}."
+        )
+    return groups
 
 
 def _item_count(ids: Sequence[str], limit: int) -> ItemCount:
@@ -747,7 +761,7 @@ def _add_choice_metrics(
     summary.multiple_choice = choice_metrics(
         labels,
         texts,
-        [_group_of(sample, config.dataset_key) for sample in samples],
+        _groups(summary, samples, config.dataset_key, "dataset"),
         answer_field=config.answer_field,
         resamples=config.bootstrap,
         confidence=config.confidence,
@@ -758,7 +772,7 @@ def _add_choice_metrics(
     bad = [sample.id for sample, flag in zip(samples, unparseable, strict=True) if flag]
     summary.coverage.unparseable = _item_count(bad, config.max_listed_ids)
     summary.per_category = group_accuracy(
-        [_group_of(sample, config.category_key) for sample in samples],
+        _groups(summary, samples, config.category_key, "category"),
         [letter == label for letter, label in zip(letters, labels, strict=True)],
         unparseable,
     )
@@ -794,7 +808,7 @@ def _add_likert_metrics(
     bad = [sample.id for sample, value in zip(samples, usable, strict=True) if value is None]
     summary.coverage.unparseable = _item_count(bad, config.max_listed_ids)
     summary.per_category = group_accuracy(
-        [_group_of(sample, config.category_key) for sample in samples],
+        _groups(summary, samples, config.category_key, "category"),
         [value is not None and math.floor(value + 0.5) == y for value, y in zip(usable, labels, strict=True)],
         [value is None for value in usable],
     )

@@ -36,8 +36,8 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal, Self
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -45,7 +45,11 @@ from pydantic import Field, model_validator
 
 from cookbook_data.jobs import ItemFailure, Job, run_job
 from cookbook_data.records import read_records
-from cookbook_data.schemas import ItemError, Record, Strict, VideoSample
+from cookbook_data.schemas import Record, Strict, VideoSample
+from cookbook_eval import _outputs
+
+if TYPE_CHECKING:
+    from cookbook_data.video import VisionSettings
 
 Detector = Literal["sift", "orb", "akaze"]
 Mode = Literal["temporal", "cross_view"]
@@ -142,10 +146,13 @@ class ClipSampson(Strict):
 class SampsonRecord(Record):
     """One clip's result, a line of sampson.jsonl."""
 
-    sample_id: str = Field(description="Clip id: the video (temporal) or scene (cross_view).")
+    sample_id: str = Field(
+        description="Clip id: the video (temporal) or scene (cross_view), after its input's name with several inputs."
+    )
     paths: list[str] = Field(description="The video file, or one per view.")
     frame_indices: list[int] = Field(description="Frames sampled from each video.")
     result: ClipSampson = Field(description="The Sampson error of the clip.")
+    fingerprint: str = Field(description="Hash of the mode, frame sampling and matching settings it was made with.")
 
 
 class SampsonSummary(Record):
@@ -490,43 +497,85 @@ def _videos_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
 
 
+def _names(inputs: Sequence[Path]) -> list[str]:
+    """Each input's name, with as many of its parent folders as tell it from another input of the same name
+    (``a/rig`` and ``b/rig``); an input given twice keeps one name, so its clips are reported as repeated."""
+    paths = [PurePosixPath(path.absolute().as_posix()) for path in inputs]
+    names = []
+    for path in paths:
+        depth = 1
+        while depth < len(path.parts) and any(
+            other != path and other.parts[-depth:] == path.parts[-depth:] for other in paths
+        ):
+            depth += 1
+        names.append(PurePosixPath(*path.parts[-depth:]).as_posix())
+    return names
+
+
 def list_clips(config: SampsonConfig) -> list[Clip]:
-    """The clips ``config.inputs`` name, in order."""
+    """The clips ``config.inputs`` name, in order, with absolute paths.
+
+    A clip's id is the video's path inside its folder, its manifest id, or the name of the video or scene
+    folder given. Ids must tell the clips of all inputs apart, since the job and the summary go by id: with
+    several inputs, each id is prefixed by its input's name (``runA/clip.mp4``, ``runB/clip.mp4``), the
+    input's parent folders added where two inputs have the same name. A cross_view folder of scene folders
+    always names its scenes ``<folder>/<scene>``."""
     clips: list[Clip] = []
-    for source in config.inputs:
+    several = len(config.inputs) > 1
+    for given, name in zip(config.inputs, _names(config.inputs), strict=True):
+        source = given.absolute()
+        prefix = f"{name}/" if several else ""
         if config.mode == "temporal":
             if source.is_dir():
                 files = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
-                clips += [(path.relative_to(source).as_posix(), [path]) for path in files]
+                clips += [(prefix + path.relative_to(source).as_posix(), [path]) for path in files]
             elif source.suffix == ".jsonl":
                 for sample in read_records(source, VideoSample):
-                    path = None if sample.path is None else Path(sample.path)
-                    clips.append((sample.id, [path if path is None or path.is_absolute() else source.parent / path]))
+                    path = None if sample.path is None else source.parent / sample.path
+                    clips.append((prefix + sample.id, [path]))
             elif source.is_file():
-                clips.append((source.name, [source]))
+                clips.append((name, [source]))
             else:
-                raise FileNotFoundError(f"{source}: no such video, folder or manifest")
+                raise FileNotFoundError(f"{given}: no such video, folder or manifest")
         elif not source.is_dir():
-            raise FileNotFoundError(f"{source}: cross_view inputs are scene folders (one video per view)")
+            raise FileNotFoundError(f"{given}: cross_view inputs are scene folders (one video per view)")
         elif _videos_in(source):
-            clips.append((source.name, [*_videos_in(source)]))
+            clips.append((name, [*_videos_in(source)]))
         else:
             scenes = sorted(p for p in source.iterdir() if p.is_dir() and _videos_in(p))
-            clips += [(f"{source.name}/{scene.name}", [*_videos_in(scene)]) for scene in scenes]
+            clips += [(f"{name}/{scene.name}", [*_videos_in(scene)]) for scene in scenes]
     return clips
 
 
+def _sampling(config: SampsonConfig) -> VisionSettings:
+    """How frames are sampled from each video."""
+    from cookbook_data.video import VisionSettings
+
+    fps = config.fps if config.fps is not None or config.nframes is not None else 4.0
+    return VisionSettings(fps=fps, nframes=config.nframes, min_frames=2, max_frames=config.max_frames)
+
+
+def _fingerprint(config: SampsonConfig) -> str:
+    """The fingerprint of what a clip's record depends on: mode, frame sampling and matching (not where the
+    clips are or how many run at once)."""
+    return _outputs.fingerprint(
+        {
+            "mode": config.mode,
+            "sampling": _sampling(config).model_dump(mode="json"),
+            "matching": config.model_dump(mode="json", include=set(MatchingConfig.model_fields)),
+        }
+    )
+
+
 def _read(path: Path | None, clip_id: str, config: SampsonConfig) -> tuple[NDArray[np.uint8], list[int]]:
-    from cookbook_data.video import VideoDecodeError, VisionSettings, sample_frames
+    from cookbook_data.video import VideoDecodeError, sample_frames
 
     if path is None:
         raise ItemFailure("missing_file", f"{clip_id}: the manifest row has no local path")
     if not path.is_file():
         raise ItemFailure("missing_file", f"{path}: no such file", {"path": str(path)})
-    fps = config.fps if config.fps is not None or config.nframes is not None else 4.0
-    settings = VisionSettings(fps=fps, nframes=config.nframes, min_frames=2, max_frames=config.max_frames)
     try:
-        sampled = sample_frames(path, settings)
+        sampled = sample_frames(path, _sampling(config))
     except VideoDecodeError as error:
         raise ItemFailure("undecodable", f"{path}: {error}", {"path": str(path)}) from None
     except ValueError as error:  # fewer frames than asked for
@@ -552,33 +601,47 @@ def score_clip(clip: Clip, config: SampsonConfig) -> SampsonRecord:
                 "cross_view needs synchronised videos of the same length and frame rate",
             )
         result = cross_view_sampson([list(frames) for frames, _ in read], config, indices)
-    return SampsonRecord(sample_id=clip_id, paths=[str(path) for path in paths], frame_indices=indices, result=result)
+    return SampsonRecord(
+        sample_id=clip_id,
+        paths=[str(path) for path in paths],
+        frame_indices=indices,
+        result=result,
+        fingerprint=_fingerprint(config),
+    )
 
 
 def compute_sampson(config: SampsonConfig, *, progress: bool | None = None) -> SampsonSummary:
     """Score every clip of ``config.inputs`` into ``<out>/sampson.jsonl`` (resuming), record unreadable clips
-    in ``<out>/errors.jsonl``, and write the summary to ``<out>/sampson.json``."""
+    in ``<out>/errors.jsonl``, and write the summary to ``<out>/sampson.json``.
+
+    Raises ValueError, before scoring anything, when ``sampson.jsonl`` holds a record of one of these clips
+    made from other files or with other settings: resuming would keep it under this run's settings."""
     if config.detector == "akaze":
         _detector(config)  # fail before the job when this OpenCV lacks it
     clips = list_clips(config)
-    records_path, errors_path = config.out / "sampson.jsonl", config.out / "errors.jsonl"
+    ids = [clip_id for clip_id, _ in clips]
+    paths: dict[str, list[str]] = {}
+    for clip_id, clip_paths in clips:  # the job scores an id's first copy only and reports the others
+        paths.setdefault(clip_id, [str(path) for path in clip_paths])
     job: Job[Clip, SampsonRecord] = Job(
         stage="sampson",
         process=lambda batch: [score_clip(clip, config) for clip in batch],
         item_id=lambda clip: clip[0],
-        out=records_path,
+        out=config.out / "sampson.jsonl",
         record_type=SampsonRecord,
-        errors=errors_path,
+        errors=config.out / "errors.jsonl",
         workers=config.workers,
     )
-    run_job(job, clips, config=config, progress=progress)
-    wanted = {clip_id for clip_id, _ in clips}
-    records = (
-        [r for r in read_records(records_path, SampsonRecord) if r.sample_id in wanted] if records_path.exists() else []
+    current = _fingerprint(config)
+    _outputs.refuse_stale(
+        job,
+        ids,
+        lambda record: record.fingerprint == current and record.paths == paths[record.sample_id],
+        "were made from other files or with other settings (mode, frame sampling, detector or matching)",
     )
-    done = {record.sample_id for record in records}
-    errors = {e.sample_id: e for e in read_records(errors_path, ItemError)} if errors_path.exists() else {}
-    failures = Counter(errors[i].error_type if i in errors else "unknown" for i in wanted - done)
+    run_job(job, clips, config=config, progress=progress)
+    finished = _outputs.read_back(job, ids)
+    records = list(finished.records.values())
     values = [record.result.median_px for record in records if record.result.median_px is not None]
     pairs: Counter[str] = Counter()
     for record in records:
@@ -590,8 +653,8 @@ def compute_sampson(config: SampsonConfig, *, progress: bool | None = None) -> S
         clips=len(clips),
         scored_clips=len(values),
         degenerate_clips=len(records) - len(values),
-        failed_clips=len(wanted - done),
-        failures=dict(failures),
+        failed_clips=finished.failed,
+        failures=finished.failures,
         degenerate_pairs=dict(pairs),
         detector=config.detector,
         intrinsics=config.intrinsics,
