@@ -28,8 +28,8 @@ from urllib.parse import urlparse
 
 from cookbook_data.video import VideoDecodeError, probe
 
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")
-"""File name endings recognised as videos (compared in lower case)."""
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
+"""File name endings recognised as videos (compared in lower case), wherever a folder is searched for videos."""
 DEFAULT_SUFFIX = ".mp4"
 """Ending given to a cached file whose URL does not end in a known video suffix."""
 _CHUNK = 1 << 20

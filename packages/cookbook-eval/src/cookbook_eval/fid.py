@@ -50,6 +50,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import Field, JsonValue, field_validator
 
+from cookbook_data.download import VIDEO_SUFFIXES
 from cookbook_data.engines import EngineConfig, LocalEngineConfig
 from cookbook_data.jobs import ItemFailure, Job, Process, run_job
 from cookbook_data.records import read_records
@@ -61,8 +62,6 @@ from cookbook_eval.frechet import GaussianStats, RankDeficientError, frechet_dis
 if TYPE_CHECKING:
     from cookbook_eval.features import Extractor
 
-VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"})
-"""Files a folder of videos is read for."""
 SetName = Literal["real", "generated"]
 FID_IMAGE_SIZE = 299
 FVD_IMAGE_SIZE = 224

@@ -43,6 +43,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from pydantic import Field, model_validator
 
+from cookbook_data.download import VIDEO_SUFFIXES
 from cookbook_data.jobs import ItemFailure, Job, run_job
 from cookbook_data.records import read_records
 from cookbook_data.schemas import Record, Strict, VideoSample
@@ -54,7 +55,6 @@ if TYPE_CHECKING:
 Detector = Literal["sift", "orb", "akaze"]
 Mode = Literal["temporal", "cross_view"]
 Degeneracy = Literal["too_few_matches", "no_motion", "no_parallax", "estimation_failed"]
-VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"})
 PARALLAX_QUANTILE = 0.9
 """Share of the matches one homography must explain for a pair to count as without parallax."""
 
