@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 
 from cookbook_data.build import BuildConfig, build_rl, build_sft
 from cookbook_data.schemas import VideoSample
@@ -75,3 +77,17 @@ class Datasets:
 def datasets(tmp_path_factory: pytest.TempPathFactory, synthetic_videos: VideoSet) -> Datasets:
     """``datasets("sft" | "rl", "reason1" | "reason2")`` -> folder of a built dataset."""
     return Datasets(tmp_path_factory.mktemp("datasets"), synthetic_videos)
+
+
+@pytest.fixture(scope="session")
+def weights() -> Callable[[Path], dict[str, torch.Tensor]]:
+    """``weights(folder)`` -> name -> tensor of a saved checkpoint, loaded with ``from_pretrained`` (which renames
+    Qwen2.5-VL's legacy weight names)."""
+
+    def load(folder: Path) -> dict[str, torch.Tensor]:
+        from transformers import AutoModelForImageTextToText
+
+        model = AutoModelForImageTextToText.from_pretrained(folder, dtype=torch.float32)
+        return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+
+    return load

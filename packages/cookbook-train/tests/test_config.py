@@ -97,9 +97,9 @@ def test_set_overrides_and_cross_field_checks() -> None:
         load_recipe(path, ["mini_batch=7"])
 
 
-def test_sft_batch_size_is_shared_among_the_data_parallel_ranks() -> None:
+def test_batch_size_is_shared_among_the_data_parallel_ranks() -> None:
     # cosmos-rl's SFT worker reads train_batch_per_replica samples on every data-parallel rank; GRPO's
-    # controller shares it among them.
+    # controller shares it among them, and its policy workers refuse a share that is not whole mini-batches.
     sft = load_recipe(recipe("reason1_videophy2_sft.toml"), ["batch_size=32", "mini_batch=2"])
     assert sft.cosmos.policy.dp_shard == 8
     assert validate_rendered(render(sft)).train.train_batch_per_replica == 4
@@ -113,6 +113,20 @@ def test_sft_batch_size_is_shared_among_the_data_parallel_ranks() -> None:
     with pytest.raises(ValueError, match=r"8 data-parallel ranks .* must be a multiple of 16"):
         load_recipe(recipe("reason1_videophy2_sft.toml"), ["batch_size=24", "mini_batch=2"])
     load_recipe(recipe("reason1_videophy2_sft.toml"), ["batch_size=24", "mini_batch=2", "backend=local"])
+    assert grpo.cosmos.policy.data_parallel() == 4
+    with pytest.raises(ValueError, match=r"4 data-parallel ranks .* must be a multiple of 64"):
+        load_recipe(recipe("reason1_videophy2_grpo.toml"), ["batch_size=32", "mini_batch=16"])
+    load_recipe(recipe("reason1_videophy2_grpo.toml"), ["batch_size=32", "mini_batch=8"])
+
+
+def test_local_sft_refuses_a_gpu_index_its_trainer_would_ignore(tmp_path: Path) -> None:
+    base = {"model": "some/model", "dataset": tmp_path, "output_dir": tmp_path, "lr": 1e-5}
+    with pytest.raises(ValueError, match=r"local\.device 'cuda:1'.*CUDA_VISIBLE_DEVICES=1 and device 'cuda'"):
+        SFTConfig(backend="local", local={"device": "cuda:1"}, **base)
+    for device in ("auto", "cpu", "cuda", "cuda:0"):
+        SFTConfig(backend="local", local={"device": device}, **base)
+    SFTConfig(local={"device": "cuda:1"}, **base)  # the cosmos-rl backend does not read [local]
+    GRPOConfig(backend="local", local={"device": "cuda:1"}, rewards=[{"name": "format"}], **base)  # its own loop
 
 
 def rendered_with(path: Path, extra: dict[str, Any], sets: list[str] | None = None) -> dict[str, Any]:
@@ -200,6 +214,9 @@ def test_datasets_are_checked_against_the_recipe(datasets: Any, tmp_path: Path) 
     assert summary.rows == {"train": 3} and summary.build.kind == "sft"
     with pytest.raises(DatasetError, match="SFT needs one written by build-sft"):
         check_dataset(SFTConfig(dataset=datasets("rl", "reason1"), **base))
+    grpo = GRPOConfig(dataset=datasets("sft", "reason1"), rewards=[{"name": "format"}], **base)
+    with pytest.raises(DatasetError, match="a build-sft dataset; GRPO needs one written by build-rl"):
+        check_dataset(grpo)
     with pytest.raises(DatasetError, match="patch factor 32"):
         check_dataset(SFTConfig(dataset=datasets("sft", "reason1"), **{**base, "arch": "reason2"}))
     with pytest.raises(DatasetError, match="split 'val' is empty"):

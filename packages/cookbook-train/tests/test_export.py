@@ -1,11 +1,12 @@
 """Exporting checkpoint folders that lack processor files or the chat template (what training exports write)."""
 
+import json
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from cookbook_infer.backends.transformers import load_pretrained
 from cookbook_infer.testing.pytest_plugin import TinyCheckpoints
@@ -74,3 +75,33 @@ def test_the_latest_export_is_the_last_step_of_the_newest_launch(tmp_path: Path)
         (tmp_path / "cosmos" / launch / "safetensors" / f"step_{step}").mkdir(parents=True)
     assert latest_cosmos_export(tmp_path) == tmp_path / "cosmos" / "20250301000000" / "safetensors" / "step_200"
     assert latest_cosmos_export(tmp_path / "none") is None
+
+
+def test_a_cosmos_rl_lora_export_merges_into_the_base_model(tiny_checkpoints: TinyCheckpoints, tmp_path: Path) -> None:
+    from cosmos_rl.policy.config import LoraConfig as CosmosLoraConfig
+
+    base = tiny_checkpoints("reason1")
+    before = load_pretrained(str(base)).model.state_dict()
+    # What cosmos-rl 0.4.7 writes with LoRA: adapters under the legacy Qwen2.5-VL names, and its own LoRA settings
+    # as adapter_config.json (alpha_pattern null, r_pattern, lora_names ...; llm_trainer.py's export).
+    lora = CosmosLoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], r_pattern={"v_proj": 2})
+    step = tmp_path / "step_5"
+    step.mkdir()
+    settings = lora.model_dump(mode="json") | {"base_model_name_or_path": str(base), "peft_type": "LORA"}
+    assert settings["alpha_pattern"] is None and "lora_names" in settings
+    (step / "adapter_config.json").write_text(json.dumps(settings))
+    torch.manual_seed(0)
+    adapters, expected = {}, {}
+    for name, weight in before.items():
+        if ".language_model." in name and name.endswith(("q_proj.weight", "v_proj.weight")):
+            rank = 2 if "v_proj" in name else 4
+            a, b = torch.randn(rank, weight.shape[1]), torch.randn(weight.shape[0], rank)
+            legacy = name.removesuffix(".weight").replace("model.language_model.", "model.")
+            adapters[f"base_model.model.{legacy}.lora_A.weight"] = a
+            adapters[f"base_model.model.{legacy}.lora_B.weight"] = b
+            expected[name] = weight + 8 / rank * b @ a
+    save_file(adapters, step / "adapter_model.safetensors")
+
+    after = load_pretrained(str(export_checkpoint(step, tmp_path / "exported"))).model.state_dict()
+    assert {name for name in before if not torch.equal(before[name], after[name])} == set(expected)
+    assert all(torch.allclose(after[name], tensor, atol=1e-5) for name, tensor in expected.items())

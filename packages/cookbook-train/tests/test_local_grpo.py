@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Any
 
-from cookbook_data.records import read_records
+from cookbook_data.records import JsonlWriter, read_records
 from cookbook_infer.backends.base import SamplingSettings
 from cookbook_infer.backends.transformers import TransformersBackend
 from cookbook_infer.testing.pytest_plugin import TinyCheckpoints
@@ -65,6 +65,10 @@ def test_grpo_raises_the_mean_reward_for_emitting_a_chosen_token(
     after = TransformersBackend(str(result.final)).next_token_probabilities([prompt], [target])[0].mass
     assert after > 2 * before, (before, after)
 
-    # A rerun finds the last checkpoint and has nothing left to do.
+    # A rerun finds the last checkpoint and has nothing left to do; lines of steps after that checkpoint (as a
+    # longer run leaves when stopped before its next checkpoint) are dropped, the resumed run logs them anew.
+    with JsonlWriter(tmp_path / "run" / METRICS, StepMetrics) as writer:
+        writer.write(StepMetrics(step=9, values={"reward": 0.0}))
     again = train_grpo_local(config, rewards=[(starts_with_target, 1.0)])
     assert again.resumed_from == tmp_path / "run" / "checkpoints" / "step_8" and again.metrics == []
+    assert list(read_records(tmp_path / "run" / METRICS, StepMetrics)) == logged

@@ -4,8 +4,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
 from cookbook_data.jobs import RESOLVED_CONFIG
-from cookbook_data.records import read_records
+from cookbook_data.records import JsonlWriter, read_records
 from cookbook_infer.backends.base import SamplingSettings
 from cookbook_infer.backends.transformers import TransformersBackend
 from cookbook_infer.parsing import parse_reasoning
@@ -14,6 +18,7 @@ from cookbook_train.config import SFTConfig
 from cookbook_train.data import load_split, parse_conversation, split_target
 from cookbook_train.launch import launch, plan_run
 from cookbook_train.local._model import METRICS, StepMetrics
+from cookbook_train.local.sft import train_sft_local
 
 
 def test_sft_overfits_a_few_labelled_videos_and_the_export_answers_like_the_labels(
@@ -54,3 +59,42 @@ def test_sft_overfits_a_few_labelled_videos_and_the_export_answers_like_the_labe
     generations = backend.generate(prompts, SamplingSettings(temperature=0, max_new_tokens=12))
     answers = {row["id"]: parse_reasoning(g.text).answer for row, g in zip(rows, generations, strict=True)}
     assert answers == {name: str(label) for name, label in datasets.labels.items()}
+
+
+def test_a_resumed_full_fine_tune_continues_from_the_checkpoint_s_weights(
+    tiny_checkpoints: TinyCheckpoints, datasets: Any, weights: Any, tmp_path: Path
+) -> None:
+    # Reason1 checkpoints hold Qwen2.5-VL's legacy weight names, which the trainer's own resume cannot match.
+    base = tiny_checkpoints("reason1")
+    run = tmp_path / "run"
+    config = SFTConfig(
+        backend="local",
+        model=str(base),
+        dataset=datasets("sft", "reason1"),
+        output_dir=run,
+        lr=1e-2,
+        batch_size=3,  # one step: three samples
+        mini_batch=3,
+        gradient_checkpointing=False,
+        local={"device": "cpu"},
+    )
+    first = train_sft_local(config)
+    trained = weights(first.final)
+    assert first.steps == 1 and any(not torch.equal(trained[k], v) for k, v in weights(base).items())
+    # As if a longer run had logged step 2 and stopped before its checkpoint: the resumed run drops that line.
+    with JsonlWriter(run / METRICS, StepMetrics) as writer:
+        writer.write(StepMetrics(step=2, values={"loss": 1.0}))
+
+    # A rerun has nothing left to train: it resumes the trained weights and exports them unchanged.
+    again = train_sft_local(config)
+    assert again.resumed_from == run / "checkpoints" / "checkpoint-1" and again.steps == 1
+    resumed = weights(again.final)
+    assert all(torch.equal(tensor, resumed[name]) for name, tensor in trained.items())
+    assert [line.step for line in read_records(run / METRICS, StepMetrics)] == [1, 1, 1]  # loss, 2 x run summary
+
+    # Weights that do not fit the model stop the run instead of leaving it on the base weights.
+    saved = run / "checkpoints" / "checkpoint-1" / "model.safetensors"
+    tensors = load_file(saved)
+    save_file({name.replace("model.layers.", "model.blocks."): t for name, t in tensors.items()}, saved)
+    with pytest.raises(ValueError, match=r"checkpoint-1: the checkpoint's weights do not fit .* missing_keys \(e\.g\."):
+        train_sft_local(config)

@@ -15,15 +15,8 @@ from cookbook_train.local.sft import train_sft_local
 TARGETS = ("q_proj", "v_proj")
 
 
-def weights(folder: Path) -> dict[str, torch.Tensor]:
-    from transformers import AutoModelForImageTextToText
-
-    model = AutoModelForImageTextToText.from_pretrained(folder, dtype=torch.float32)
-    return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
-
-
 def test_lora_sft_resumes_and_exports_merged_weights(
-    tiny_checkpoints: TinyCheckpoints, datasets: Any, tmp_path: Path
+    tiny_checkpoints: TinyCheckpoints, datasets: Any, weights: Any, tmp_path: Path
 ) -> None:
     base = tiny_checkpoints("reason2")
     settings = {
@@ -68,7 +61,7 @@ def test_lora_sft_resumes_and_exports_merged_weights(
 
 
 def test_lora_grpo_with_a_kl_penalty_to_the_adapter_free_model(
-    tiny_checkpoints: TinyCheckpoints, datasets: Any, tmp_path: Path
+    tiny_checkpoints: TinyCheckpoints, datasets: Any, weights: Any, tmp_path: Path
 ) -> None:
     config = GRPOConfig(
         backend="local",

@@ -176,6 +176,21 @@ class TrainConfig(Strict):
             raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of mini_batch ({self.mini_batch})")
         return self
 
+    @model_validator(mode="after")
+    def _check_ranks(self) -> Self:
+        """cosmos-rl shares a policy replica's batch among its data-parallel ranks, each in whole mini-batches:
+        the render divides ``batch_size`` among them for SFT (whose ``train_batch_per_replica`` is read on every
+        rank), and GRPO's policy workers refuse at start-up a ``train_batch_per_replica`` that is not a multiple
+        of dp_shard x dp_replicate x mini_batch (cosmos_rl/policy/worker/base.py)."""
+        ranks = self.cosmos.policy.data_parallel()
+        if self.backend == "cosmos-rl" and self.batch_size % (ranks * self.mini_batch):
+            raise ValueError(
+                f"batch_size ({self.batch_size}) is shared among the {ranks} data-parallel ranks of a cosmos-rl "
+                f"policy replica (dp_shard x dp_replicate), each in whole mini_batches ({self.mini_batch}): it must "
+                f"be a multiple of {ranks * self.mini_batch}"
+            )
+        return self
+
     def resolved_arch(self) -> Arch:
         """The architecture: given, or known from the hub id or the checkpoint folder's config.json."""
         return resolve_model(self.model, self.arch).arch
@@ -203,15 +218,16 @@ class SFTConfig(TrainConfig):
     kind: Literal["sft"] = Field(default="sft", description="sft; must match the command.")
 
     @model_validator(mode="after")
-    def _check_ranks(self) -> Self:
-        """cosmos-rl's SFT reads ``train_batch_per_replica`` samples on every data-parallel rank, so the render
-        divides ``batch_size`` among them; each share must hold whole mini-batches."""
-        ranks = self.cosmos.policy.data_parallel()
-        if self.backend == "cosmos-rl" and self.batch_size % (ranks * self.mini_batch):
+    def _check_device(self) -> Self:
+        """Local SFT runs on transformers' Trainer (TRL's trainer is one), which trains on the first visible GPU,
+        ``cuda:0``, and moves the model there whatever device it was loaded on: another index would be ignored
+        without a word. Local GRPO, our own loop, honours any device."""
+        device = self.local.device
+        if self.backend == "local" and device.startswith("cuda:") and device != "cuda:0":
             raise ValueError(
-                f"batch_size ({self.batch_size}) is shared among the {ranks} data-parallel ranks of a cosmos-rl "
-                f"policy replica (dp_shard x dp_replicate), each in whole mini_batches ({self.mini_batch}): it must "
-                f"be a multiple of {ranks * self.mini_batch}"
+                f"local.device {device!r}: local SFT trains on the first visible GPU (transformers' Trainer moves "
+                f"the model to cuda:0); choose the GPU with CUDA_VISIBLE_DEVICES={device.removeprefix('cuda:')} "
+                "and device 'cuda'"
             )
         return self
 

@@ -16,12 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from cookbook_data.build import BUILD_INFO, BuildReport, read_build_info
+from cookbook_data.build import Kind as BuildKind
 from cookbook_data.schemas import AssistantMessage, Conversation, TextPart
-from cookbook_train.config import MODEL_TYPES, GRPOConfig, TrainConfig
+from cookbook_train.config import MODEL_TYPES, GRPOConfig, Kind, TrainConfig
 from cookbook_train.rewards import WeightedReward, reward_functions, reward_name
 
 PATCH_FACTORS = {"reason1": 28, "reason2": 32}
 """Patch factor a dataset's vision settings must have for each architecture."""
+BUILD_KINDS: dict[Kind, BuildKind] = {"sft": "sft", "grpo": "rl"}
+"""The build each recipe kind trains on. SFT learns the assistant turn that only build-sft writes; a build-sft
+prompt mostly asks for no reasoning (an SFT target cannot invent it), so GRPO on it could not earn the format
+reward."""
 
 
 class DatasetError(ValueError):
@@ -84,8 +89,11 @@ def check_dataset(config: TrainConfig) -> DatasetSummary:
     if not (folder / BUILD_INFO).is_file():
         raise DatasetError(f"{folder}: no {BUILD_INFO}; pass a folder written by cookbook-data build-sft/build-rl")
     build = read_build_info(folder)
-    if config.kind == "sft" and build.kind != "sft":
-        raise DatasetError(f"{folder}: a build-{build.kind} dataset; SFT needs one written by build-sft")
+    if build.kind != BUILD_KINDS[config.kind]:
+        raise DatasetError(
+            f"{folder}: a build-{build.kind} dataset; {config.kind.upper()} needs one written by "
+            f"build-{BUILD_KINDS[config.kind]}"
+        )
     arch = config.resolved_arch()
     if build.vision.patch_factor != PATCH_FACTORS[arch]:
         raise DatasetError(

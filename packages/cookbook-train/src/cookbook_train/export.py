@@ -69,6 +69,29 @@ def _processor_folder(source: Path, base: str | None) -> str | None:
     return base
 
 
+def adapter_config(folder: Path) -> Any:
+    """The peft ``LoraConfig`` of an adapter folder, read from its ``adapter_config.json`` whether peft or
+    cosmos-rl wrote it.
+
+    cosmos-rl (0.4.7) writes its own LoRA settings there: ``alpha_pattern`` and ``r_pattern`` as null when unset
+    (peft 0.21 calls ``.keys()`` on them and fails), the rank patterns as ``r_pattern`` (peft's ``rank_pattern``),
+    and keys of its own (``lora_names``, ``lora_path``, ``primary_adapter``), which are dropped: only the fields
+    peft's ``LoraConfig`` has are passed to it.
+    """
+    import dataclasses
+
+    from peft import LoraConfig
+
+    settings = json.loads((folder / ADAPTER_CONFIG).read_text())
+    if "r_pattern" in settings:
+        settings["rank_pattern"] = settings.pop("r_pattern")
+    for pattern in ("rank_pattern", "alpha_pattern"):
+        if settings.get(pattern) is None:
+            settings[pattern] = {}
+    fields = {field.name for field in dataclasses.fields(LoraConfig)}
+    return LoraConfig(**{key: value for key, value in settings.items() if key in fields})
+
+
 def export_checkpoint(source: Path, out: Path, *, base: str | None = None) -> Path:
     """Load ``source`` (a checkpoint folder, or an adapter folder merged into ``base``) and save it to ``out``.
 
@@ -81,11 +104,12 @@ def export_checkpoint(source: Path, out: Path, *, base: str | None = None) -> Pa
     if adapter.is_file():
         from peft import PeftModel
 
-        base = base or json.loads(adapter.read_text()).get("base_model_name_or_path")
+        config = adapter_config(source)
+        base = base or config.base_model_name_or_path
         if not base:
             raise ValueError(f"{source}: a LoRA adapter without base_model_name_or_path; pass the base model")
         loaded = load_pretrained(base, processor_from=_processor_folder(source, base))
-        model = PeftModel.from_pretrained(loaded.model, str(source))
+        model = PeftModel.from_pretrained(loaded.model, str(source), config=config)
     elif not (source / "config.json").is_file():
         raise FileNotFoundError(f"{source}: neither a checkpoint (config.json) nor a LoRA adapter ({ADAPTER_CONFIG})")
     elif (processor := _processor_folder(source, base)) is None:

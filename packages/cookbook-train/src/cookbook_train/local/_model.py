@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from cookbook_data.records import JsonlWriter
+from cookbook_data.records import JsonlWriter, read_records, write_records
 from cookbook_data.schemas import Strict
 from cookbook_infer.backends.transformers import load_pretrained, resolve_device
 from cookbook_train.config import TrainConfig
@@ -119,11 +119,19 @@ class StepMetrics(Strict):
 
 class MetricsLog:
     """Appends each logged step to ``metrics.jsonl`` through the record writer (a resumed run appends after a
-    line torn by a crash, not onto it) and keeps this run's lines."""
+    line torn by a crash, not onto it) and keeps this run's lines.
 
-    def __init__(self, path: Path) -> None:
+    A run that starts at step ``start`` (the step of the checkpoint it resumes, else 0) first drops the lines of
+    later steps: an earlier run logged them after its last checkpoint, and this run trains those steps again and
+    logs them anew, so the file never holds two runs' lines for one step.
+    """
+
+    def __init__(self, path: Path, start: int) -> None:
         self.path = path
         self.lines: list[StepMetrics] = []
+        if path.exists():
+            kept = [line for line in read_records(path, StepMetrics) if line.step <= start]
+            write_records(path, StepMetrics, kept)
 
     def write(self, step: int, values: dict[str, Any]) -> None:
         line = StepMetrics(step=step, values=values)

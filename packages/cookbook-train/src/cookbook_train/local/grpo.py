@@ -343,7 +343,7 @@ class GRPOLoop:
         )
         checkpoints = _Checkpoints(run / CHECKPOINTS, config.keep_checkpoints)
         start, resumed = checkpoints.restore(model, optimizer, scheduler) if config.resume else (0, None)
-        log = MetricsLog(run / METRICS)
+        log = MetricsLog(run / METRICS, start)
         names = [reward_name(fn) for fn, _ in self.rewards]
         for step in range(start, self.total_steps):
             torch.manual_seed(config.seed * 1_000_003 + step)

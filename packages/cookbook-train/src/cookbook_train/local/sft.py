@@ -5,7 +5,8 @@ dataset untouched (``skip_prepare_dataset``, every column kept) and our collator
 (:class:`cookbook_train.local._batch.SFTCollator`), which samples the video frames from the vision settings of each
 conversation and builds the inputs with the same processor call as inference; the labels cover only the
 assistant turn. Everything else is TRL's and transformers': optimiser, schedule, gradient accumulation, logging,
-checkpoints and ``resume_from_checkpoint`` (used when the run folder holds a checkpoint and ``resume`` is on).
+checkpoints and ``resume_from_checkpoint`` (used when the run folder holds a checkpoint and ``resume`` is on),
+except how a full fine-tune's weights come back from a checkpoint (:func:`load_checkpoint_weights`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from cookbook_train.local._model import (
     METRICS,
     LocalResult,
     MetricsLog,
+    is_peft,
     load_for_training,
     total_steps,
 )
@@ -42,20 +44,58 @@ def _metrics_callback(log: MetricsLog) -> Any:
     return WriteMetrics()
 
 
-def last_checkpoint(folder: Path) -> Path | None:
-    """The ``checkpoint-N`` folder with the highest N that the trainer wrote into ``folder``, if any."""
+def load_checkpoint_weights(model: Any, checkpoint: Path) -> None:
+    """Copy the weights a full fine-tune saved in ``checkpoint`` into ``model``; any weight missing, left over or
+    of another shape is an error.
+
+    transformers (4.57) saves Qwen2.5-VL under its legacy weight names (``model.layers.*``, ``visual.*``) and
+    renames them back only in ``from_pretrained``. The trainer's own resume loads the file as it is, with
+    ``strict=False``: no weight of a Reason1 checkpoint matches, it only warns, and the run would go on from the
+    base weights with the checkpoint's optimizer state. ``from_pretrained`` applies the renaming, at the cost of a
+    second copy of the weights in CPU memory while they are copied over.
+    """
+    from transformers import AutoModelForImageTextToText
+
+    loaded: Any = AutoModelForImageTextToText.from_pretrained(
+        str(checkpoint), dtype=model.dtype, output_loading_info=True
+    )
+    saved, info = loaded
+    problems = [f"{len(keys)} {kind} (e.g. {list(keys)[:3]})" for kind, keys in info.items() if keys]
+    if problems:
+        raise ValueError(f"{checkpoint}: the checkpoint's weights do not fit the model trained: {', '.join(problems)}")
+    model.load_state_dict(saved.state_dict(), strict=True)
+
+
+def _trainer_class() -> Any:
+    from trl.trainer.sft_trainer import SFTTrainer
+
+    class CheckpointSFTTrainer(SFTTrainer):
+        """TRL's trainer, resuming a full fine-tune with :func:`load_checkpoint_weights` (adapters resume as
+        peft saved them, under names the trainer's own loading matches)."""
+
+        def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+            if is_peft(self.model):
+                super()._load_from_checkpoint(resume_from_checkpoint, model)  # type: ignore[no-untyped-call]
+            else:
+                load_checkpoint_weights(self.model if model is None else model, Path(resume_from_checkpoint))
+
+    return CheckpointSFTTrainer
+
+
+def last_checkpoint(folder: Path) -> tuple[int, Path] | None:
+    """The step N and the folder of the ``checkpoint-N`` with the highest N that the trainer wrote into
+    ``folder``, if any."""
     found = [
         (int(path.name.removeprefix("checkpoint-")), path)
         for path in folder.glob("checkpoint-*")
         if path.name.removeprefix("checkpoint-").isdigit() and (path / "trainer_state.json").is_file()
     ]
-    return max(found)[1] if found else None
+    return max(found) if found else None
 
 
 def train_sft_local(config: SFTConfig) -> LocalResult:
     """Fine-tune on the train split, resume from the run folder's last checkpoint, export the final model."""
     from trl.trainer.sft_config import SFTConfig as TrlSFTConfig
-    from trl.trainer.sft_trainer import SFTTrainer
 
     run = config.output_dir
     checkpoints = run / CHECKPOINTS
@@ -92,8 +132,9 @@ def train_sft_local(config: SFTConfig) -> LocalResult:
         dataloader_num_workers=0,
         disable_tqdm=True,
     )
-    log = MetricsLog(run / METRICS)
-    trainer = SFTTrainer(
+    start, last = (last_checkpoint(checkpoints) if config.resume else None) or (0, None)
+    log = MetricsLog(run / METRICS, start)
+    trainer = _trainer_class()(
         model=loaded.model,
         args=args,
         train_dataset=train,
@@ -102,7 +143,6 @@ def train_sft_local(config: SFTConfig) -> LocalResult:
         data_collator=SFTCollator(loaded.processor, loaded.model_type, config.max_length),
         callbacks=[_metrics_callback(log)],
     )
-    last = last_checkpoint(checkpoints) if config.resume else None
     trainer.train(resume_from_checkpoint=None if last is None else str(last))
     final = save_hf(trainer.model, loaded.processor, run / FINAL, dtype=loaded.compute_dtype)
     return LocalResult(
