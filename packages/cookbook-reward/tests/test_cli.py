@@ -173,3 +173,21 @@ def test_the_health_check_finds_the_port_serve_listens_on(tiny_checkpoints: Tiny
     assert f"{url}/healthz" in stale.stderr
     unset = {name: value for name, value in env.items() if name != ADDRESS_FILE_ENV}
     assert cli("healthcheck", env=unset).returncode == 2
+
+
+def test_sigterm_stops_serve_cleanly_and_removes_the_address_file(tmp_path: Path) -> None:
+    address = tmp_path / "reward.url"
+    env = {**os.environ, ADDRESS_FILE_ENV: str(address)}
+    args = ["serve", "--scorer", "trajectory", "--port", "0", "--media-root", str(tmp_path)]
+    server = subprocess.Popen([sys.executable, "-m", "cookbook_reward", *args], env=env, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not address.exists():
+            assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    finally:
+        server.terminate()  # SIGTERM, as `docker stop` and Kubernetes send
+        _, stderr = server.communicate(timeout=60)
+    assert server.returncode == 0, stderr.decode()
+    assert not address.exists()  # a health check finds no service, not a dead port

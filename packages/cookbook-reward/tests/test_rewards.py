@@ -1,6 +1,7 @@
 import email.message
 import json
 import pickle
+import socket
 import subprocess
 import sys
 import threading
@@ -275,6 +276,17 @@ def test_an_unreachable_service_is_an_error(service: RewardService) -> None:
 
     with pytest.raises(RemoteRewardError, match="could not be reached"):
         remote_reward("abcd", base_url=url, timeout_s=5)
+
+
+def test_a_service_that_does_not_answer_in_time_is_busy_not_unreachable() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # connections wait in its backlog, never answered
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        with pytest.raises(RemoteRewardError) as caught:
+            remote_reward("abcd", base_url=url, timeout_s=0.5)
+
+    assert str(caught.value) == (
+        f"reward service {url}/get_reward did not answer within 0.5 s (the service may be busy; raise timeout_s)"
+    )
 
 
 def test_a_bound_remote_reward_has_a_name_and_survives_pickling(service: RewardService) -> None:

@@ -16,6 +16,8 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -34,7 +36,8 @@ from cookbook_infer.run import Item, PreparedSample
 from cookbook_infer.testing.pytest_plugin import TinyCheckpoints
 from cookbook_infer.testing.servers import serving_app
 from cookbook_reward.config import ReplicaSettings, RewardServiceSettings, ScorerConfig, ServeConfig
-from cookbook_reward.rewards import remote_reward
+from cookbook_reward.health import ADDRESS_FILE_ENV, check_health
+from cookbook_reward.rewards import RemoteRewardError, remote_reward
 from cookbook_reward.score import described_scorer
 from cookbook_reward.scorers import Scorer, build_scorer
 from cookbook_reward.service import create_app
@@ -248,9 +251,30 @@ def test_bad_json_and_bad_fields_get_400_and_the_server_lives_on(service: Served
         httpx.post(f"{url}/get_reward", json={"query": ["/a.mp4"], "prompts": ["a", "b"]}, headers=AUTH),
     ]
     assert [r.status_code for r in bad] == [400] * len(bad)
+    assert bad[0].json()["error"]["message"].startswith("body: invalid JSON at character 1 (")
     assert "items" in bad[1].json()["error"]["message"]
     assert "colour" in bad[3].json()["error"]["message"]
     assert httpx.get(f"{url}/healthz").json()["status"] == "ok"
+
+
+def test_every_refusal_answers_in_the_services_shape(service: Served) -> None:
+    url, json_body = service.url, {"content-type": "application/json", **AUTH}
+    deep = b'{"items": [{"video": "/a.mp4", "trajectory": ' + b"[" * 5000 + b"]" * 5000 + b"}]}"
+    refused = {
+        "not UTF-8": httpx.post(f"{url}/v1/score", content=b'{"items": [{"video": "/a\xff.mp4"}]}', headers=json_body),
+        "nested too deep": httpx.post(f"{url}/v1/score", content=deep, headers=json_body),
+        "no such route": httpx.get(f"{url}/nowhere"),
+        "no such method": httpx.get(f"{url}/v1/score"),
+    }
+    statuses = {"not UTF-8": 400, "nested too deep": 400, "no such route": 404, "no such method": 405}
+    assert {name: response.status_code for name, response in refused.items()} == statuses
+    messages = {}
+    for name, response in refused.items():
+        assert response.json() == {"error": {"message": response.json()["error"]["message"], "status": statuses[name]}}
+        messages[name] = response.json()["error"]["message"]
+    assert "can't decode byte 0xff" in messages["not UTF-8"]
+    assert "recursion" in messages["nested too deep"]
+    assert refused["no such method"].headers["allow"] == "POST"
 
 
 def test_the_token_guards_scoring_but_not_health(service: Served, media: Path) -> None:
@@ -430,6 +454,39 @@ def test_a_blank_token_is_refused() -> None:
         RewardServiceSettings(token="  ")
 
 
+def test_a_token_ending_in_a_newline_is_the_token_without_it(
+    yesno: Scorer, media: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # as in COOKBOOK_REWARD_TOKEN on both sides, set from a secret file (a Kubernetes secret) that ends in one
+    monkeypatch.setenv("COOKBOOK_REWARD_TOKEN", f"{TOKEN}\n")
+    with serve(yesno, media, token=f"{TOKEN}\n") as url:
+        response = httpx.post(f"{url}/v1/score", json={"items": [item(media / "h264_24fps.mp4")]}, headers=AUTH)
+        reward, _ = remote_reward(str(media / "h264_24fps.mp4"), base_url=url)
+    assert response.status_code == 200
+    assert reward == pytest.approx(response.json()["results"][0]["reward"], rel=1e-5)
+
+
+@pytest.mark.parametrize("endpoint", ["/v1/score", "/get_reward"])
+def test_a_client_that_disconnects_withdraws_its_items(yesno: Scorer, media: Path, endpoint: str) -> None:
+    recording = Recording(yesno, delay_s=2.0)
+    videos = [str(media / "h264_24fps.mp4"), str(media / "mpeg4_8fps.mp4")]
+    body = {"items": [{"video": video} for video in videos]} if endpoint == "/v1/score" else {"query": videos}
+    with serve(recording, media, max_queue=2, max_batch_size=1, max_wait_ms=0.0) as url:
+        with pytest.raises(httpx.ReadTimeout):  # the client gives up, and closes its connection
+            httpx.post(f"{url}{endpoint}", json=body, timeout=httpx.Timeout(60, read=1.0))
+        deadline = time.monotonic() + 30
+        while (health := httpx.get(f"{url}/healthz").json())["queued"] + health["preparing"] > 0:
+            assert time.monotonic() < deadline, health
+            time.sleep(0.05)
+        fresh = httpx.post(f"{url}/v1/score", json={"items": [item(media / "h264_24fps.mp4", id="fresh")]}, timeout=60)
+        metrics = httpx.get(f"{url}/metrics").text
+    assert fresh.status_code == 200
+    # at most the model call under way when the client left ran for it; its other item never reached the model
+    assert recording.batches[-1] == ["fresh"] and len(recording.batches) <= 2
+    assert 'cookbook_reward_items_total{outcome="withdrawn"} 2.0' in metrics
+    assert f'cookbook_reward_requests_total{{endpoint="{endpoint}",status="499"}} 1.0' in metrics
+
+
 def test_openrlhf_get_reward(service: Served, media: Path) -> None:
     body = {"query": [str(media / "h264_24fps.mp4"), str(media / "truncated.mp4")], "prompts": ["a", "b"]}
     response = httpx.post(f"{service.url}/get_reward", json=body, headers=AUTH, timeout=60)
@@ -439,10 +496,19 @@ def test_openrlhf_get_reward(service: Served, media: Path) -> None:
     assert 0 < answer["rewards"][0] < 1
     assert answer["rewards"][1] == 0.0  # the failure reward
     assert answer["scores"] == answer["rewards"]
-    assert answer["extra_logs"]["errors"][0]["index"] == 1
+    assert answer["extra_logs"] == {"failed": [0.0, 1.0]}  # one number per query, as OpenRLHF logs them
+    assert answer["errors"][0] is None and "VideoDecodeError" in answer["errors"][1]
     reward, metrics = remote_reward(str(media / "h264_24fps.mp4"), base_url=service.url, token=TOKEN)
     assert reward == pytest.approx(answer["rewards"][0], rel=1e-5)
     assert metrics
+
+
+def test_remote_reward_raises_the_error_of_an_item_the_service_could_not_score(service: Served, media: Path) -> None:
+    with pytest.raises(RemoteRewardError) as caught:
+        remote_reward(str(media / "nope.mp4"), base_url=service.url, token=TOKEN)
+
+    assert f"reward service {service.url}/get_reward could not score the completion: " in str(caught.value)
+    assert "no such file" in str(caught.value)
 
 
 def test_the_trajectory_scorer_is_served_too(media: Path) -> None:
@@ -474,3 +540,54 @@ def test_waypoint_files_are_held_to_the_media_roots(media: Path, tmp_path: Path)
     assert "outside the media folders" in results[1]["error"]
     assert "outside the media folders" in results[2]["error"]
     assert "must be absolute" in results[3]["error"]
+
+
+SLOW_START = """
+import functools
+import sys
+import time
+from pathlib import Path
+
+from cookbook_reward.config import RewardServiceSettings, ScorerConfig
+from cookbook_reward.scorers import build_scorer
+from cookbook_reward.service import run_service
+
+
+def described(gate):
+    while not Path(gate).exists():  # the prepare worker, and so the service, starts once the test opens the gate
+        time.sleep(0.05)
+    return build_scorer(ScorerConfig(scorer="trajectory"), Path("/"))
+
+
+if __name__ == "__main__":
+    gate, media = sys.argv[1:]
+    settings = RewardServiceSettings(port=0, media_roots=[media], prepare_workers=1)
+    scorer = build_scorer(ScorerConfig(scorer="trajectory"), Path("/"))
+    run_service(scorer, settings, describe=functools.partial(described, gate))
+"""
+"""A service whose startup lasts until the file its first argument names exists."""
+
+
+def test_the_address_file_is_written_once_the_service_has_started(media: Path, tmp_path: Path) -> None:
+    script, gate, log, address = (tmp_path / name for name in ("slow_start.py", "gate", "serve.log", "reward.url"))
+    script.write_text(SLOW_START)
+    with log.open("w") as stderr:
+        env = {**os.environ, ADDRESS_FILE_ENV: str(address)}
+        server = subprocess.Popen([sys.executable, str(script), str(gate), str(media)], env=env, stderr=stderr)
+    try:
+        deadline = time.monotonic() + 120
+        while "Waiting for application startup" not in log.read_text():
+            assert server.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        assert not address.exists()  # starting: a health check finds no service, rather than one that cannot answer
+        gate.touch()
+        while not address.exists():
+            assert server.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        url = address.read_text().strip()
+        assert check_health(address, 30.0) == (True, f"{url}/healthz: HTTP 200")
+    finally:
+        gate.touch()
+        server.terminate()
+        server.wait(timeout=60)
+    assert not address.exists()  # removed as the service shut down

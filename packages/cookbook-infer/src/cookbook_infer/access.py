@@ -44,25 +44,33 @@ def local_media(reference: str, roots: Sequence[Path]) -> Path:
         path = Path(reference)
     if not path.is_absolute():
         raise MediaRefused(400, f"{reference}: media paths must be absolute")
-    resolved = path.resolve()
     if not roots:
         raise MediaRefused(403, f"{path}: this server reads no local files (no media roots are configured)")
-    if not any(resolved.is_relative_to(root) for root in roots):
+    try:  # a NUL byte or an overlong name is the caller's mistake, not the server's
+        resolved = path.resolve()
+        inside = any(resolved.is_relative_to(root) for root in roots)
+        found = inside and resolved.is_file()
+    except (ValueError, OSError) as error:
+        raise MediaRefused(400, f"{reference!r}: not a usable path ({error})") from None
+    if not inside:
         raise MediaRefused(403, f"{path}: outside the media folders this server may read")
-    if not resolved.is_file():
+    if not found:
         raise MediaRefused(400, f"{path}: no such file")
     return resolved
 
 
-def _not_blank(token: SecretStr) -> SecretStr:
-    if not token.get_secret_value().strip():
+def _trimmed(token: SecretStr) -> SecretStr:
+    text = token.get_secret_value().strip()
+    if not text:
         raise ValueError("the token is empty (an empty token file?): give one, or none to leave the server open")
-    return token
+    return SecretStr(text)
 
 
-BearerToken = Annotated[SecretStr, AfterValidator(_not_blank)]
-"""A token a server requires of its callers. A blank one is refused: it would admit any request whose
-``Authorization`` header is a bare ``Bearer``."""
+BearerToken = Annotated[SecretStr, AfterValidator(_trimmed)]
+"""A token a server requires of its callers, without surrounding whitespace: a token read from a file, or from
+an environment variable made from one (a Kubernetes secret), often ends in a newline that no client sends in its
+``Authorization`` header, so kept it would refuse every request. A blank one is refused: it would admit any
+request whose header is a bare ``Bearer``."""
 
 
 def bearer_token_matches(authorization: str | None, token: str) -> bool:

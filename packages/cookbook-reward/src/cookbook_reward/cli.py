@@ -113,10 +113,11 @@ def serve_command(
     GPU each when the cluster has GPUs and the model runs in the replica (not --backend openai). The TOML file
     holds a [scorer] table (ScorerConfig: model, scorer, samples, ...), a [service] table (RewardServiceSettings)
     and a [ray] table (ReplicaSettings); --set takes scorer.*, service.* and ray.* keys. Precedence: defaults <
-    TOML < --set < options < environment. While it runs, the URL it listens on is in the file
-    $COOKBOOK_REWARD_ADDRESS_FILE names, when set (for `healthcheck`).
+    TOML < --set < options < environment. Once started, the URL it listens on is in the file
+    $COOKBOOK_REWARD_ADDRESS_FILE names, when set (for `healthcheck`), until it stops (Ctrl-C or SIGTERM).
     """
     import os
+    import signal
 
     from cookbook_data.clikit import resolve_config
     from cookbook_reward.config import ServeConfig
@@ -124,6 +125,7 @@ def serve_command(
     from cookbook_reward.scorers import build_scorer
     from cookbook_reward.service import run_service
 
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     token = os.environ.get(TOKEN_ENV) or (token_file.read_text().strip() if token_file is not None else None)
     options = {
         "scorer.scorer": scorer,
@@ -169,6 +171,14 @@ def serve_command(
             pass
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM (``docker stop``, Kubernetes) stops ``serve`` as Ctrl-C does: its cleanup runs (the address file
+    removed, Ray Serve's deployment deleted) and it exits 0. uvicorn handles SIGTERM itself while it serves, and
+    raises it again once shut down: left to the default action, that would kill the process on the spot, with
+    status 143 and the cleanup skipped."""
+    raise SystemExit(0)
+
+
 @app.command("healthcheck")
 def healthcheck_command(
     address_file: Annotated[
@@ -181,7 +191,7 @@ def healthcheck_command(
 
     `serve` writes the URL it listens on to the file $COOKBOOK_REWARD_ADDRESS_FILE names, whatever its --port,
     and removes it when it stops; the reward image sets that variable and uses this command as its
-    HEALTHCHECK. Without the file (a batch job, or a service still loading its model) there is nothing to check.
+    HEALTHCHECK. Without the file (a batch job, or a service still starting) there is nothing to check.
     """
     from cookbook_reward.health import check_health
 

@@ -2,8 +2,9 @@
 
 A container's health check is fixed when the image is built, but the port is chosen when ``serve`` starts
 (``--port``, a TOML file, ``--set``). So ``serve`` writes its URL to the file that ``$COOKBOOK_REWARD_ADDRESS_FILE``
-names while it runs, and ``cookbook-reward healthcheck`` asks ``GET /healthz`` there. No file means no service
-in this container (a batch job, or a service still loading its model), which is not a failure.
+names from the end of its startup until it stops, and ``cookbook-reward healthcheck`` asks ``GET /healthz``
+there. No file means no service in this container (a batch job, or a service still loading its model or starting
+its prepare workers, which could not answer yet), which is not a failure.
 Standard library only: the check runs every few seconds and should start fast.
 """
 

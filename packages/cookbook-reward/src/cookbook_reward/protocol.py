@@ -74,9 +74,12 @@ class OpenRLHFRequest(Strict):
 
 
 class OpenRLHFResponse(Strict):
-    """``rewards`` (and the same numbers as ``scores``) per query; failed items get the service's
-    failure reward and are listed in ``extra_logs.errors``."""
+    """``rewards`` (and the same numbers as ``scores``) per query; a failed item gets the service's failure
+    reward, 1.0 in ``extra_logs.failed`` (0.0 for the others) and its error in ``errors``. OpenRLHF turns each
+    ``extra_logs`` entry into a tensor of one number per query (and logs its mean: here, the share of failed
+    items), so the error messages live outside it."""
 
     rewards: list[float]
     scores: list[float]
-    extra_logs: dict[str, JsonValue] = Field(default_factory=dict)
+    extra_logs: dict[str, list[float]]
+    errors: list[str | None] = Field(description="Per query: why it has no score, or null when it has one.")

@@ -104,7 +104,8 @@ def choice_accuracy_reward(completion: str, reference: object, **kwargs: object)
 
 
 class RemoteRewardError(RuntimeError):
-    """The reward service could not be reached or answered something other than rewards."""
+    """The reward service could not be reached, did not answer in time, answered something other than rewards,
+    or could not score the completion."""
 
 
 def _as_text(value: object) -> str:
@@ -150,10 +151,10 @@ def _retry_after(error: urllib.error.HTTPError, attempt: int) -> float:
     return min(max(wait, 0.1), 10.0)
 
 
-def _post_json(url: str, body: dict[str, object], token: str | None, timeout_s: float) -> bytes:
-    """POST ``body`` and return the answer's bytes. A busy answer (429, 503) is asked again after the wait it
-    names, until ``timeout_s`` has passed since the first try: under a training step's burst the queue of a
-    shared service fills for a moment, which should slow the step down, not fail it."""
+def _post_json(url: str, body: dict[str, object], token: str, timeout_s: float) -> bytes:
+    """POST ``body`` (with ``token`` unless it is empty) and return the answer's bytes. A busy answer (429, 503)
+    is asked again after the wait it names, until ``timeout_s`` has passed since the first try: under a training
+    step's burst the queue of a shared service fills for a moment, which should slow the step down, not fail it."""
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
@@ -175,19 +176,30 @@ def _post_json(url: str, body: dict[str, object], token: str | None, timeout_s: 
                 raise RemoteRewardError(f"reward service {url} answered HTTP {error.code}: {detail}{tried}") from None
         except (urllib.error.URLError, OSError) as error:
             reason = getattr(error, "reason", error)
+            if isinstance(reason, TimeoutError):  # connected, or still connecting, but no answer in time
+                raise RemoteRewardError(
+                    f"reward service {url} did not answer within {timeout_s:g} s (the service may be busy; "
+                    "raise timeout_s)"
+                ) from None
             raise RemoteRewardError(f"reward service {url} could not be reached: {reason}") from None
         time.sleep(wait)
         attempt += 1
 
 
 def _single_reward(payload: bytes, url: str) -> float:
+    """The one reward of the answer. Our service answers an item it could not score with its failure reward and
+    the reason in ``errors``: that raises here, since training on the stand-in would hide the failure (other
+    OpenRLHF services send no ``errors``)."""
     try:
-        rewards = json.loads(payload)["rewards"]
-        (reward,) = rewards
-    except (ValueError, KeyError, TypeError):
+        answer = json.loads(payload)
+        (reward,) = answer["rewards"]
+        error = (answer.get("errors") or [None])[0]
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise RemoteRewardError(
             f'reward service {url} answered {payload[:200]!r}, expected JSON {{"rewards": [<one number>]}}'
         ) from None
+    if error is not None:
+        raise RemoteRewardError(f"reward service {url} could not score the completion: {error}")
     if isinstance(reward, bool) or not isinstance(reward, int | float) or not math.isfinite(reward):
         raise RemoteRewardError(f"reward service {url} answered a reward that is not a finite number: {reward!r}")
     return float(reward)
@@ -209,12 +221,13 @@ def remote_reward(
     answered by ``{"rewards": [r], ...}``. A bearer token comes from `token` or else from the
     ``COOKBOOK_REWARD_TOKEN`` environment variable. A busy service (429, 503) is asked again, as its
     ``Retry-After`` says, for up to ``timeout_s`` in all. Only the standard library is used, so it runs in the
-    forked reward processes; any other failure raises :class:`RemoteRewardError` naming the URL, because a
-    silent 0 would train the policy on an outage.
+    forked reward processes; any other failure, the service's failure to score this completion included, raises
+    :class:`RemoteRewardError` naming the URL, because a silent 0 would train the policy on an outage. The token
+    loses surrounding whitespace, as the service's does (a secret read from a file often ends in a newline).
     """
     url = _reward_url(base_url)
     body: dict[str, object] = {"query": [completion], "prompts": [_as_text(prompt)], "labels": [_as_text(reference)]}
-    payload = _post_json(url, body, token or os.environ.get(TOKEN_ENV), timeout_s)
+    payload = _post_json(url, body, (token or os.environ.get(TOKEN_ENV) or "").strip(), timeout_s)
     reward = _single_reward(payload, url)
     return reward, {"remote_reward": reward}
 

@@ -17,10 +17,12 @@ Prepared items of concurrent requests are then batched
 (:mod:`cookbook_infer.batching`): up to ``max_batch_size`` items per scorer call, waiting at most
 ``max_wait_ms`` for company. At most ``max_queue`` items wait (being prepared or for a batch); a request that
 would exceed it gets 429 with ``Retry-After`` at once, and 503 while the service shuts down. A request that
-takes longer than ``request_timeout_s`` gets 504. Bodies above ``max_request_bytes`` get 413, uploads above
-``max_upload_bytes`` fail their item. Malformed JSON or fields get 400 with the field named; the server never
-crashes on them. With a token configured, the scoring endpoints need ``Authorization: Bearer <token>``
-(compared in constant time).
+takes longer than ``request_timeout_s`` gets 504; one whose client disconnects first (a trainer that gave up)
+withdraws its items at once, so that they neither hold places in the queue nor reach the model. Bodies above
+``max_request_bytes`` get 413, uploads above ``max_upload_bytes`` fail their item. Malformed JSON or fields get
+400 with the field named; the server never crashes on them. Every refusal, FastAPI's own (404, 405, a body that
+cannot be parsed) included, answers ``{"error": {"message", "status"}}``. With a token configured, the scoring
+endpoints need ``Authorization: Bearer <token>`` (compared in constant time).
 """
 
 from __future__ import annotations
@@ -33,16 +35,17 @@ import multiprocessing
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cookbook_data.cpus import threads_for
@@ -51,7 +54,7 @@ from cookbook_infer.access import MediaRefused, bearer_token_matches, local_medi
 from cookbook_infer.batching import DynamicBatcher, QueueFull, ShuttingDown
 from cookbook_infer.run import Item, Prepares
 from cookbook_reward.config import RewardServiceSettings
-from cookbook_reward.health import address_noted
+from cookbook_reward.health import address_noted, local_url
 from cookbook_reward.protocol import (
     ItemScore,
     OpenRLHFRequest,
@@ -72,7 +75,7 @@ class _ServiceError(Exception):
         self.headers = headers or {}
 
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "status": status}}, status_code=status, headers=headers)
 
 
@@ -136,7 +139,12 @@ class _Metrics:
         self.latency = Histogram(
             "cookbook_reward_request_seconds", "Request latency", ["endpoint"], registry=self.registry
         )
-        self.items = Counter("cookbook_reward_items", "Items scored", ["outcome"], registry=self.registry)
+        self.items = Counter(
+            "cookbook_reward_items",
+            "Items by outcome: scored, error, or withdrawn (their client disconnected first)",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.batch_size = Histogram(
             "cookbook_reward_batch_size",
             "Items per model call",
@@ -385,8 +393,10 @@ class _Scoring:
             critique=record.critique,
         )
 
-    async def score(self, items: Sequence[RewardItem]) -> list[ItemScore]:
-        """Every item's outcome, in order; raises :class:`_ServiceError` for 413, 429, 503 and 504."""
+    async def score(self, items: Sequence[RewardItem], receive: Receive) -> list[ItemScore]:
+        """Every item's outcome, in order; raises :class:`_ServiceError` for 413, 429, 499 (the client
+        disconnected, as ``receive``, the request's, tells once its body is read), 503 and 504. A request that
+        ends early cancels its items, which gives their places back at once."""
         limit = self.settings.max_queue
         if len(items) > limit:
             raise _ServiceError(413, f"{len(items)} items in one request; this service takes at most {limit} at once")
@@ -394,8 +404,16 @@ class _Scoring:
             raise _ServiceError(429, f"busy: {self.waiting} items waiting, limit {limit}", RETRY_LATER)
         admitted = _Admitted(self, len(items))
         tasks = [asyncio.ensure_future(self._one(item, index, admitted)) for index, item in enumerate(items)]
+        scored = asyncio.ensure_future(_all_within(tasks, self.settings.request_timeout_s))
+        gone = asyncio.ensure_future(_disconnected(receive))
         try:
-            return list(await asyncio.wait_for(asyncio.gather(*tasks), self.settings.request_timeout_s))
+            await asyncio.wait((scored, gone), return_when=asyncio.FIRST_COMPLETED)
+            if not scored.done():
+                gone.result()  # an error of the server's connection is raised, not taken for a disconnect
+                withdrawn = sum(not task.done() for task in tasks)
+                self.metrics.items.labels("withdrawn").inc(withdrawn)
+                raise _ServiceError(499, f"the client disconnected; {withdrawn} items withdrawn")
+            return list(scored.result())
         except QueueFull as error:
             raise _ServiceError(429, f"busy: {error}", RETRY_LATER) from None
         except ShuttingDown as error:
@@ -403,6 +421,8 @@ class _Scoring:
         except TimeoutError:
             raise _ServiceError(504, f"scoring took longer than {self.settings.request_timeout_s} s") from None
         finally:
+            scored.cancel()
+            gone.cancel()
             for task in tasks:
                 task.cancel()
             admitted.release_all()
@@ -424,18 +444,45 @@ class _Scoring:
 RETRY_LATER = {"Retry-After": "1"}
 
 
+async def _all_within(tasks: Sequence[asyncio.Future[ItemScore]], seconds: float) -> list[ItemScore]:
+    """The results of ``tasks``, or TimeoutError after ``seconds``; the first of their errors, at once. Run as a
+    task of its own, so that the request can race it against its client's disconnect: cancelled, it cancels
+    the tasks and retrieves their gathering's outcome (``wait_for`` would leave it to be logged as lost)."""
+    async with asyncio.timeout(seconds):
+        return await asyncio.gather(*tasks)
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Returns when the client has disconnected. ``receive`` is a request's, called once FastAPI has read the
+    whole body, so what it has left to give is ``http.disconnect``: when the client closes the connection
+    (uvicorn; Ray Serve's proxy passes it on), or once the response is sent."""
+    while (await receive())["type"] != "http.disconnect":
+        pass  # an empty body message, pending since the body's last part
+
+
+def _problem(error: dict[str, Any]) -> str:
+    """One problem of a request that failed validation: ``field.path: message``, or where in the body its JSON
+    breaks (FastAPI locates a syntax error by character, not by field)."""
+    if error["type"] == "json_invalid":
+        return f"body: invalid JSON at character {error['loc'][-1]} ({error['ctx']['error']})"
+    return f"{'.'.join(str(p) for p in error['loc'][1:]) or 'body'}: {error['msg']}"
+
+
 def create_app(
     scorer: Scorer,
     settings: RewardServiceSettings,
     *,
     model: str | None = None,
     describe: Callable[[], Prepares] | None = None,
+    noted_port: int | None = None,
 ) -> FastAPI:
     """The FastAPI application serving ``scorer`` (run it with any ASGI server).
 
     ``describe`` (picklable) builds the scorer without its model in each prepare worker process
     (:func:`cookbook_reward.score.described_scorer`); without it, ``scorer.prepare`` runs on threads of this
-    process.
+    process. With ``noted_port`` (the port the server listens on), the service's URL is in the health check's
+    address file (:func:`~cookbook_reward.health.address_noted`) from the end of its startup (its prepare
+    workers started) until it shuts down: a check finds no file, not a service too busy starting to answer.
     """
     token = settings.token.get_secret_value() if settings.token is not None else None
     metrics = _Metrics(lambda: scoring.batcher.queued, lambda: scoring.preparing)
@@ -444,7 +491,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await scoring.start()
-        yield
+        with address_noted(settings.host, noted_port) if noted_port is not None else nullcontext():
+            yield
         await scoring.close()
 
     app = FastAPI(title="cookbook-reward", summary=f"Reason-as-Reward scoring ({scorer.kind})", lifespan=lifespan)
@@ -458,8 +506,14 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
-        problems = [f"{'.'.join(str(p) for p in item['loc'][1:]) or 'body'}: {item['msg']}" for item in error.errors()]
-        return _error(400, "; ".join(problems) or "invalid request")
+        return _error(400, "; ".join(_problem(item) for item in error.errors()) or "invalid request")
+
+    @app.exception_handler(HTTPException)
+    async def _refused(request: Request, error: HTTPException) -> JSONResponse:
+        """FastAPI's and Starlette's own refusals: no such route (404) or method (405), a body that is not JSON
+        in UTF-8 or nests too deep to parse (400, with the parser's reason)."""
+        cause = f" ({error.__cause__})" if error.__cause__ is not None else ""
+        return _error(error.status_code, f"{error.detail}{cause}", error.headers)
 
     async def authorize(request: Request) -> None:
         if token is not None and not bearer_token_matches(request.headers.get("authorization"), token):
@@ -488,25 +542,30 @@ def create_app(
         return metrics.render()
 
     @app.post("/v1/score", dependencies=[Depends(authorize)])
-    async def score(request: RewardRequest) -> RewardResponse:
+    async def score(body: RewardRequest, request: Request) -> RewardResponse:
         """Score a batch of videos; each item succeeds or fails on its own."""
-        return RewardResponse(model=model, scorer=scorer.kind, results=await scoring.score(request.items))
+        results = await scoring.score(body.items, request.receive)
+        return RewardResponse(model=model, scorer=scorer.kind, results=results)
 
     @app.post("/get_reward", dependencies=[Depends(authorize)])
-    async def get_reward(request: OpenRLHFRequest) -> OpenRLHFResponse:
+    async def get_reward(body: OpenRLHFRequest, request: Request) -> OpenRLHFResponse:
         """OpenRLHF's remote reward protocol: one reward per query (a video reference)."""
         items = [
             RewardItem(
                 video=query,
-                caption=request.prompts[i] if request.prompts else None,
-                rule=request.labels[i] if request.labels else None,
+                caption=body.prompts[i] if body.prompts else None,
+                rule=body.labels[i] if body.labels else None,
             )
-            for i, query in enumerate(request.query)
+            for i, query in enumerate(body.query)
         ]
-        results = await scoring.score(items)
+        results = await scoring.score(items, request.receive)
         rewards = [settings.failure_reward if r.reward is None else r.reward for r in results]
-        errors = [{"index": i, "error": r.error or "no score"} for i, r in enumerate(results) if r.reward is None]
-        return OpenRLHFResponse(rewards=rewards, scores=rewards, extra_logs={"errors": errors})
+        return OpenRLHFResponse(
+            rewards=rewards,
+            scores=rewards,
+            extra_logs={"failed": [float(r.reward is None) for r in results]},
+            errors=[None if r.reward is not None else r.error or "no score" for r in results],
+        )
 
     return app
 
@@ -523,18 +582,19 @@ def run_service(
 ) -> None:
     """Serve ``scorer`` on ``settings.host:settings.port`` until interrupted (``describe``: as :func:`create_app`).
 
-    The socket is bound first, so that the URL written for the health check (:mod:`cookbook_reward.health`)
-    has the port really listened on, ``port = 0`` included.
+    The socket is bound first, so that the URL the service notes for the health check once started
+    (:mod:`cookbook_reward.health`) has the port really listened on, ``port = 0`` included.
     """
     import socket
 
     import uvicorn
 
-    app = create_app(scorer, settings, model=model, describe=describe)
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
-    listening = socket.create_server((settings.host, settings.port), family=family)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level)
-    with listening, address_noted(settings.host, listening.getsockname()[1]) as url:
+    with socket.create_server((settings.host, settings.port), family=family) as listening:
+        port = listening.getsockname()[1]
+        app = create_app(scorer, settings, model=model, describe=describe, noted_port=port)
+        config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level)
         # uvicorn announces its address only for sockets it binds itself
+        url = local_url(settings.host, port)
         logging.getLogger("uvicorn.error").info("Uvicorn running on %s (Press CTRL+C to quit)", url)
         uvicorn.Server(config).run(sockets=[listening])
