@@ -209,7 +209,7 @@ def test_remote_reward_speaks_the_openrlhf_protocol(service: RewardService) -> N
     )
 
     assert reward == len(completion) / 100
-    assert metrics == {"remote_reward": reward}
+    assert metrics == {"remote_reward": reward, "remote_reward_failed": 0.0}
     assert service.requests == [
         {"query": [completion], "prompts": [COSMOS_KWARGS["prompt"]], "labels": ["4"]},
     ]

@@ -503,12 +503,23 @@ def test_openrlhf_get_reward(service: Served, media: Path) -> None:
     assert metrics
 
 
-def test_remote_reward_raises_the_error_of_an_item_the_service_could_not_score(service: Served, media: Path) -> None:
-    with pytest.raises(RemoteRewardError) as caught:
-        remote_reward(str(media / "nope.mp4"), base_url=service.url, token=TOKEN)
+def test_remote_reward_raises_for_a_video_the_service_cannot_find(service: Served, media: Path) -> None:
+    # A wrong media root or storage the service does not see: training on failure rewards would hide it.
+    for missing in (media / "nope.mp4", "/etc/passwd"):
+        with pytest.raises(RemoteRewardError) as caught:
+            remote_reward(str(missing), base_url=service.url, token=TOKEN)
+        assert f"reward service {service.url}/get_reward could not read the completion's video: " in str(caught.value)
+    assert "no such file" in str(caught.value) or "outside the media folders" in str(caught.value)
 
-    assert f"reward service {service.url}/get_reward could not score the completion: " in str(caught.value)
-    assert "no such file" in str(caught.value)
+
+def test_remote_reward_gives_a_broken_video_the_failure_reward(
+    service: Served, media: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A broken output of the policy deserves the failure reward, and must not stop the training.
+    reward, metrics = remote_reward(str(media / "truncated.mp4"), base_url=service.url, token=TOKEN)
+
+    assert (reward, metrics) == (0.0, {"remote_reward": 0.0, "remote_reward_failed": 1.0})
+    assert "VideoDecodeError" in caplog.text
 
 
 def test_the_trajectory_scorer_is_served_too(media: Path) -> None:

@@ -18,6 +18,7 @@ alone, and a model that judges outputs belongs behind a service reached through 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -28,6 +29,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeGuard
 
+from cookbook_infer.access import MediaRefused
 from cookbook_infer.parsing import (
     ANSWER_CLOSE,
     ANSWER_OPEN,
@@ -43,6 +45,8 @@ if TYPE_CHECKING:
 
 RewardResult = tuple[float, dict[str, float]]
 RewardFn = Callable[..., float | RewardResult]
+
+log = logging.getLogger(__name__)
 
 TOKEN_ENV = "COOKBOOK_REWARD_TOKEN"
 """Environment variable holding the reward service's bearer token when none is passed."""
@@ -186,10 +190,16 @@ def _post_json(url: str, body: dict[str, object], token: str, timeout_s: float) 
         attempt += 1
 
 
-def _single_reward(payload: bytes, url: str) -> float:
-    """The one reward of the answer. Our service answers an item it could not score with its failure reward and
-    the reason in ``errors``: that raises here, since training on the stand-in would hide the failure (other
-    OpenRLHF services send no ``errors``)."""
+def _single_reward(payload: bytes, url: str) -> tuple[float, str | None]:
+    """The one reward of the answer, and the service's reason when it could not score the completion (our
+    service answers such an item with its ``failure_reward`` and the reason in ``errors``; other OpenRLHF
+    services send no ``errors``).
+
+    A completion whose video the service refused to look for (outside its media roots, no such file) raises:
+    that is a misconfiguration (a wrong ``--media-root``, storage the service does not see), and training on the
+    failure reward would hide it. A video it found but could not score (one that does not decode) keeps the
+    failure reward: a broken output of the policy deserves it, and must not stop the training.
+    """
     try:
         answer = json.loads(payload)
         (reward,) = answer["rewards"]
@@ -198,11 +208,11 @@ def _single_reward(payload: bytes, url: str) -> float:
         raise RemoteRewardError(
             f'reward service {url} answered {payload[:200]!r}, expected JSON {{"rewards": [<one number>]}}'
         ) from None
-    if error is not None:
-        raise RemoteRewardError(f"reward service {url} could not score the completion: {error}")
+    if isinstance(error, str) and error.startswith(f"{MediaRefused.__name__}:"):
+        raise RemoteRewardError(f"reward service {url} could not read the completion's video: {error}")
     if isinstance(reward, bool) or not isinstance(reward, int | float) or not math.isfinite(reward):
         raise RemoteRewardError(f"reward service {url} answered a reward that is not a finite number: {reward!r}")
-    return float(reward)
+    return float(reward), None if error is None else str(error)
 
 
 def remote_reward(
@@ -221,15 +231,21 @@ def remote_reward(
     answered by ``{"rewards": [r], ...}``. A bearer token comes from `token` or else from the
     ``COOKBOOK_REWARD_TOKEN`` environment variable. A busy service (429, 503) is asked again, as its
     ``Retry-After`` says, for up to ``timeout_s`` in all. Only the standard library is used, so it runs in the
-    forked reward processes; any other failure, the service's failure to score this completion included, raises
-    :class:`RemoteRewardError` naming the URL, because a silent 0 would train the policy on an outage. The token
-    loses surrounding whitespace, as the service's does (a secret read from a file often ends in a newline).
+    forked reward processes; any other failure, a completion whose video the service may not or cannot find
+    included, raises :class:`RemoteRewardError` naming the URL, because a silent 0 would train the policy on an
+    outage. A video the service found but could not score (it does not decode) gets the service's failure
+    reward, with ``remote_reward_failed`` 1.0 in the metrics and the reason logged. The token loses surrounding
+    whitespace, as the service's does (a secret read from a file often ends in a newline).
     """
     url = _reward_url(base_url)
     body: dict[str, object] = {"query": [completion], "prompts": [_as_text(prompt)], "labels": [_as_text(reference)]}
     payload = _post_json(url, body, (token or os.environ.get(TOKEN_ENV) or "").strip(), timeout_s)
-    reward = _single_reward(payload, url)
-    return reward, {"remote_reward": reward}
+    reward, error = _single_reward(payload, url)
+    if error is not None:
+        log.warning(
+            "reward service %s could not score %r: %s; its failure reward %s is used", url, completion, error, reward
+        )
+    return reward, {"remote_reward": reward, "remote_reward_failed": float(error is not None)}
 
 
 class _BoundReward:

@@ -320,15 +320,12 @@ class _Scoring:
         if isinstance(item.trajectory, str):  # a waypoint file: held to the media roots like a video
             try:
                 metadata["trajectory"] = str(local_media(item.trajectory, self.roots))
-            except MediaRefused as refused:
-                raise ValueError(f"trajectory: {refused}") from None
+            except MediaRefused as refused:  # its type tells clients a path, not the content, failed the item
+                raise MediaRefused(refused.status, f"trajectory: {refused}") from None
         elif item.trajectory is not None:
             metadata["trajectory"] = item.trajectory
         if item.video_base64 is None:
-            try:
-                path = local_media(item.video or "", self.roots)
-            except MediaRefused as refused:
-                raise ValueError(str(refused)) from None
+            path = local_media(item.video or "", self.roots)
             return VideoSample(id=item_id, path=str(path), caption=item.caption, metadata=metadata), None
         uploaded = await self.uploads.save(item.video_base64)
         return VideoSample(id=item_id, path=str(uploaded), caption=item.caption, metadata=metadata), uploaded
