@@ -1,11 +1,19 @@
+import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner, Result
 
+from cookbook_data.jobs import RESOLVED_CONFIG
+from cookbook_data.schemas import Conversation, Prediction, VideoSample
+from cookbook_data.testing import VideoSet
+from cookbook_infer.backends.base import CandidateProbabilities, Generation, SamplingSettings
 from cookbook_infer.backends.transformers import load_pretrained
+from cookbook_infer.cli import GENERATE_TASKS
 from cookbook_infer.testing import Arch
 
 
@@ -61,3 +69,128 @@ def test_serve_takes_the_request_limits(monkeypatch: pytest.MonkeyPatch) -> None
     assert (started[0].max_tokens_limit, started[0].max_frames_limit, started[0].min_pixels_limit) == (512, 64, 200704)
     assert started[0].vision.max_frames == 64  # the default fps sampling stops at the lower limit
     assert (started[1].max_tokens_limit, started[1].max_frames_limit, started[1].vision.max_frames) == (4096, 768, 768)
+
+
+class Fours:
+    """A backend answering "4" to everything, standing in for a model the CLI would load."""
+
+    def __init__(self, model_id: str, **_: object) -> None:
+        self.model_id = model_id
+
+    def generate(
+        self, conversations: Sequence[Conversation], sampling: SamplingSettings, videos: object = None
+    ) -> list[Generation]:
+        return [Generation(text="4", num_generated_tokens=1) for _ in conversations]
+
+    def next_token_probabilities(self, *args: object, **kwargs: object) -> list[CandidateProbabilities]:
+        raise NotImplementedError
+
+
+@pytest.fixture
+def loaded(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The models the CLI loads (as :class:`Fours`), in order."""
+    from cookbook_infer.backends import transformers
+
+    models: list[str] = []
+
+    def load(model_id: str, **kwargs: object) -> Fours:
+        models.append(model_id)
+        return Fours(model_id)
+
+    monkeypatch.setattr(transformers, "TransformersBackend", load)
+    return models
+
+
+def run_cli(*args: str) -> Result:
+    from cookbook_infer.cli import app
+
+    return CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
+
+
+def test_a_frame_rule_on_the_command_line_replaces_the_one_of_the_config(
+    loaded: list[str], synthetic_videos: VideoSet, tmp_path: Path
+) -> None:
+    video = synthetic_videos.good["h264_24fps"]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(VideoSample(id="a", path=str(video.path)).model_dump_json() + "\n")
+    (tmp_path / "run.toml").write_text('model = "nvidia/Cosmos-Reason2-2B"\nfps = 2\n')
+
+    def vision(*args: str) -> dict[str, object]:
+        out = tmp_path / str(len(loaded)) / "p.jsonl"
+        result = run_cli("run", str(manifest), "--config", str(tmp_path / "run.toml"), "--out", str(out), *args)
+        assert result.exit_code == 0, result.output
+        resolved: dict[str, object] = json.loads((out.parent / RESOLVED_CONFIG).read_text())["config"]["vision"]
+        return resolved
+
+    assert vision()["fps"] == 2
+    by_option = vision("--nframes", "4")
+    assert (by_option["fps"], by_option["nframes"]) == (None, 4)
+    by_set = vision("--set", "max_strided_frames=8")
+    assert (by_set["fps"], by_set["max_strided_frames"]) == (None, 8)
+    option_over_set = vision("--set", "max_strided_frames=8", "--nframes", "4")
+    assert (option_over_set["max_strided_frames"], option_over_set["nframes"]) == (None, 4)
+
+
+def test_settings_that_do_not_go_together_are_refused_in_one_line_before_loading(
+    loaded: list[str], tmp_path: Path
+) -> None:
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("")
+    (tmp_path / "run.toml").write_text("fps = 2\nnframes = 4\n")
+    config = ["--config", str(tmp_path / "run.toml"), "--out", str(tmp_path / "p.jsonl")]
+    run = run_cli("run", str(manifest), "--model", "nvidia/Cosmos-Reason2-2B", *config)
+    generate = run_cli("generate", "--model", "nvidia/Cosmos-Reason2-2B", "--fps", "2", "--nframes", "4")
+    limit = run_cli("serve", "--model", "nvidia/Cosmos-Reason1-7B-Reward", "--max-frames-limit", "100")
+
+    for result, names in [(run, "fps and nframes"), (generate, "fps and nframes"), (limit, "max_frames_limit = 100")]:
+        assert isinstance(result.exception, ValueError), result.output
+        assert names in str(result.exception)
+        assert "\n" not in str(result.exception)
+    assert str(run.exception).startswith(f"{tmp_path / 'run.toml'}: ")
+    assert loaded == []
+
+
+@pytest.mark.parametrize("command", ["generate", "serve", "run"])
+def test_an_unknown_arch_is_refused_with_the_choices_by_every_command(
+    command: str, loaded: list[str], tmp_path: Path
+) -> None:
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("")
+    result = run_cli(command, *([str(manifest)] if command == "run" else []), "--model", "x", "--arch", "reason3")
+    assert result.exit_code == 2
+    assert "'reason3' is not one of 'reason1', 'reason2'" in result.output
+    assert loaded == []
+
+
+@pytest.mark.parametrize(
+    ("task", "needs"),
+    [
+        ("vqa", "{question}"),
+        ("multiple-choice", "{options}, {question}"),
+        ("adherence", "{caption}"),
+        ("rule", "{rule}"),
+    ],
+)
+def test_generate_refuses_a_task_needing_more_than_the_video_before_loading(
+    task: str, needs: str, loaded: list[str]
+) -> None:
+    result = run_cli("generate", "--model", "nvidia/Cosmos-Reason2-2B", "--task", task)
+    assert isinstance(result.exception, ValueError)
+    assert f"--task {task} fills {needs}" in str(result.exception)
+    assert "cookbook-infer run" in str(result.exception)
+    assert loaded == []
+
+
+def test_generate_refuses_a_prompt_unfit_for_its_task_before_loading(loaded: list[str]) -> None:
+    result = run_cli("generate", "--model", "nvidia/Cosmos-Reason2-2B", "--prompt", "vqa")
+    assert isinstance(result.exception, ValueError)
+    assert "task critic needs the placeholders none" in str(result.exception)
+    assert loaded == []
+
+
+def test_generate_answers_the_tasks_it_offers(loaded: list[str], synthetic_videos: VideoSet) -> None:
+    video = str(synthetic_videos.good["h264_24fps"].path)
+    for task in GENERATE_TASKS:
+        result = run_cli("generate", video, "--model", "nvidia/Cosmos-Reason2-2B", "--task", task)
+        assert result.exit_code == 0, result.output
+        assert Prediction.model_validate_json(result.stdout).task.startswith(f"{task}:")  # type: ignore[union-attr]

@@ -22,6 +22,9 @@ CASES = [
     ("<think></think>\n\n<answer></answer>", ParsedOutput(None, None)),
     ("", ParsedOutput(None, None)),
     ("<answer>1</answer> then <answer>5</answer>", ParsedOutput(None, "5")),
+    # a stray </answer> ends the answer: what follows it is not the answer
+    ("3</answer>\n5", ParsedOutput(None, "3")),
+    ("<think>x</think>\n4\n</answer>\n\nmore", ParsedOutput("x", "4")),
 ]
 
 
@@ -38,6 +41,14 @@ def test_reasoning_and_answer_are_separated(text: str, expected: ParsedOutput) -
         (" 5 ", 5),
         ("Score: 2", 2),
         ("**3**", 3),
+        ("**Score:** 4", 4),
+        ("Score: **4**", 4),
+        ("**Score: 4**", 4),
+        ("**Score**: 2", 2),
+        ("__Score:__ 5.", 5),
+        ("The motion is smooth.\n**Score:** 3", 3),
+        ("Score: **4.5**", None),
+        ("**Score:** 14 out of 5", None),
         ("The motion is smooth.\n4", 4),
         ("4.5", None),
         ("6", None),
@@ -98,8 +109,30 @@ QUOTED_ANSWER = "<think>\nThe template says <answer>\n2\n</answer>, but</think>\
         ("<think>cut off before the answer", None),
         ("<answer>\n4", None),
         ("Score 14 out of 5", None),
+        ("<think>x</think>\n\n**Score:** 4", "<think>x</think>\n\n**Score:** "),
+        ("Score: **4**", "Score: **"),
+        ("3</answer>\n5", ""),
     ],
 )
 def test_score_offset_is_where_the_parsed_score_was_written(text: str, expected: str | None) -> None:
     offset = score_offset(text)
     assert (None if offset is None else text[:offset]) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "3</answer>\n5",
+        "<think>a</think>\n2\n</answer>\n4",
+        "Score: **4**",
+        "<think>I say 2</think>\n\n**Score:** 4",
+        "<answer>\n**Score:** 3\n</answer>\n5",
+        "4<think>x</think>\n2",
+        "<think>x</think>\n\nnone",
+    ],
+)
+def test_the_offset_points_at_the_digit_the_score_is_parsed_from(text: str) -> None:
+    answer = parse_reasoning(text).answer
+    score = None if answer is None else parse_score(answer, 1, 5)
+    offset = score_offset(text)
+    assert (None if offset is None else int(text[offset])) == score

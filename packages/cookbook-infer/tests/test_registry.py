@@ -3,8 +3,9 @@ from pathlib import Path
 import pytest
 
 from cookbook_data.video import frame_indices, resized_frame_size
+from cookbook_infer.frame_rules import layer_vision, resolve_layered_config
 from cookbook_infer.registry import KNOWN_MODELS, Arch, resolve_model
-from cookbook_infer.run import PredictorConfig
+from cookbook_infer.run import PredictorConfig, RunConfig
 from cookbook_infer.tasks import TASKS, get_task
 from cookbook_infer.testing.pytest_plugin import TinyCheckpoints
 
@@ -64,6 +65,20 @@ def test_a_run_s_frame_rule_replaces_the_model_s() -> None:
     assert (strided.fps, strided.max_strided_frames, strided.max_pixels) == (None, 32, 4096)
     assert strided.total_pixels == critic.vision.total_pixels
     assert PredictorConfig(model=critic.id, max_pixels=4096).vision(critic).fps == 4
+
+
+def test_a_later_layer_s_frame_rule_replaces_an_earlier_one(tmp_path: Path) -> None:
+    paths = {"model": "nvidia/Cosmos-Reason2-2B", "manifest": tmp_path / "m.jsonl", "out": tmp_path / "p.jsonl"}
+    later_set = resolve_layered_config(RunConfig, None, ["fps=2", "total_pixels=4096", "nframes=4"], paths)
+    assert (later_set.fps, later_set.nframes, later_set.total_pixels) == (None, 4, 4096)
+    option = resolve_layered_config(RunConfig, None, ["nframes=4"], {**paths, "fps": 1.0, "nframes": None})
+    assert (option.fps, option.nframes) == (1.0, None)
+    assert layer_vision({"fps": 4, "max_pixels": 1}, {"max_pixels": 2}, {"nframes": 8}) == {
+        "fps": None,
+        "nframes": 8,
+        "max_strided_frames": None,
+        "max_pixels": 2,
+    }
 
 
 def test_greedy_decoding_drops_the_preset_presence_penalty_unless_asked_for() -> None:

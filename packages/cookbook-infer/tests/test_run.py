@@ -12,6 +12,7 @@ from cookbook_data.records import read_records
 from cookbook_data.schemas import Conversation, ItemError, Prediction, TextPart, UserMessage, VideoSample
 from cookbook_data.testing import VideoSet
 from cookbook_infer.backends.base import CandidateProbabilities, Generation, SamplingSettings
+from cookbook_infer.backends.transformers import TransformersBackend
 from cookbook_infer.registry import REASONING_SUFFIX
 from cookbook_infer.run import Predictor, PreparedSample, RunConfig, run_inference
 from cookbook_infer.testing import Arch
@@ -228,3 +229,32 @@ def test_a_prepared_sample_gets_the_answer_of_the_sample_itself(
     expected = [(p.sample_id, p.raw_text) for p in predictor(samples)]
     assert [(p.sample_id, p.raw_text) for p in predictor(prepared)] == expected
     assert [(p.sample_id, p.raw_text) for p in predictor(mixed)] == expected
+
+
+def test_seeded_sampling_gives_the_same_answers_with_several_workers(
+    tiny_checkpoints: TinyCheckpoints, tmp_path: Path, synthetic_videos: VideoSet
+) -> None:
+    model = str(tiny_checkpoints("reason2"))
+    samples = [VideoSample(id=name, path=str(video.path)) for name, video in synthetic_videos.good.items()]
+    manifest = write_manifest(tmp_path / "m.jsonl", samples)
+    backend = TransformersBackend(model)
+
+    def answers(workers: int, run: str) -> dict[str, str]:
+        config = RunConfig(
+            model=model,
+            manifest=manifest,
+            out=tmp_path / run / "p.jsonl",
+            temperature=1.0,
+            top_p=1.0,
+            max_new_tokens=8,
+            nframes=2,
+            batch_size=1,
+            workers=workers,
+        )
+        run_inference(config, backend=backend, progress=False)
+        return {p.sample_id: p.raw_text for p in read_records(config.out, Prediction)}
+
+    alone = answers(1, "alone")
+    assert len(set(alone.values())) > 1  # sampled, not greedy: the seed decides
+    assert answers(3, "threads") == alone
+    assert answers(3, "threads-again") == alone

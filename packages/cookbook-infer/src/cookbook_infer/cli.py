@@ -10,10 +10,18 @@ import typer
 from cookbook_data.clikit import AddressOption, EngineOption, make_app, run_app
 from cookbook_data.engines import engine_options
 from cookbook_data.video import VisionSettings
-from cookbook_infer.tasks import TASKS
+from cookbook_infer.registry import Arch
+from cookbook_infer.tasks import TASKS, placeholders
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
-TASK_HELP = "critic (default), critic-thinking, caption, vqa, multiple-choice, approve-reject."
+ArchOption = Annotated[
+    Arch | None, typer.Option(help="reason1 or reason2, for models the registry does not know.", show_default=False)
+]
+
+GENERATE_TASKS = [name for name, task in TASKS.items() if not placeholders(task.values_from)]
+"""The tasks ``generate`` offers: those whose prompt asks about the video alone. The others fill in a question,
+options, caption or rule from each sample's record, which a bare video file does not have (``run`` reads them
+from a manifest)."""
 
 app = make_app("cookbook-infer", "Cosmos Reason 1/2 inference.")
 
@@ -43,9 +51,9 @@ def generate(
         list[Path] | None,
         typer.Argument(exists=True, dir_okay=False, help="Videos to ask about (default: the shipped samples)."),
     ] = None,
-    task: Annotated[str, typer.Option(help=f"One of: {', '.join(TASKS)}.")] = ("critic"),
+    task: Annotated[str, typer.Option(help=f"One of: {', '.join(GENERATE_TASKS)}.")] = "critic",
     prompt: Annotated[str | None, typer.Option(help="Shipped prompt name or YAML file replacing the task's.")] = None,
-    arch: Annotated[str | None, typer.Option(help="reason1 or reason2, for models the registry does not know.")] = None,
+    arch: ArchOption = None,
     fps: Annotated[float | None, typer.Option(help="Override the model's frames per second.")] = None,
     nframes: Annotated[int | None, typer.Option(help="Sample exactly this many frames.")] = None,
     max_pixels: Annotated[int | None, typer.Option(help="Largest area of one resized frame.")] = None,
@@ -61,14 +69,25 @@ def generate(
     """Ask a Cosmos Reason model about video files and print one Prediction (JSON) per video.
 
     Without videos it uses the two shipped sample videos; the default task is the published VideoPhy-2
-    physical-plausibility critic for the model's architecture. For a manifest of many videos, use `run`.
+    physical-plausibility critic for the model's architecture. Tasks that need more than the video (vqa,
+    multiple-choice, adherence, rule) take their question, options, caption or rule from a manifest: use `run`.
     """
+    from cookbook_data.clikit import resolve_config
     from cookbook_data.records import JsonlWriter
     from cookbook_data.samples import sample_videos
     from cookbook_data.schemas import Prediction, VideoSample
     from cookbook_infer.run import Predictor, PredictorConfig
 
-    config = PredictorConfig.model_validate(
+    if task in TASKS and task not in GENERATE_TASKS:
+        needs = ", ".join("{" + name + "}" for name in sorted(placeholders(TASKS[task].values_from)))
+        raise ValueError(
+            f"--task {task} fills {needs} from each sample's record, which a video file alone lacks: run it with "
+            f"`cookbook-infer run` on a manifest (generate's tasks: {', '.join(GENERATE_TASKS)})"
+        )
+    config = resolve_config(
+        PredictorConfig,
+        None,
+        None,
         {
             "model": model,
             "arch": arch,
@@ -83,7 +102,7 @@ def generate(
             "nframes": nframes,
             "max_pixels": max_pixels,
             "total_pixels": total_pixels,
-        }
+        },
     )
     samples = [VideoSample(id=str(path), path=str(path.resolve())) for path in videos or sample_videos()]
     predictor = Predictor.from_config(config, Path.cwd())
@@ -105,10 +124,14 @@ def run_command(
     model: Annotated[str | None, typer.Option(help="Hub id or checkpoint folder.")] = None,
     task: Annotated[str | None, typer.Option(help=f"One of: {', '.join(TASKS)} (default: critic).")] = None,
     out: Annotated[Path | None, typer.Option(help="Predictions JSONL; a rerun skips ids already in it.")] = None,
-    arch: Annotated[str | None, typer.Option(help="reason1 or reason2, for models the registry does not know.")] = None,
+    arch: ArchOption = None,
     prompt: Annotated[str | None, typer.Option(help="Shipped prompt name or YAML file replacing the task's.")] = None,
     backend: Annotated[str | None, typer.Option(help="transformers (default), vllm, or openai.")] = None,
     base_url: Annotated[str | None, typer.Option(help="Server URL for --backend openai.")] = None,
+    api_key_file: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="File holding the server's API key (else $OPENAI_API_KEY)."),
+    ] = None,
     batch_size: Annotated[int | None, typer.Option(help="Samples per generate call (default 8).")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, ... (default: cuda when available).")] = None,
     max_new_tokens: Annotated[int | None, typer.Option(help="Override the model preset's token budget.")] = None,
@@ -126,11 +149,13 @@ def run_command(
     """Answer a task for every sample of a manifest: batched, resumable, one Prediction per sample.
 
     Unparseable answers are kept (answer = null, raw text kept); failing samples go to <out>.errors.jsonl and
-    the run goes on. With --engine ray the model runs in a pool of Ray actors (one per GPU; sizes in
-    --set engine.actors=N, engine.gpus_per_actor=...), and this process writes the records. Settings: model
-    presets < --config TOML < --set key=value < the options here.
+    the run goes on; the exit status is 1 when every sample tried failed. With --engine ray the model runs in a
+    pool of Ray actors (one per GPU; sizes in --set engine.actors=N, engine.gpus_per_actor=...), and this process
+    writes the records. Settings: model presets < --config TOML < --set key=value < the options here; a frame
+    rule (fps, nframes, max_strided_frames) given at one level replaces the one of the levels below.
     """
-    from cookbook_data.clikit import print_report, resolve_config
+    from cookbook_data.clikit import print_report
+    from cookbook_infer.frame_rules import resolve_layered_config
     from cookbook_infer.run import RunConfig, run_inference
 
     options = {
@@ -142,6 +167,7 @@ def run_command(
         "prompt": prompt,
         "backend": backend,
         "base_url": base_url,
+        "api_key_file": api_key_file,
         "batch_size": batch_size,
         "device": device,
         "max_new_tokens": max_new_tokens,
@@ -151,14 +177,16 @@ def run_command(
         "nframes": nframes,
         **engine_options(engine, address),
     }
-    config = resolve_config(RunConfig, config_file, sets, options)
-    print_report(run_inference(config))
+    report = run_inference(resolve_layered_config(RunConfig, config_file, sets, options))
+    print_report(report)
+    if report.failed and not report.succeeded:
+        raise typer.Exit(1)
 
 
 @app.command("serve")
 def serve_command(
     model: Annotated[str, typer.Option(help="Hub id or checkpoint folder to serve.")],
-    arch: Annotated[str | None, typer.Option(help="reason1 or reason2, for models the registry does not know.")] = None,
+    arch: ArchOption = None,
     host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0 for all).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     media_root: Annotated[
@@ -188,28 +216,28 @@ def serve_command(
     """
     import os
 
+    from cookbook_data.clikit import resolve_config
     from cookbook_infer.backends.transformers import TransformersBackend
     from cookbook_infer.registry import resolve_model
     from cookbook_infer.serve import ServeSettings, run_server
 
-    spec = resolve_model(model, arch)  # type: ignore[arg-type]
-    settings = ServeSettings(
-        model_id=model,
-        host=host,
-        port=port,
-        media_roots=media_root or [],
-        max_batch_size=max_batch_size,
-        max_wait_ms=max_wait_ms,
-        vision=_within_frame_limit(spec.vision, max_frames_limit),
-        api_key=os.environ.get("COOKBOOK_API_KEY") or None,
-        **{
-            name: value
-            for name, value in {
-                "max_tokens_limit": max_tokens_limit,
-                "max_frames_limit": max_frames_limit,
-                "min_pixels_limit": min_pixels_limit,
-            }.items()
-            if value is not None
+    spec = resolve_model(model, arch)
+    settings = resolve_config(
+        ServeSettings,
+        None,
+        None,
+        {
+            "model_id": model,
+            "host": host,
+            "port": port,
+            "media_roots": media_root or [],
+            "max_batch_size": max_batch_size,
+            "max_wait_ms": max_wait_ms,
+            "vision": _within_frame_limit(spec.vision, max_frames_limit),
+            "api_key": os.environ.get("COOKBOOK_API_KEY") or None,
+            "max_tokens_limit": max_tokens_limit,
+            "max_frames_limit": max_frames_limit,
+            "min_pixels_limit": min_pixels_limit,
         },
     )
     run_server(TransformersBackend(model, device=device, dtype=dtype), settings)

@@ -29,30 +29,47 @@ def _blank_to_none(text: str) -> str | None:
     return text or None
 
 
+def _split(text: str) -> tuple[str | None, tuple[int, int] | None]:
+    """The reasoning of an output, and where in ``text`` its answer lies: the last ``<answer>`` block after the
+    reasoning, else the text after the reasoning up to a stray ``</answer>``; None when there is no answer
+    (reasoning or answer cut off). The one reading of an output, so that :func:`parse_reasoning` and
+    :func:`score_offset` always find the same answer."""
+    thinking: str | None = None
+    start = 0
+    if THINK_OPEN in text:
+        opened = text.index(THINK_OPEN) + len(THINK_OPEN)
+        close = text.find(THINK_CLOSE, opened)
+        if close < 0:
+            return _blank_to_none(text[opened:]), None
+        thinking = _blank_to_none(text[opened:close])
+        start = close + len(THINK_CLOSE)
+    elif THINK_CLOSE in text:
+        # The chat template opened <think> inside the prompt; only the closing tag was generated.
+        close = text.index(THINK_CLOSE)
+        thinking = _blank_to_none(text[:close])
+        start = close + len(THINK_CLOSE)
+    opened = text.rfind(ANSWER_OPEN, start)
+    if opened < 0:
+        closed = text.find(ANSWER_CLOSE, start)
+        return thinking, (start, len(text) if closed < 0 else closed)
+    start = opened + len(ANSWER_OPEN)
+    end = text.find(ANSWER_CLOSE, start)
+    return thinking, None if end < 0 else (start, end)
+
+
 def parse_reasoning(text: str) -> ParsedOutput:
     """Separate ``<think>`` reasoning from the answer (``<answer>`` content, or the text after the reasoning)."""
-    thinking: str | None = None
-    rest = text
-    if THINK_OPEN in rest:
-        before, _, after = rest.partition(THINK_OPEN)
-        inner, closed, rest = after.partition(THINK_CLOSE)
-        if not closed:
-            return ParsedOutput(thinking=_blank_to_none(inner), answer=None)
-        thinking = _blank_to_none(inner)
-        rest = before + rest
-    elif THINK_CLOSE in rest:
-        # The chat template opened <think> inside the prompt; only the closing tag was generated.
-        inner, _, rest = rest.partition(THINK_CLOSE)
-        thinking = _blank_to_none(inner)
-
-    if ANSWER_OPEN in rest:
-        inner = rest.rpartition(ANSWER_OPEN)[2]
-        answer, closed, _ = inner.partition(ANSWER_CLOSE)
-        return ParsedOutput(thinking=thinking, answer=_blank_to_none(answer) if closed else None)
-    return ParsedOutput(thinking=thinking, answer=_blank_to_none(rest.replace(ANSWER_CLOSE, "")))
+    thinking, region = _split(text)
+    return ParsedOutput(thinking=thinking, answer=None if region is None else _blank_to_none(text[slice(*region)]))
 
 
-_SCORE_LINE = re.compile(r"^\s*\**\s*(?:score\s*[:=]?\s*)?(-?\d+(?:\.\d+)?)\s*\**\s*\.?\s*$", re.IGNORECASE)
+_MARKUP = r"[\s*_]*"
+"""Space and markdown emphasis around the parts of a score line (``**Score:** 4``, ``Score: **4**``)."""
+_SCORE_LINE = re.compile(
+    rf"^{_MARKUP}(?:score{_MARKUP}(?:[:=]{_MARKUP})?)?(-?\d+(?:\.\d+)?){_MARKUP}(?:\.{_MARKUP})?$", re.IGNORECASE
+)
+"""A line that is only a score: the number, optionally after ``Score:``, in any emphasis. Each optional part
+starts with a character of its own (``:``, ``.``), so a long run of spaces is matched in linear time."""
 
 
 def _score_number(answer: str) -> tuple[str, int] | None:
@@ -103,33 +120,13 @@ def parse_verdict(answer: str) -> str | None:
     return "approve" if approve else "reject"
 
 
-def _answer_region(text: str) -> tuple[int, int] | None:
-    """Where in ``text`` :func:`parse_reasoning` finds the answer: the ``<answer>`` block after the reasoning,
-    else the text after it; None when there is no answer (reasoning or answer cut off)."""
-    start = 0
-    if THINK_OPEN in text:
-        close = text.find(THINK_CLOSE, text.index(THINK_OPEN))
-        if close < 0:
-            return None
-        start = close + len(THINK_CLOSE)
-    elif THINK_CLOSE in text:
-        start = text.index(THINK_CLOSE) + len(THINK_CLOSE)
-    opened = text.rfind(ANSWER_OPEN, start)
-    if opened < 0:
-        closed = text.find(ANSWER_CLOSE, start)
-        return start, len(text) if closed < 0 else closed
-    start = opened + len(ANSWER_OPEN)
-    end = text.find(ANSWER_CLOSE, start)
-    return None if end < 0 else (start, end)
-
-
 def score_offset(text: str) -> int | None:
     """Where in ``text`` the score that :func:`parse_score` reads from its answer was written, or None.
 
     Scorers read the model's token distribution at this offset: the text before it is what the model had
     written when it chose the score. Found the way the score is parsed (the answer after the reasoning, its
     number-only line), so a score quoted in the reasoning or repeated in a sentence is never taken for it."""
-    region = _answer_region(text)
+    region = _split(text)[1]
     if region is None:
         return None
     start, end = region

@@ -49,7 +49,9 @@ REWARD_MODEL_VISION = VisionSettings(max_strided_frames=160, total_pixels=9216 *
 frame within 9216 * 28 * 28 * 2 / frames pixels (and the usual cap of 768 tokens a frame)."""
 
 VISION_PRESETS: dict[str, VisionSettings] = {"nvidia/Cosmos-Reason1-7B-Reward": REWARD_MODEL_VISION}
-"""Models whose published frame sampling differs from their family's."""
+"""Models whose published frame sampling differs from their family's, by hub id. A local folder is not matched by
+its name (a fine-tuned copy may have been trained on other frames): a copy of the reward model gets Reason1's
+defaults unless its run sets the recipe (``--set max_strided_frames=160 --set total_pixels=7225344``)."""
 
 
 def _defaults(model_id: str, arch: Arch) -> ModelSpec:

@@ -7,18 +7,26 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from cookbook_data.engines import EngineConfig, LocalEngineConfig
 from cookbook_data.jobs import Job, JobReport, run_job
 from cookbook_data.prompts import PromptTemplate
 from cookbook_data.records import read_records
-from cookbook_data.schemas import FRAME_RULES, Conversation, Prediction, Strict, VideoSample, given_frame_rules
+from cookbook_data.schemas import (
+    Conversation,
+    Prediction,
+    Strict,
+    VideoSample,
+    check_one_frame_rule,
+    given_frame_rules,
+)
 from cookbook_data.tasks import resolve_path
 from cookbook_data.video import VisionSettings
 from cookbook_infer.backends.base import Backend, CandidateProbabilities, Generation, SamplingSettings
+from cookbook_infer.frame_rules import layer_vision
 from cookbook_infer.registry import Arch, ModelSpec, resolve_model
 from cookbook_infer.tasks import InferenceTask, get_task
 from cookbook_infer.vision import ModelVideo, model_videos
@@ -35,6 +43,11 @@ class PredictorConfig(Strict):
     prompt: str | None = Field(default=None, description="Shipped prompt name or YAML file replacing the task's.")
     backend: BackendName = Field(default="transformers", description="transformers, vllm, or openai (a server).")
     base_url: str | None = Field(default=None, description="OpenAI-compatible server URL for --backend openai.")
+    api_key_file: Path | None = Field(
+        default=None,
+        description="File holding the API key of the --backend openai server (else $OPENAI_API_KEY); a file, so "
+        "that the key stays out of config.resolved.json and the shell's history.",
+    )
     device: str = Field(default="auto", description="cpu, cuda, cuda:1 ... (auto: cuda when available).")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(default="auto", description="Weights dtype.")
     max_new_tokens: int | None = Field(default=None, gt=0, description="Override the preset's token budget.")
@@ -51,14 +64,17 @@ class PredictorConfig(Strict):
     max_pixels: int | None = Field(default=None, gt=0, description="Override the largest frame area.")
     total_pixels: int | None = Field(default=None, gt=0, description="Override the pixel budget per video.")
 
+    @model_validator(mode="after")
+    def _one_frame_rule(self) -> Self:
+        """Refused here, naming the settings, rather than when the run builds its vision settings."""
+        check_one_frame_rule(self)
+        return self
+
     def vision(self, spec: ModelSpec) -> VisionSettings:
         """The model's frame sampling with this run's overrides (a frame rule given replaces the model's)."""
-        rules = given_frame_rules(self)
         sizes = {"max_pixels": self.max_pixels, "total_pixels": self.total_pixels}
-        chosen: dict[str, float | None] = {k: v for k, v in sizes.items() if v is not None}
-        if rules:
-            chosen |= dict.fromkeys(FRAME_RULES) | rules
-        return VisionSettings.model_validate({**spec.vision.model_dump(), **chosen})
+        overrides = given_frame_rules(self) | {name: value for name, value in sizes.items() if value is not None}
+        return VisionSettings.model_validate(layer_vision(spec.vision.model_dump(), overrides))
 
     def sampling(self, spec: ModelSpec, reasoning: bool) -> SamplingSettings:
         """The model's preset for the task, with this run's overrides. Greedy decoding (temperature 0) drops
@@ -101,7 +117,7 @@ def make_backend(config: PredictorConfig, spec: ModelSpec) -> Backend:
 
         if config.base_url is None:
             raise ValueError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
-        return OpenAIClientBackend(spec.id, base_url=config.base_url)
+        return OpenAIClientBackend(spec.id, base_url=config.base_url, api_key=_read_api_key(config.api_key_file))
     if config.backend == "vllm":
         from cookbook_infer.backends.vllm import VLLMBackend
 
@@ -109,6 +125,16 @@ def make_backend(config: PredictorConfig, spec: ModelSpec) -> Backend:
     from cookbook_infer.backends.transformers import TransformersBackend
 
     return TransformersBackend(spec.id, device=config.device, dtype=config.dtype)
+
+
+def _read_api_key(path: Path | None) -> str | None:
+    """The key in ``path`` without the newline a file ends in (sent, it would make every request fail)."""
+    if path is None:
+        return None
+    key = path.read_text().strip()
+    if not key:
+        raise ValueError(f"api_key_file {path} is empty")
+    return key
 
 
 @dataclass(frozen=True)
@@ -163,13 +189,16 @@ class Predictor:
         """The predictor ``config`` describes; ``task`` replaces ``config.task`` (scorers choose their own)."""
         spec = resolve_model(config.model, config.arch)
         task = task or get_task(config.task)
+        template = task.template(spec.arch, config.prompt)  # refuses a prompt unfit for the task: before loading
+        vision = config.vision(spec)
+        sampling = config.sampling(spec, task.reasoning)
         return cls(
             backend=backend or make_backend(config, spec),
             spec=spec,
             task=task,
-            template=task.template(spec.arch, config.prompt),
-            vision=config.vision(spec),
-            sampling=config.sampling(spec, task.reasoning),
+            template=template,
+            vision=vision,
+            sampling=sampling,
             media_root=media_root,
         )
 

@@ -52,7 +52,6 @@ from pydantic import Field, ValidationError, model_validator
 from pydantic_core import ErrorDetails
 
 from cookbook_data.schemas import (
-    FRAME_RULES,
     AssistantMessage,
     ContentPart,
     Conversation,
@@ -80,6 +79,7 @@ from cookbook_infer._openai_schema import (
 from cookbook_infer.access import BearerToken, MediaRefused, bearer_token_matches, local_media
 from cookbook_infer.backends.base import Backend, Generation, SamplingSettings
 from cookbook_infer.batching import DynamicBatcher, QueueFull, ShuttingDown
+from cookbook_infer.frame_rules import layer_vision
 
 __all__ = ["ServeSettings", "create_app", "run_server"]
 
@@ -231,17 +231,6 @@ def _local_video(reference: str, roots: Sequence[Path], param: str) -> Path:
         raise APIError(refused.status, f"{param}: {refused}", param=param) from None
 
 
-def _vision(defaults: VisionSettings, *overlays: dict[str, Any]) -> VisionSettings:
-    """``defaults`` updated by each overlay in turn; an overlay naming a frame rule clears the weaker ones' (a
-    video takes one of :data:`~cookbook_data.schemas.FRAME_RULES`)."""
-    merged = defaults.model_dump()
-    for overlay in overlays:
-        if any(rule in overlay for rule in FRAME_RULES):
-            merged |= dict.fromkeys(FRAME_RULES)
-        merged.update(overlay)
-    return VisionSettings.model_validate(merged)
-
-
 @dataclass(frozen=True)
 class _Translator:
     """Turns validated requests into the backend's conversations and sampling settings, within the limits of
@@ -285,7 +274,7 @@ class _Translator:
 
     def _video_part(self, path: Path, request_vision: dict[str, Any], own: dict[str, Any], param: str) -> VideoPart:
         try:
-            vision = _vision(self.settings.vision, request_vision, own)
+            vision = VisionSettings.model_validate(layer_vision(self.settings.vision.model_dump(), request_vision, own))
         except ValidationError as error:
             raise APIError(400, f"{param}: {_describe(error.errors())}", param=param) from None
         if problem := self.settings.vision_over_limits(vision):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -165,6 +167,10 @@ class TransformersBackend:
     def _adopt(self, loaded: LoadedModel) -> None:
         self.model_id = loaded.model_id
         self.loaded = loaded
+        # Held by a sampling generation from seeding torch's global generator to its end, so that calls from
+        # several threads (a job's workers) each draw from their own seed, not from one another's; greedy
+        # generations draw nothing and run side by side.
+        self._drawing = threading.Lock()
         self.model_type: str = loaded.model.config.model_type
         if self.model_type not in PATCH_FACTORS:
             raise ValueError(
@@ -199,9 +205,9 @@ class TransformersBackend:
             options.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k)
         if sampling.presence_penalty:
             options["logits_processor"] = [_presence_penalty(sampling.presence_penalty, inputs["input_ids"].shape[1])]
-        if sampling.seed is not None:
-            torch.manual_seed(sampling.seed)
-        with torch.inference_mode():
+        with self._drawing if options["do_sample"] else contextlib.nullcontext(), torch.inference_mode():
+            if sampling.seed is not None:
+                torch.manual_seed(sampling.seed)
             output = self.loaded.model.generate(**inputs, **options)
         new_tokens = output[:, inputs["input_ids"].shape[1] :]
         texts = self.loaded.processor.batch_decode(new_tokens, skip_special_tokens=True)
