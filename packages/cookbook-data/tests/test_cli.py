@@ -192,3 +192,26 @@ def test_a_bad_setting_is_named_in_one_line(tmp_path: Path) -> None:
     result = cli("build-sft", str(manifest), "--out", str(tmp_path / "o"), "--set", "balanse=up")
     assert result.returncode == 1
     assert result.stderr.splitlines()[0] == "error: ValueError: balanse: Extra inputs are not permitted"
+
+
+def test_a_validation_error_escaping_a_command_is_printed_in_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import typer
+
+    from cookbook_data.clikit import run_app
+    from cookbook_data.video import VisionSettings
+
+    app = typer.Typer()
+
+    @app.command()
+    def settle() -> None:
+        VisionSettings(fps=2, nframes=4)  # built inside a command, past the options' own checks
+
+    monkeypatch.setattr(sys, "argv", ["demo"])
+    with pytest.raises(SystemExit) as exited:
+        run_app(app, "demo")
+    assert exited.value.code == 1
+    [line, hint] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: ValidationError: ") and "fps and nframes" in line
+    assert "errors.pydantic.dev" not in line and "DEBUG" in hint

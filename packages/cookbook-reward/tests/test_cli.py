@@ -65,6 +65,23 @@ def test_score_writes_records_and_errors_and_resumes(
     assert len(list(read_records(out, ScoreRecord))) == 2  # nothing scored twice
 
 
+def test_score_takes_the_command_line_s_frame_rule_over_the_config_s_and_fails_when_nothing_scored(
+    tiny_checkpoints: TinyCheckpoints, synthetic_videos: VideoSet, tmp_path: Path
+) -> None:
+    broken = [VideoSample(id="broken", path=str(synthetic_videos.broken["truncated"]))]
+    manifest = write_manifest(tmp_path / "manifest.jsonl", broken)
+    (tmp_path / "score.toml").write_text(f'scorer = "yesno"\nmodel = "{tiny_checkpoints("reason2")}"\nfps = 2\n')
+    out = tmp_path / "scores" / "scores.jsonl"
+
+    result = cli("score", str(manifest), "--config", str(tmp_path / "score.toml"), "--nframes", "2", "--out", str(out))
+
+    assert result.returncode == 1, result.stderr  # every sample tried failed: the step fails
+    [error] = read_records(out.with_name("scores.errors.jsonl"), ItemError)
+    assert error.sample_id == "broken"
+    resolved = json.loads((out.parent / RESOLVED_CONFIG).read_text())["config"]
+    assert (resolved["nframes"], resolved["fps"]) == (2, None)
+
+
 def test_score_refuses_a_model_free_setting_for_a_model_scorer(tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path / "m.jsonl", [VideoSample(id="a", path="/a.mp4")])
     result = cli("score", str(manifest), "--out", str(tmp_path / "s.jsonl"), "--scorer", "likert")

@@ -151,6 +151,14 @@ def print_report(report: JobReport) -> None:
     typer.echo(report.summary())
 
 
+def fail_if_nothing_succeeded(report: JobReport) -> None:
+    """Exit 1 when items were tried, every one failed and none was done by an earlier run: an output with nothing
+    in it (a wrong model, server, key or media root) must fail the pipeline step that ran it, though each failure
+    is recorded. A rerun that retries only its known failures keeps the records it has, and exits 0."""
+    if report.failed and not report.succeeded and not report.skipped:
+        raise typer.Exit(1)
+
+
 def run_app(app: typer.Typer, prog_name: str) -> None:
     """Run ``app`` behind the error boundary: a failure prints one line naming its cause and exits 1.
 
@@ -161,7 +169,8 @@ def run_app(app: typer.Typer, prog_name: str) -> None:
     except Exception as error:
         if os.environ.get(DEBUG_ENV) == "1":
             raise
-        message = Text.assemble(("error: ", "bold red"), f"{type(error).__name__}: {error}")
+        cause = describe_validation_error(error) if isinstance(error, ValidationError) else str(error)
+        message = Text.assemble(("error: ", "bold red"), f"{type(error).__name__}: {cause}")
         err_console.print(message, highlight=False, soft_wrap=True)
         err_console.print(f"(set {DEBUG_ENV}=1 for the full traceback)", style="dim")
         sys.exit(1)

@@ -149,12 +149,13 @@ def run_command(
     """Answer a task for every sample of a manifest: batched, resumable, one Prediction per sample.
 
     Unparseable answers are kept (answer = null, raw text kept); failing samples go to <out>.errors.jsonl and
-    the run goes on; the exit status is 1 when every sample tried failed. With --engine ray the model runs in a
-    pool of Ray actors (one per GPU; sizes in --set engine.actors=N, engine.gpus_per_actor=...), and this process
-    writes the records. Settings: model presets < --config TOML < --set key=value < the options here; a frame
-    rule (fps, nframes, max_strided_frames) given at one level replaces the one of the levels below.
+    the run goes on; the exit status is 1 when every sample tried failed and none was done before. With --engine
+    ray the model runs in a pool of Ray actors (one per GPU; sizes in --set engine.actors=N,
+    engine.gpus_per_actor=...), and this process writes the records. Settings: model presets < --config TOML <
+    --set key=value < the options here; a frame rule (fps, nframes, max_strided_frames) given at one level
+    replaces the one of the levels below.
     """
-    from cookbook_data.clikit import print_report
+    from cookbook_data.clikit import fail_if_nothing_succeeded, print_report
     from cookbook_infer.frame_rules import resolve_layered_config
     from cookbook_infer.run import RunConfig, run_inference
 
@@ -179,8 +180,7 @@ def run_command(
     }
     report = run_inference(resolve_layered_config(RunConfig, config_file, sets, options))
     print_report(report)
-    if report.failed and not report.succeeded:
-        raise typer.Exit(1)
+    fail_if_nothing_succeeded(report)
 
 
 @app.command("serve")

@@ -56,9 +56,12 @@ def score_command(
     0/1/2 for the rule in metadata.rule; videophy2 1 when physics and adherence are both >= 4; trajectory
     checks the waypoints in metadata.trajectory against comfort limits (with --model, also asks for a verdict
     on the video). With --engine ray the scorer's model runs in a pool of Ray actors (one per GPU; sizes in
-    --set engine.actors=N, ...). Settings: model presets < --config TOML < --set key=value < the options here.
+    --set engine.actors=N, ...). Settings: model presets < --config TOML < --set key=value < the options here (a frame
+    rule, --fps or --nframes, replaces the one beneath it). Failures are recorded per sample and the run goes on;
+    the exit status is 1 when every sample tried failed and none was done before.
     """
-    from cookbook_data.clikit import print_report, resolve_config
+    from cookbook_data.clikit import fail_if_nothing_succeeded, print_report
+    from cookbook_infer.frame_rules import resolve_layered_config
     from cookbook_reward.config import ScoreConfig
     from cookbook_reward.score import score_manifest
 
@@ -77,7 +80,9 @@ def score_command(
         "nframes": nframes,
         **engine_options(engine, address),
     }
-    print_report(score_manifest(resolve_config(ScoreConfig, config_file, sets, options)))
+    report = score_manifest(resolve_layered_config(ScoreConfig, config_file, sets, options))
+    print_report(report)
+    fail_if_nothing_succeeded(report)
 
 
 @app.command("serve")
