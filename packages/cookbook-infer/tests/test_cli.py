@@ -2,19 +2,18 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner, Result
 
 from cookbook_data.jobs import RESOLVED_CONFIG
-from cookbook_data.schemas import Conversation, Prediction, VideoSample
+from cookbook_data.schemas import Prediction, VideoSample
 from cookbook_data.testing import VideoSet
-from cookbook_infer.backends.base import CandidateProbabilities, Generation, SamplingSettings
 from cookbook_infer.backends.transformers import load_pretrained
 from cookbook_infer.cli import GENERATE_TASKS
 from cookbook_infer.testing import Arch
+from cookbook_infer.testing.backends import FixedAnswers
 
 
 @pytest.mark.parametrize(("arch", "model_class"), [("reason1", "Qwen2_5_VL"), ("reason2", "Qwen3VL")])
@@ -71,31 +70,16 @@ def test_serve_takes_the_request_limits(monkeypatch: pytest.MonkeyPatch) -> None
     assert (started[1].max_tokens_limit, started[1].max_frames_limit, started[1].vision.max_frames) == (4096, 768, 768)
 
 
-class Fours:
-    """A backend answering "4" to everything, standing in for a model the CLI would load."""
-
-    def __init__(self, model_id: str, **_: object) -> None:
-        self.model_id = model_id
-
-    def generate(
-        self, conversations: Sequence[Conversation], sampling: SamplingSettings, videos: object = None
-    ) -> list[Generation]:
-        return [Generation(text="4", num_generated_tokens=1) for _ in conversations]
-
-    def next_token_probabilities(self, *args: object, **kwargs: object) -> list[CandidateProbabilities]:
-        raise NotImplementedError
-
-
 @pytest.fixture
 def loaded(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The models the CLI loads (as :class:`Fours`), in order."""
+    """The models the CLI loads (as :class:`FixedAnswers` of "4"), in order."""
     from cookbook_infer.backends import transformers
 
     models: list[str] = []
 
-    def load(model_id: str, **kwargs: object) -> Fours:
+    def load(model_id: str, **kwargs: object) -> FixedAnswers:
         models.append(model_id)
-        return Fours(model_id)
+        return FixedAnswers(model_id)
 
     monkeypatch.setattr(transformers, "TransformersBackend", load)
     return models

@@ -1,7 +1,6 @@
 """`run --backend openai` against a running OpenAI-compatible server gives what the local backend gives."""
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -9,12 +8,12 @@ from typer.testing import CliRunner
 
 from cookbook_data.jobs import RESOLVED_CONFIG
 from cookbook_data.records import read_records
-from cookbook_data.schemas import Conversation, Prediction, VideoSample
+from cookbook_data.schemas import Prediction, VideoSample
 from cookbook_data.testing import VideoSet
-from cookbook_infer.backends.base import CandidateProbabilities, Generation, SamplingSettings
 from cookbook_infer.backends.transformers import TransformersBackend
 from cookbook_infer.cli import app
 from cookbook_infer.run import RunConfig, run_inference
+from cookbook_infer.testing.backends import FixedAnswers
 from cookbook_infer.testing.pytest_plugin import TinyCheckpoints
 from cookbook_infer.testing.servers import serving
 
@@ -47,20 +46,6 @@ def test_run_through_the_server_equals_run_in_process(
         )
 
 
-class Fours:
-    """A served model answering "4" to everything."""
-
-    model_id = "nvidia/Cosmos-Reason2-2B"
-
-    def generate(
-        self, conversations: Sequence[Conversation], sampling: SamplingSettings, videos: object = None
-    ) -> list[Generation]:
-        return [Generation(text="4", num_generated_tokens=1) for _ in conversations]
-
-    def next_token_probabilities(self, *args: object, **kwargs: object) -> list[CandidateProbabilities]:
-        raise NotImplementedError
-
-
 def test_a_server_wanting_a_key_gets_it_from_the_key_file_and_a_run_refused_by_it_exits_1(
     synthetic_videos: VideoSet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -71,8 +56,17 @@ def test_a_server_wanting_a_key_gets_it_from_the_key_file_and_a_run_refused_by_i
     )
     key_file = tmp_path / "key.txt"
     key_file.write_text("secret\n")  # as `echo secret > key.txt` writes it
-    with serving(Fours(), media_roots=[synthetic_videos.root], api_key="secret") as url:
-        client = ["run", str(manifest), "--model", Fours.model_id, "--backend", "openai", "--base-url", f"{url}/v1"]
+    with serving(FixedAnswers(), media_roots=[synthetic_videos.root], api_key="secret") as url:
+        client = [
+            "run",
+            str(manifest),
+            "--model",
+            FixedAnswers().model_id,
+            "--backend",
+            "openai",
+            "--base-url",
+            f"{url}/v1",
+        ]
         refused = CliRunner().invoke(app, [*client, "--out", str(tmp_path / "refused.jsonl")])
         with_key = CliRunner().invoke(
             app, [*client, "--out", str(tmp_path / "p.jsonl"), "--api-key-file", str(key_file)]
