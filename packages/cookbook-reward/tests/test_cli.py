@@ -79,7 +79,7 @@ def test_score_takes_the_command_line_s_frame_rule_over_the_config_s_and_fails_w
     [error] = read_records(out.with_name("scores.errors.jsonl"), ItemError)
     assert error.sample_id == "broken"
     resolved = json.loads((out.parent / RESOLVED_CONFIG).read_text())["config"]
-    assert (resolved["nframes"], resolved["fps"]) == (2, None)
+    assert (resolved["score"]["nframes"], resolved["score"]["fps"]) == (2, None)
 
 
 def test_score_refuses_a_model_free_setting_for_a_model_scorer(tmp_path: Path) -> None:
