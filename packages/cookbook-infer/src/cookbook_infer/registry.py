@@ -14,6 +14,7 @@ from pydantic import Field
 
 from cookbook_data.schemas import Strict
 from cookbook_data.video import VisionSettings
+from cookbook_data.vision_options import DEFAULT_FPS, REASON1_TOTAL_PIXELS
 from cookbook_infer.backends.base import SamplingSettings
 
 Arch = Literal["reason1", "reason2"]
@@ -60,14 +61,15 @@ def _defaults(model_id: str, arch: Arch) -> ModelSpec:
         return ModelSpec(
             id=model_id,
             arch=arch,
-            vision=VISION_PRESETS.get(model_id) or VisionSettings(fps=4, total_pixels=8192 * 28 * 28, patch_factor=28),
+            vision=VISION_PRESETS.get(model_id)
+            or VisionSettings(fps=DEFAULT_FPS, total_pixels=REASON1_TOTAL_PIXELS, patch_factor=28),
             reasoning_sampling=sampling,
             direct_sampling=sampling,
         )
     return ModelSpec(
         id=model_id,
         arch=arch,
-        vision=VisionSettings(fps=4, patch_factor=32),
+        vision=VisionSettings(fps=DEFAULT_FPS, patch_factor=32),
         reasoning_sampling=SamplingSettings(temperature=0.6, top_p=0.95, top_k=20, max_new_tokens=4096),
         direct_sampling=SamplingSettings(
             temperature=0.7, top_p=0.8, top_k=20, presence_penalty=1.5, max_new_tokens=4096

@@ -63,6 +63,7 @@ from cookbook_data.schemas import (
     VideoPart,
 )
 from cookbook_data.video import MAX_TOKENS_PER_FRAME, VideoDecodeError, VisionSettings
+from cookbook_data.vision_options import DEFAULT_FPS
 from cookbook_infer._openai_schema import (
     ChatCompletion,
     ChatCompletionRequest,
@@ -125,7 +126,7 @@ class ServeSettings(Strict):
         default=None, gt=0, description="Most requests waiting for a batch; more are answered 429 (None: no limit)."
     )
     vision: VisionSettings = Field(
-        default_factory=lambda: VisionSettings(fps=4),
+        default_factory=lambda: VisionSettings(fps=DEFAULT_FPS),
         description="Vision settings of videos whose request sets none (`patch_factor` is the model's own).",
     )
     sampling: SamplingSettings = Field(
