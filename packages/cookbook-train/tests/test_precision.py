@@ -13,6 +13,7 @@ from cookbook_train.config import SFTConfig
 from cookbook_train.launch import launch, plan_run
 from cookbook_train.local import _model
 from cookbook_train.local._model import load_for_training
+from cookbook_train.local.sft import train_sft_local
 
 
 @pytest.fixture
@@ -68,3 +69,14 @@ def test_full_fine_tuning_exports_its_compute_dtype(
     with safe_open(str(final / "model.safetensors"), framework="pt") as saved:
         assert {saved.get_tensor(name).dtype for name in saved.keys()} == {torch.bfloat16}  # noqa: SIM118
     assert load_pretrained(str(final)).model.dtype == torch.bfloat16
+
+
+def test_local_sft_refuses_a_machine_whose_gpus_the_trainer_would_all_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # transformers' Trainer would wrap the model in DataParallel and multiply the batch by the GPU count.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    settings = config(tmp_path / "model", tmp_path, local={"device": "auto"})
+    with pytest.raises(ValueError, match=r"local SFT sees 4 GPUs: .* multiply batch_size by 4"):
+        train_sft_local(settings)  # before anything is loaded

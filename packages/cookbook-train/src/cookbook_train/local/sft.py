@@ -93,10 +93,27 @@ def last_checkpoint(folder: Path) -> tuple[int, Path] | None:
     return max(found) if found else None
 
 
+def _one_visible_gpu(device: str) -> None:
+    """Refuse a GPU run that sees several GPUs: transformers' Trainer then wraps the model in DataParallel over all
+    of them and multiplies the per-device batch by their count, so the run would train on other batches than the
+    recipe says (and than cosmos-rl trains)."""
+    import torch
+
+    if device.startswith("cuda") and (count := torch.cuda.device_count()) > 1:
+        raise ValueError(
+            f"local SFT sees {count} GPUs: transformers' Trainer would spread each step over all of them and "
+            f"multiply batch_size by {count}; make one visible (CUDA_VISIBLE_DEVICES=0), or train on several "
+            'with backend = "cosmos-rl"'
+        )
+
+
 def train_sft_local(config: SFTConfig) -> LocalResult:
     """Fine-tune on the train split, resume from the run folder's last checkpoint, export the final model."""
     from trl.trainer.sft_config import SFTConfig as TrlSFTConfig
 
+    from cookbook_infer.backends.transformers import resolve_device
+
+    _one_visible_gpu(resolve_device(config.local.device))
     run = config.output_dir
     checkpoints = run / CHECKPOINTS
     loaded = load_for_training(config)
