@@ -202,12 +202,18 @@ def test_uploaded_bytes_score_like_the_file_and_oversize_uploads_fail(service: S
     assert len(data) == service.upload_limit
     encoded = base64.b64encode(data).decode()
     too_big = base64.b64encode(data + b"x").decode()
+    wrapped = base64.encodebytes(data).decode()  # 76-character lines, as `base64 clip.mp4` writes them
     items = [item(video), {"id": "up", "video_base64": encoded}, {"id": "big", "video_base64": too_big}]
+    items += [
+        {"id": "wrapped", "video_base64": wrapped},
+        {"id": "url", "video_base64": f"data:video/mp4;base64,{encoded}"},
+    ]
     response = httpx.post(f"{service.url}/v1/score", json={"items": items}, headers=AUTH, timeout=60)
     results = response.json()["results"]
     assert results[1]["score"] == pytest.approx(results[0]["score"], rel=1e-5)
     assert "over the" in results[2]["error"] or "over " in results[2]["error"]
     assert results[2]["reward"] is None
+    assert [r["score"] for r in results[3:]] == [results[1]["score"]] * 2
 
 
 def test_a_body_over_the_limit_is_refused_with_413(service: Served) -> None:

@@ -214,6 +214,7 @@ class _Uploads:
             raise
 
     def _save(self, encoded: str) -> Path:
+        encoded = _base64_payload(encoded)
         if len(encoded) > 4 * (self.limit // 3 + 1):
             raise ValueError(f"video_base64: the upload is over {self.limit} bytes")
         try:
@@ -228,6 +229,17 @@ class _Uploads:
 
     def close(self) -> None:
         self._folder.cleanup()
+
+
+def _base64_payload(encoded: str) -> str:
+    """The base64 characters of an upload as clients write it: a ``data:`` URL's payload (browsers, OpenAI-style
+    clients) and lines wrapped by ``base64`` (GNU coreutils wraps at 76 characters) are accepted."""
+    if encoded.startswith("data:"):
+        header, comma, payload = encoded.partition(",")
+        if not comma or not header.endswith(";base64"):
+            raise ValueError("video_base64: a data: URL must be base64 (data:video/mp4;base64,...)")
+        encoded = payload
+    return "".join(encoded.split())
 
 
 def _remove_saved(saving: asyncio.Future[Path]) -> None:
@@ -396,7 +408,9 @@ class _Scoring:
         ends early cancels its items, which gives their places back at once."""
         limit = self.settings.max_queue
         if len(items) > limit:
-            raise _ServiceError(413, f"{len(items)} items in one request; this service takes at most {limit} at once")
+            raise _ServiceError(
+                413, f"{len(items)} items in one request; this service takes at most {limit} at once (--max-queue)"
+            )
         if self.waiting + len(items) > limit:
             raise _ServiceError(429, f"busy: {self.waiting} items waiting, limit {limit}", RETRY_LATER)
         admitted = _Admitted(self, len(items))
