@@ -180,6 +180,23 @@ def test_report_refuses_to_write_its_json_over_its_html(
     assert not list(tmp_path.glob("r.*"))
 
 
+def test_report_refuses_two_runs_given_one_name(tmp_path: Path, run_files: tuple[Path, Path, Path]) -> None:
+    manifest, predictions, scores = run_files
+    for name, source in (("a", ["--predictions", str(predictions)]), ("b", ["--scores", str(scores)])):
+        args = ["videophy2", "--manifest", str(manifest), *source, "--out", str(tmp_path / name)]
+        assert CliRunner().invoke(app, args).exit_code == 0
+    result = subprocess.run(
+        [sys.executable, "-m", "cookbook_eval", "report", "a", "--compare", "b", "--name", "v1", "--name", "v1"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    assert "both runs are named 'v1'" in result.stderr and "Traceback" not in result.stderr
+    assert not list(tmp_path.glob("report.*"))
+
+
 @pytest.mark.parametrize("command", ["fid", "fvd", "sampson", "videophy2", "report"])
 def test_every_command_explains_itself(command: str) -> None:
     result = CliRunner().invoke(app, [command, "--help"])

@@ -543,3 +543,57 @@ def test_scores_of_the_other_kind_alone_make_a_sample_missing_not_unparseable(tm
     assert summary.coverage.missing.first_ids == ["b"]
     assert summary.coverage.unparseable.count == 0
     assert summary.joint is None  # no sample has both scores
+
+
+def test_a_joint_record_without_an_adherence_answer_for_lack_of_a_caption_is_not_asked_not_unparseable(
+    tmp_path: Path,
+) -> None:
+    captions = {"told": "A ball rolls.", "garbled": "A cup falls.", "silent": None, "blank": "  "}
+    write_jsonl(
+        tmp_path / "m.jsonl",
+        [
+            {"id": sample_id, "url": f"https://e.com/{sample_id}.mp4", "caption": caption, "labels": {"pc": 4, "sa": 4}}
+            for sample_id, caption in captions.items()
+        ],
+    )
+    # As the joint scorer writes them: "garbled" was asked and its answer did not parse; "silent" and "blank"
+    # were not asked (no caption) and keep their physics score alone.
+    write_jsonl(
+        tmp_path / "s.jsonl",
+        [
+            {
+                "sample_id": "told",
+                "score": 1.0,
+                "score_kind": "videophy2_joint",
+                "rewards": {"physics": 4, "adherence": 5},
+            },
+            {"sample_id": "garbled", "score": None, "score_kind": "videophy2_joint", "rewards": {"physics": 5}},
+            {"sample_id": "silent", "score": None, "score_kind": "videophy2_joint", "rewards": {"physics": 4}},
+            {"sample_id": "blank", "score": None, "score_kind": "videophy2_joint", "rewards": {"physics": 2}},
+        ],
+    )
+    cfg = config(tmp_path, predictions=None, scores=tmp_path / "s.jsonl", bootstrap=0)
+
+    adherence = evaluate_videophy2(cfg.model_copy(update={"label_field": "sa"}))
+    coverage = adherence.coverage
+    assert (coverage.labelled, coverage.evaluated, coverage.missing.count) == (4, 2, 0)
+    assert coverage.not_asked.first_ids == ["silent", "blank"] and coverage.not_asked.count == 2
+    assert coverage.unparseable.first_ids == ["garbled"]
+    assert adherence.likert is not None and adherence.likert.exact_accuracy.value == pytest.approx(0.0)
+    assert any("not asked for lack of input" in note for note in adherence.notes)
+
+    physics = evaluate_videophy2(cfg)
+    assert (physics.coverage.evaluated, physics.coverage.not_asked.count, physics.coverage.unparseable.count) == (
+        4,
+        0,
+        0,
+    )
+    joint = physics.joint
+    assert joint is not None
+    # Joint over "told" (both 4 or more: right) and "garbled" (adherence unparseable: wrong).
+    assert (joint.n, joint.n_unparseable, joint.n_not_asked) == (2, 1, 2)
+    assert joint.binary.accuracy == pytest.approx(0.5)
+    [note] = [note for note in physics.notes if "left out of the joint metric" in note]
+    assert note.startswith("2 samples") and "silent, blank" in note
+    written = VideoPhy2Summary.model_validate_json((tmp_path / "out" / SUMMARY_FILE).read_text())
+    assert written.joint is not None and written.joint.n_not_asked == 2

@@ -213,6 +213,27 @@ def test_comparison_deltas_are_second_minus_first(tmp_path: Path) -> None:
     assert ('class="worse"' if rows["mean_absolute_error"]["delta"] > 0 else 'class="better"') in mae_row.group(0)
 
 
+def test_runs_from_folders_of_the_same_name_get_distinct_names(tmp_path: Path) -> None:
+    first = write_run(tmp_path / "x" / "run", seed=4, noise=1)
+    second = write_run(tmp_path / "y" / "run", seed=5, noise=2)
+    files = write_report(ReportConfig(run=first / SUMMARY_FILE, compare=second, out=tmp_path / "cmp.html"))
+    document = json.loads(files.json.read_text())
+    assert [run["name"] for run in document["runs"]] == ["run (A)", "run (B)"]
+    assert [run["path"] for run in document["runs"]] == [str(first / SUMMARY_FILE), str(second)]
+    plots = [image["data-plot"] for image in parse(files.html.read_text()).images]
+    assert len(plots) == len(set(plots)) and {"confusion-run (A)", "confusion-run (B)"} <= set(plots)
+
+
+def test_two_runs_of_one_name_are_refused(tmp_path: Path) -> None:
+    first, second = write_run(tmp_path / "a", seed=4, noise=1), write_run(tmp_path / "b", seed=5, noise=2)
+    with pytest.raises(ValueError, match="both runs are named 'v1'"):
+        ReportConfig(run=first, compare=second, out=tmp_path / "cmp.html", names=["v1", "v1"])
+    summaries = [load_summary(first), load_summary(second)]
+    with pytest.raises(ValueError, match="both runs are named 'v1'"):
+        render_report([Run("v1", summary) for summary in summaries])
+    assert not (tmp_path / "cmp.html").exists()
+
+
 def test_multiple_choice_report_has_per_dataset_accuracy(tmp_path: Path) -> None:
     samples = [
         VideoSample(

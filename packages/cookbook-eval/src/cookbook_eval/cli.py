@@ -42,6 +42,8 @@ def _print_summary(summary: VideoPhy2Summary) -> None:
     table = Table("metric", "value")
     table.add_row("evaluated / labelled", f"{coverage.evaluated} / {coverage.labelled}")
     table.add_row("missing predictions", str(coverage.missing.count))
+    if coverage.not_asked.count:
+        table.add_row("not asked (no input)", str(coverage.not_asked.count))
     table.add_row("unparseable (counted wrong)", str(coverage.unparseable.count))
     table.add_row("unlabelled predictions", str(coverage.unlabelled.count))
     if coverage.duplicates.count:
@@ -90,8 +92,9 @@ def videophy2_command(
     metric and per-category accuracy of a critic's scores (or multiple-choice answers) against labels.
 
     Unparseable predictions are counted as wrong and reported, never dropped; labelled samples without a
-    prediction are reported as missing. Writes summary.json and config.resolved.json into --out. Settings:
-    defaults < --config TOML < --set key=value < the options here.
+    prediction are reported as missing, and those whose question could not be asked (no caption for the
+    adherence question of a joint score) as not asked. Writes summary.json and config.resolved.json into
+    --out. Settings: defaults < --config TOML < --set key=value < the options here.
     """
     from cookbook_eval.config import VideoPhy2Config
     from cookbook_eval.metrics import SUMMARY_FILE, evaluate_videophy2
@@ -129,7 +132,7 @@ def report_command(
     ] = None,
     title: Annotated[str | None, typer.Option(help="Heading of the report.")] = None,
     name: Annotated[
-        list[str] | None, typer.Option("--name", help="Column name of each run, in order (repeatable).")
+        list[str] | None, typer.Option("--name", help="Column name of each run, in order, each its own (repeatable).")
     ] = None,
     config_file: ConfigFile = None,
     sets: Sets = None,

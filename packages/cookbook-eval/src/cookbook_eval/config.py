@@ -119,11 +119,18 @@ class ReportConfig(Strict):
         default=None,
         min_length=1,
         max_length=2,
-        description="Column names of the runs; None: the names of the folders holding their summaries.",
+        description=(
+            "Column names of the runs, different from each other; None: the names of the folders holding their "
+            "summaries (the same folder name twice becomes '<name> (A)' and '<name> (B)')."
+        ),
     )
 
     @model_validator(mode="after")
-    def _two_files(self) -> Self:
+    def _check(self) -> Self:
+        if self.names is not None and len(set(self.names)) < len(self.names):
+            raise ValueError(
+                f"both runs are named {self.names[0]!r}: give each run its own name (they head the report's columns)"
+            )
         if self.json_path().resolve() == self.out.resolve():
             raise ValueError(
                 f"the HTML report and its JSON summary would both be written to {self.out}: give `out` an .html "

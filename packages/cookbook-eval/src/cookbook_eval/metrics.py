@@ -9,9 +9,11 @@ dropped quietly; how each item is counted:
   score on the scale) counts as wrong; in binary metrics it counts as the class opposite to the label.
 - correlations, mean absolute error, the histogram of predictions and the calibration use the **parseable**
   predictions only, and report their own ``n``.
-- **missing**: labelled samples without a prediction; **unlabelled**: predictions for samples that are not in
-  the manifest or have no label; **duplicates**: further predictions for an id already seen (the first is
-  used). These enter no metric and are counted, with their first ids, in :class:`Coverage`.
+- **missing**: labelled samples without a prediction; **not asked**: labelled samples whose question could not
+  be put for lack of input (a joint score record of a sample without a caption holds no adherence score: the
+  adherence question was never asked, so no answer failed to parse); **unlabelled**: predictions for samples
+  that are not in the manifest or have no label; **duplicates**: further predictions for an id already seen
+  (the first is used). These enter no metric and are counted, with their first ids, in :class:`Coverage`.
 
 :func:`evaluate_videophy2` reads the files and writes ``summary.json`` and ``config.resolved.json``; the
 functions it is built from (:func:`likert_metrics`, :func:`binary_metrics`, :func:`joint_metrics`,
@@ -64,6 +66,8 @@ SUMMARY_FILE = "summary.json"
 JOINT_SCORE_KIND = "videophy2_joint"
 """ScoreRecord kind whose ``rewards`` hold both Likert scores of a sample, under the keys below."""
 JOINT_REWARD_KEYS = {"physics_likert": "physics", "instruction_likert": "adherence"}
+ADHERENCE_KIND = "instruction_likert"
+"""The Likert kind whose question needs the sample's caption."""
 NO_GROUP = "(none)"
 """Group of samples whose metadata and labels lack the grouping key."""
 
@@ -73,8 +77,9 @@ NOTES = [
     "the class opposite to the label.",
     "Correlations, mean absolute error, the histogram of predictions and the calibration use parseable "
     "predictions only; their n is given with them.",
-    "Missing predictions (labelled samples without one), unlabelled predictions and duplicates enter no metric; "
-    "they are counted under coverage.",
+    "Missing predictions (labelled samples without one), samples not asked for lack of input (the adherence "
+    "question of a sample without a caption), unlabelled predictions and duplicates enter no metric; they are "
+    "counted under coverage.",
 ]
 
 
@@ -144,6 +149,10 @@ class JointMetrics(Strict):
     adherence_label: str = Field(description="Label of semantic adherence.")
     n: int = Field(description="Samples with both labels and a score for at least one of them.")
     n_unparseable: int = Field(description="Of these, samples lacking a usable score on either side.")
+    n_not_asked: int = Field(
+        default=0,
+        description="Samples with both labels left out: no caption, so their adherence question was not asked.",
+    )
     label_rate: float | None = Field(description="Fraction of the n samples whose labels are jointly positive.")
     predicted_rate: float | None = Field(description="Fraction of parseable samples predicted jointly positive.")
     binary: BinaryMetrics = Field(description="Agreement of the predicted joint judgement with the labels'.")
@@ -210,6 +219,11 @@ class Coverage(Strict):
     missing: ItemCount = Field(description="Labelled samples without a prediction.")
     unlabelled: ItemCount = Field(description="Predictions for samples not in the manifest or without the label.")
     unparseable: ItemCount = Field(description="Evaluated samples whose prediction could not be read.")
+    not_asked: ItemCount = Field(
+        default_factory=ItemCount,
+        description="Labelled samples whose question could not be asked for lack of input (no caption for the "
+        "adherence question): no answer to read, so neither evaluated nor unparseable.",
+    )
     duplicates: ItemCount = Field(description="Predictions repeating an id already seen; the first one is used.")
     other_score_records: int = Field(default=0, description="Score records of other kinds, not used.")
 
@@ -542,6 +556,18 @@ class _Answer:
     def has(self, kind: str) -> bool:
         return kind in self.scores or kind in self.joint
 
+    def not_asked(self, kind: str, sample: VideoSample) -> bool:
+        """Whether ``kind``'s score is absent because its question could not be asked: the joint scorer puts the
+        adherence question only to a sample with a caption, and keeps the physics score of one without. Its
+        missing adherence score is then no answer that failed to parse, and is not counted as one."""
+        return (
+            kind == ADHERENCE_KIND
+            and kind not in self.scores
+            and kind in self.joint
+            and self.joint[kind] is None
+            and (sample.caption is None or not sample.caption.strip())
+        )
+
 
 @dataclass
 class _Answers:
@@ -712,7 +738,9 @@ def summarize_videophy2(
         if scores is None
         else {i: answer for i, answer in answers.by_id.items() if answer.has(config.likert_kind())}
     )
-    evaluated = [sample_id for sample_id in labelled if sample_id in answered]
+    not_asked = [i for i in labelled if i in answered and answered[i].not_asked(config.likert_kind(), indexed[i])]
+    skipped = set(not_asked)
+    evaluated = [sample_id for sample_id in labelled if sample_id in answered and sample_id not in skipped]
     missing = [sample_id for sample_id in labelled if sample_id not in answered]
     unlabelled = [sample_id for sample_id in answered if sample_id not in labelled_ids]
 
@@ -730,6 +758,7 @@ def summarize_videophy2(
             missing=_item_count(missing, config.max_listed_ids),
             unlabelled=_item_count(unlabelled, config.max_listed_ids),
             unparseable=ItemCount(),
+            not_asked=_item_count(not_asked, config.max_listed_ids),
             duplicates=_item_count(answers.duplicates, config.max_listed_ids),
             other_score_records=answers.other_kinds,
         ),
@@ -746,7 +775,7 @@ def summarize_videophy2(
     else:
         _add_likert_metrics(summary, config, samples_evaluated, [likert_labels[i] for i in evaluated], chosen)
         if scores is not None:
-            summary.joint = _joint(config, indexed, answers)
+            summary.joint = _joint(summary, config, indexed, answers)
     return summary
 
 
@@ -835,20 +864,34 @@ def _add_likert_metrics(
         )
 
 
-def _joint(config: VideoPhy2Config, indexed: dict[str, VideoSample], answers: _Answers) -> JointMetrics | None:
-    """Joint metrics over samples with both labels and at least one of the two scores; None without any pair."""
+def _joint(
+    summary: VideoPhy2Summary, config: VideoPhy2Config, indexed: dict[str, VideoSample], answers: _Answers
+) -> JointMetrics | None:
+    """Joint metrics over samples with both labels and at least one of the two scores; None without any pair.
+    Samples whose adherence question was not asked (no caption) are left out, and a note counts them."""
     rows: list[tuple[int, int, float | None, float | None]] = []
+    not_asked: list[str] = []
     for sample_id, answer in answers.by_id.items():
         sample = indexed.get(sample_id)
-        if sample is None or not (answer.has("physics_likert") or answer.has("instruction_likert")):
+        if sample is None or not (answer.has("physics_likert") or answer.has(ADHERENCE_KIND)):
             continue
         physics = _likert_label(sample, config.physics_label, config)
         adherence = _likert_label(sample, config.adherence_label, config)
-        if physics is not None and adherence is not None:
-            rows.append((physics, adherence, answer.score("physics_likert"), answer.score("instruction_likert")))
+        if physics is None or adherence is None:
+            continue
+        if answer.not_asked(ADHERENCE_KIND, sample):
+            not_asked.append(sample_id)
+        else:
+            rows.append((physics, adherence, answer.score("physics_likert"), answer.score(ADHERENCE_KIND)))
+    if not_asked:
+        listed = ", ".join(not_asked[: config.max_listed_ids])
+        summary.notes.append(
+            f"{len(not_asked)} samples with both labels have no caption, so their adherence question was not "
+            f"asked: they are left out of the joint metric, not counted as unparseable (first ids: {listed})."
+        )
     if not any(p is not None and a is not None for _, _, p, a in rows):
         return None
-    return joint_metrics(
+    metrics = joint_metrics(
         [row[0] for row in rows],
         [row[1] for row in rows],
         [row[2] for row in rows],
@@ -859,6 +902,8 @@ def _joint(config: VideoPhy2Config, indexed: dict[str, VideoSample], answers: _A
         physics_label=config.physics_label,
         adherence_label=config.adherence_label,
     )
+    metrics.n_not_asked = len(not_asked)
+    return metrics
 
 
 def evaluate_videophy2(config: VideoPhy2Config) -> VideoPhy2Summary:

@@ -98,6 +98,7 @@ class _Metric:
 _METRICS = (
     _Metric("evaluated", "evaluated samples", "coverage.evaluated", integer=True, better=0),
     _Metric("missing", "missing predictions", "coverage.missing.count", integer=True, better=-1),
+    _Metric("not_asked", "not asked (no input)", "coverage.not_asked.count", integer=True, better=-1),
     _Metric("unparseable", "unparseable predictions", "coverage.unparseable.count", integer=True, better=-1),
     _Metric("unlabelled", "unlabelled predictions", "coverage.unlabelled.count", integer=True, better=-1),
     _Metric("duplicates", "duplicate predictions", "coverage.duplicates.count", integer=True, better=-1),
@@ -392,6 +393,7 @@ def _coverage_list(run: Run) -> str:
     ]
     for name, count in (
         ("missing", coverage.missing),
+        ("not asked", coverage.not_asked),
         ("unparseable", coverage.unparseable),
         ("unlabelled", coverage.unlabelled),
         ("duplicates", coverage.duplicates),
@@ -446,6 +448,8 @@ def render_report(runs: Sequence[Run], title: str | None = None, plots: Sequence
     """The HTML page of one run or two runs side by side (plots rendered here unless given)."""
     if not 1 <= len(runs) <= 2:
         raise ValueError(f"a report shows one or two runs, got {len(runs)}")
+    if len({run.name for run in runs}) < len(runs):
+        raise ValueError(f"both runs are named {runs[0].name!r}: a report tells its runs apart by name")
     heading = title or _title(runs)
     plots = _plots(runs) if plots is None else plots
     sections = [
