@@ -1,9 +1,10 @@
 """`cookbook-infer run --task` and `cookbook-eval videophy2 --task` name the same tasks.
 
-Every inference task is listed below with what the VideoPhy-2 evaluation does with its predictions, so a task
-added or renamed on either side fails here until the other side (and this table) agrees. The predictions of
-each evaluated task come from cookbook-infer's own predictor (prompt rendering, answer parsing, the record's
-`task` field); only the model's text is given, and cookbook-eval must read every answer.
+Every inference task is listed in cookbook-eval's `ANSWER_OF_INFER_TASK` with what the VideoPhy-2 evaluation does
+with its predictions, so a task added or renamed on either side fails here until the other side agrees. The
+predictions of each task come from cookbook-infer's own predictor (prompt rendering, answer parsing, the record's
+`task` field); only the model's text is given. cookbook-eval must read every answer of the evaluation that fits
+the task, and every other evaluation must refuse them.
 """
 
 from __future__ import annotations
@@ -16,30 +17,37 @@ import pytest
 
 from cookbook_data.records import write_records
 from cookbook_data.schemas import Conversation, Prediction, VideoSample
-from cookbook_eval.config import TASK_SPELLINGS, EvalTask, VideoPhy2Config
-from cookbook_eval.metrics import evaluate_videophy2
+from cookbook_eval.config import (
+    ANSWER_OF_INFER_TASK,
+    LABEL_OF_LIKERT_KIND,
+    TASK_SPELLINGS,
+    EvalTask,
+    VideoPhy2Config,
+)
+from cookbook_eval.metrics import VideoPhy2Summary, evaluate_videophy2
 from cookbook_infer.backends.base import CandidateProbabilities, Generation, SamplingSettings
 from cookbook_infer.run import Predictor, PredictorConfig
 from cookbook_infer.tasks import TASKS
 
 EVALUATED: dict[str, tuple[str, str]] = {
-    "critic": ("critic", "pc"),
-    "critic-thinking": ("critic", "pc"),
-    "adherence": ("critic", "sa"),
-    "multiple-choice": ("multiple-choice", "answer"),
+    task: ("multiple-choice", "answer") if answer == "multiple_choice" else ("critic", LABEL_OF_LIKERT_KIND[answer])
+    for task, answer in ANSWER_OF_INFER_TASK.items()
+    if answer is not None
 }
 """Inference tasks whose predictions `cookbook-eval videophy2` evaluates: the --task and the label it compares
-them with."""
-NOT_EVALUATED = frozenset({"caption", "vqa", "approve-reject", "rule", "reward-yesno"})
-"""Inference tasks whose answers no VideoPhy-2 metric reads (free text, verdicts, the 0-2 rule answers)."""
+them with (critic and critic-thinking with `pc`, adherence with `sa`, multiple-choice with `answer`)."""
+EVALUATIONS = sorted(set(EVALUATED.values()))
+"""Every evaluation a prediction may fit; the other inference tasks' answers (free text, verdicts, the 0-2 rule
+answers) fit none."""
 
 OUTPUTS = {
     "critic": ["4", "Score: 2"],
     "critic-thinking": ["<think>The ball falls.</think>\n\n<answer>4</answer>", "<think>It floats.</think>\n2"],
-    "adherence": ["4", "**2**"],
+    "adherence": ["5", "**1**"],
     "multiple-choice": ["B. the cup", "(A)"],
 }
-"""What a model writes for two samples labelled 4 and 2 (options B and A), in the forms the parsers read."""
+"""What a model writes for two samples whose physics labels are 4 and 2, adherence labels 5 and 1 and answers
+B and A, in the forms the parsers read; the other tasks' answers are never read."""
 
 
 class ScriptedModel:
@@ -59,8 +67,7 @@ class ScriptedModel:
 
 
 def test_every_inference_task_is_known_to_the_evaluation() -> None:
-    assert set(EVALUATED).isdisjoint(NOT_EVALUATED)
-    assert set(TASKS) == set(EVALUATED) | NOT_EVALUATED
+    assert set(TASKS) == set(ANSWER_OF_INFER_TASK)
 
 
 def test_the_evaluation_takes_each_task_by_the_name_cookbook_infer_gives_it(tmp_path: Path) -> None:
@@ -73,45 +80,57 @@ def test_the_evaluation_takes_each_task_by_the_name_cookbook_infer_gives_it(tmp_
     assert resolved == set(get_args(choices))
 
 
-@pytest.mark.parametrize("task", sorted(EVALUATED))
-def test_predictions_of_each_evaluated_task_are_read_by_the_evaluation(task: str, tmp_path: Path) -> None:
-    eval_task, label = EVALUATED[task]
+def predictions_of(task: str, folder: Path) -> VideoPhy2Config:
+    """A manifest of two labelled samples and the predictions of ``task`` for them, written by cookbook-infer's
+    own predictor, as the settings of an evaluation (of a critic against `pc`, to be changed)."""
     samples = [
         VideoSample(
             id=f"v{i}",
             path=f"v{i}.mp4",
             caption="A ball rolls off a table.",
             labels={
-                "pc": score,
-                "sa": score,
+                "pc": physics,
+                "sa": adherence,
                 "question": "What falls?",
                 "options": ["the ball", "the cup"],
                 "answer": letter,
+                "rule": "The ball falls down.",
             },
         )
-        for i, (score, letter) in enumerate([(4, "B"), (2, "A")])
+        for i, (physics, adherence, letter) in enumerate([(4, 5, "B"), (2, 1, "A")])
     ]
-    write_records(tmp_path / "m.jsonl", VideoSample, samples)
+    write_records(folder / "m.jsonl", VideoSample, samples)
     config = PredictorConfig(model="nvidia/Cosmos-Reason2-8B", task=task)
-    predictor = Predictor.from_config(config, tmp_path, backend=ScriptedModel(OUTPUTS[task]))
+    predictor = Predictor.from_config(config, folder, backend=ScriptedModel(OUTPUTS.get(task, ["1", "2"])))
     predictions = predictor.answer(samples, predictor.conversations(samples))
     assert [p.task for p in predictions] == [f"{task}:{predictor.template.id}"] * 2
-    write_records(tmp_path / "p.jsonl", Prediction, predictions)
+    write_records(folder / "p.jsonl", Prediction, predictions)
+    return VideoPhy2Config(manifest=folder / "m.jsonl", predictions=folder / "p.jsonl", out=folder / "out", bootstrap=0)
 
-    labelled_by = {"label_field": label} if eval_task == "critic" else {"answer_field": label}
-    summary = evaluate_videophy2(
-        VideoPhy2Config.model_validate(
-            {
-                "manifest": tmp_path / "m.jsonl",
-                "predictions": tmp_path / "p.jsonl",
-                "out": tmp_path / "out",
-                "task": eval_task,
-                "bootstrap": 0,
-                **labelled_by,
-            }
-        )
-    )
+
+def evaluate_as(config: VideoPhy2Config, task: str, label: str) -> VideoPhy2Summary:
+    """The evaluation of ``config``'s predictions as ``--task task`` against ``label``."""
+    labelled_by = {"label_field": label} if task == "critic" else {"answer_field": label}
+    return evaluate_videophy2(VideoPhy2Config.model_validate({**config.model_dump(), "task": task, **labelled_by}))
+
+
+@pytest.mark.parametrize("task", sorted(EVALUATED))
+def test_predictions_of_each_evaluated_task_are_read_by_the_evaluation(task: str, tmp_path: Path) -> None:
+    summary = evaluate_as(predictions_of(task, tmp_path), *EVALUATED[task])
     assert (summary.coverage.evaluated, summary.coverage.unparseable.count) == (2, 0)
     scored = summary.likert.exact_accuracy if summary.likert is not None else None
     chosen = summary.multiple_choice.accuracy if summary.multiple_choice is not None else None
     assert [estimate.value for estimate in (scored, chosen) if estimate is not None] == [1.0]
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_predictions_are_refused_by_every_evaluation_but_their_own(task: str, tmp_path: Path) -> None:
+    config = predictions_of(task, tmp_path)
+    refused = [evaluation for evaluation in EVALUATIONS if evaluation != EVALUATED.get(task)]
+    assert len(refused) == len(EVALUATIONS) - (task in EVALUATED)
+    for eval_task, label in refused:
+        with pytest.raises(
+            ValueError, match=rf"p\.jsonl: holds predictions of task {task} \(2\), but --task {eval_task}"
+        ):
+            evaluate_as(config, eval_task, label)
+    assert not (tmp_path / "out").exists()

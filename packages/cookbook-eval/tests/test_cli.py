@@ -141,6 +141,21 @@ def test_videophy2_errors_name_the_file_and_line(tmp_path: Path, run_files: tupl
     assert not (tmp_path / "x").exists()
 
 
+def test_videophy2_refuses_predictions_of_another_task_in_one_line(
+    tmp_path: Path, run_files: tuple[Path, Path, Path]
+) -> None:
+    manifest, predictions, _ = run_files
+    rows = [json.loads(line) for line in predictions.read_text().splitlines()]
+    write_jsonl(predictions, [{**row, "task": "rule:videophy2_rule@1"} for row in rows])
+    out = tmp_path / "x"
+    result = run_cli("videophy2", "--manifest", str(manifest), "--predictions", str(predictions), "--out", str(out))
+    assert result.returncode == 1
+    assert f"{predictions}: holds predictions of task rule (7), but --task critic --label-field pc" in result.stderr
+    assert len(result.stderr.splitlines()) == 2  # the cause, and where to find its traceback
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+
+
 def test_report_command_compares_two_runs(tmp_path: Path, run_files: tuple[Path, Path, Path]) -> None:
     manifest, predictions, scores = run_files
     runner = CliRunner()

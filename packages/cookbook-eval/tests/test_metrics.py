@@ -531,6 +531,110 @@ def test_evaluate_names_the_file_and_line_of_a_bad_record(tmp_path: Path) -> Non
         evaluate_videophy2(config(tmp_path))
 
 
+def write_predictions(tmp_path: Path, tasks: list[str | None]) -> None:
+    """A manifest of labelled samples and one prediction of each task for them, its `task` as cookbook-infer
+    writes it (`<task>:<template>@<version>`)."""
+    labels = {"pc": 4, "sa": 2, "plausible": 4, "answer": "B"}
+    write_jsonl(
+        tmp_path / "m.jsonl",
+        [{"id": f"v{i}", "url": f"https://e.com/{i}.mp4", "labels": labels} for i in range(len(tasks))],
+    )
+    write_jsonl(
+        tmp_path / "p.jsonl",
+        [
+            {"sample_id": f"v{i}", "model": "m", "task": task and f"{task}:prompt@1", "raw_text": "4", "answer": "4"}
+            for i, task in enumerate(tasks)
+        ],
+    )
+
+
+@pytest.mark.parametrize(
+    ("tasks", "asked", "refusal"),
+    [
+        (
+            ["rule"] * 3,
+            {},
+            "task rule (3), but --task critic --label-field pc evaluates only critic, critic-thinking: rule answers "
+            "are read by no VideoPhy-2 metric",
+        ),
+        (
+            ["adherence"] * 2,
+            {},
+            "task adherence (2), but --task critic --label-field pc evaluates only critic, critic-thinking: "
+            "adherence fits --label-field sa",
+        ),
+        (
+            ["critic-thinking", "critic"],
+            {"label_field": "sa"},
+            "tasks critic-thinking (1), critic (1), but --task critic --label-field sa evaluates only adherence: "
+            "critic-thinking fits --label-field pc; critic fits --label-field pc",
+        ),
+        (
+            ["critic", "critic", "adherence"],
+            {},
+            "tasks critic (2), adherence (1), but --task critic --label-field pc evaluates only critic, "
+            "critic-thinking: adherence fits --label-field sa",
+        ),
+        (
+            ["critic"],
+            {"task": "multiple_choice"},
+            "task critic (1), but --task multiple-choice evaluates only multiple-choice: critic fits --task critic "
+            "--label-field pc",
+        ),
+        (
+            ["multiple-choice"],
+            {},
+            "task multiple-choice (1), but --task critic --label-field pc evaluates only critic, critic-thinking: "
+            "multiple-choice fits --task multiple-choice",
+        ),
+        (
+            ["approve-reject", "critic"],
+            {"label_field": "plausible"},
+            "tasks approve-reject (1), critic (1), but --task critic --label-field plausible evaluates only critic, "
+            "critic-thinking, adherence: approve-reject answers are read by no VideoPhy-2 metric",
+        ),
+    ],
+)
+def test_predictions_of_a_task_the_evaluation_would_misread_are_refused(
+    tmp_path: Path, tasks: list[str | None], asked: dict[str, object], refusal: str
+) -> None:
+    write_predictions(tmp_path, tasks)
+    with pytest.raises(ValueError) as refused:
+        evaluate_videophy2(config(tmp_path, **asked))
+    assert str(refused.value) == f"{tmp_path / 'p.jsonl'}: holds predictions of {refusal}"
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_label_of_the_users_own_takes_either_likert_task_and_tasks_cookbook_infer_does_not_name(
+    tmp_path: Path,
+) -> None:
+    write_predictions(tmp_path, ["critic", "critic-thinking", "adherence", None, "my-judge"])
+    summary = evaluate_videophy2(config(tmp_path, label_field="plausible", bootstrap=0))
+    assert summary.likert is not None and summary.likert.exact_accuracy.value == 1.0
+    assert summary.coverage.evaluated == 5
+
+    write_predictions(tmp_path, ["adherence", None, "my-judge"])
+    summary = evaluate_videophy2(config(tmp_path, label_field="sa", bootstrap=0))
+    assert (summary.coverage.evaluated, summary.coverage.unparseable.count) == (3, 0)
+
+
+def test_scores_of_a_kind_that_does_not_score_the_label_are_refused(tmp_path: Path) -> None:
+    scored = {"predictions": None, "scores": tmp_path / "s.jsonl"}
+    with pytest.raises(
+        ValueError,
+        match="label `pc` is scored by physics_likert, not instruction_likert: leave `score_kind` unset, or "
+        "compare instruction_likert with label `sa`",
+    ):
+        config(tmp_path, **scored, score_kind="instruction_likert")
+    with pytest.raises(ValueError, match="label `sa` is scored by instruction_likert, not physics_likert"):
+        config(tmp_path, **scored, label_field="sa", score_kind="physics_likert")
+    assert config(tmp_path, **scored, label_field="sa", score_kind="instruction_likert").likert_kind() == (
+        "instruction_likert"
+    )
+    for kind in ("physics_likert", "instruction_likert"):
+        assert config(tmp_path, **scored, label_field="plausible", score_kind=kind).likert_kind() == kind
+
+
 def test_scores_of_the_other_kind_alone_make_a_sample_missing_not_unparseable(tmp_path: Path) -> None:
     samples = [sample("a", pc=4, sa=4), sample("b", pc=2, sa=3)]
     scores = [

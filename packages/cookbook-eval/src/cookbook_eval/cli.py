@@ -68,18 +68,38 @@ def videophy2_command(
         Path | None, typer.Option(exists=True, dir_okay=False, help="VideoSample JSONL manifest with the labels.")
     ] = None,
     predictions: Annotated[
-        Path | None, typer.Option(exists=True, dir_okay=False, help="Prediction JSONL (parsed answers).")
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help=(
+                "Prediction JSONL of `cookbook-infer run`: --task critic or critic-thinking for label pc, "
+                "adherence for label sa (either for a label of your own), multiple-choice for --task "
+                "multiple-choice; predictions of another task are refused."
+            ),
+        ),
     ] = None,
     scores: Annotated[
-        Path | None, typer.Option(exists=True, dir_okay=False, help="ScoreRecord JSONL (Likert scores).")
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help=(
+                "ScoreRecord JSONL of `cookbook-reward score` (Likert scores): records of the kind that scores "
+                "the label are read, others counted and left out."
+            ),
+        ),
     ] = None,
     out: Annotated[Path | None, typer.Option(file_okay=False, help="Folder for summary.json.")] = None,
     task: Annotated[
         str | None, typer.Option(help="critic (default) or multiple_choice (multiple-choice also).")
     ] = None,
-    label_field: Annotated[str | None, typer.Option(help="Label the scores are compared with (default pc).")] = None,
+    label_field: Annotated[
+        str | None, typer.Option(help="Label the scores are compared with (default pc; sa for adherence).")
+    ] = None,
     score_kind: Annotated[
-        str | None, typer.Option(help="physics_likert or instruction_likert (default: from the label).")
+        str | None,
+        typer.Option(help="physics_likert or instruction_likert (default: the one that scores label pc or sa)."),
     ] = None,
     threshold: Annotated[int | None, typer.Option(help="Lowest positive score in binary metrics (default 4).")] = None,
     bootstrap: Annotated[int | None, typer.Option(help="Bootstrap resamples, 0 for none (default 1000).")] = None,
@@ -90,6 +110,11 @@ def videophy2_command(
 ) -> None:
     """Accuracy, within-one, binary F1, Pearson/Spearman with bootstrap intervals, confusion matrix, joint
     metric and per-category accuracy of a critic's scores (or multiple-choice answers) against labels.
+
+    Predictions must answer what is evaluated: those of `cookbook-infer run --task critic` (or critic-thinking)
+    are compared with label pc, adherence ones with sa (either kind with a label of your own), multiple-choice
+    ones with --task multiple-choice; predictions of another task are refused, naming the option that fits
+    (records naming no task that cookbook-infer runs are taken as they are).
 
     Unparseable predictions are counted as wrong and reported, never dropped; labelled samples without a
     prediction are reported as missing, and those whose question could not be asked (no caption for the

@@ -26,6 +26,23 @@ LikertKind = Literal["physics_likert", "instruction_likert"]
 
 LIKERT_KIND_OF_LABEL: dict[str, LikertKind] = {"pc": "physics_likert", "sa": "instruction_likert"}
 """The ScoreRecord kind that scores each VideoPhy-2 label, used when ``score_kind`` is not given."""
+LABEL_OF_LIKERT_KIND = {kind: label for label, kind in LIKERT_KIND_OF_LABEL.items()}
+
+ANSWER_OF_INFER_TASK: dict[str, LikertKind | Literal["multiple_choice"] | None] = {
+    "critic": "physics_likert",
+    "critic-thinking": "physics_likert",
+    "adherence": "instruction_likert",
+    "multiple-choice": "multiple_choice",
+    "caption": None,
+    "vqa": None,
+    "approve-reject": None,
+    "rule": None,
+    "reward-yesno": None,
+}
+"""What the answers of each `cookbook-infer run --task` are, named as a Prediction's `task` begins: a Likert
+score of the kind the label of :data:`LIKERT_KIND_OF_LABEL` is scored by, option letters, or (None) answers no
+VideoPhy-2 metric reads (free text, verdicts, the rule task's 0-2). Predictions of a task that does not fit the
+evaluation asked for are refused: their metrics would be wrong, not merely poor."""
 
 NonEmpty = Annotated[str, Field(min_length=1)]
 
@@ -35,7 +52,12 @@ class VideoPhy2Config(Strict):
 
     manifest: Path = Field(description="VideoSample JSONL manifest holding the labels.")
     predictions: Path | None = Field(
-        default=None, description="Prediction JSONL (parsed answers); give this or `scores`, not both."
+        default=None,
+        description=(
+            "Prediction JSONL (parsed answers) of `cookbook-infer run`; give this or `scores`, not both. Its task "
+            "must fit: critic or critic-thinking for label `pc`, adherence for `sa`, either for another label, "
+            "multiple-choice for task multiple_choice."
+        ),
     )
     scores: Path | None = Field(
         default=None, description="ScoreRecord JSONL (Likert scores); give this or `predictions`, not both."
@@ -96,6 +118,12 @@ class VideoPhy2Config(Strict):
             raise ValueError("multiple_choice is evaluated from `predictions`, not `scores`")
         if self.scores is not None and self.score_kind is None and self.label_field not in LIKERT_KIND_OF_LABEL:
             raise ValueError(f"label `{self.label_field}` has no default score kind: set `score_kind`")
+        kind, implied = self.score_kind, LIKERT_KIND_OF_LABEL.get(self.label_field)
+        if self.scores is not None and kind is not None and implied is not None and kind != implied:
+            raise ValueError(
+                f"label `{self.label_field}` is scored by {implied}, not {kind}: leave `score_kind` unset, or "
+                f"compare {kind} with label `{LABEL_OF_LIKERT_KIND[kind]}`"
+            )
         return self
 
     def likert_kind(self) -> LikertKind:

@@ -1,8 +1,9 @@
 """VideoPhy-2 metrics: a critic's Likert scores, or multiple-choice answers, against a labelled manifest.
 
 Predictions (:class:`~cookbook_data.schemas.Prediction`, the parsed score as text) or scores
-(:class:`~cookbook_data.schemas.ScoreRecord`) are joined by sample id to the manifest's labels. Nothing is
-dropped quietly; how each item is counted:
+(:class:`~cookbook_data.schemas.ScoreRecord`) are joined by sample id to the manifest's labels. Predictions of an
+inference task whose answers the evaluation would misread are refused
+(:data:`~cookbook_eval.config.ANSWER_OF_INFER_TASK`). Nothing is dropped quietly; how each item is counted:
 
 - **evaluated**: labelled samples that have a prediction. Every accuracy (exact, within one, binary,
   multiple choice, per category) is over all of them, and an **unparseable** prediction (no answer, or not a
@@ -26,7 +27,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 from pydantic import Field
@@ -35,7 +36,15 @@ from cookbook_data.jobs import write_resolved_config
 from cookbook_data.records import read_records
 from cookbook_data.schemas import Prediction, ScoreRecord, Strict, VideoSample
 from cookbook_eval import _stats
-from cookbook_eval.config import EvalTask, VideoPhy2Config
+from cookbook_eval.config import (
+    ANSWER_OF_INFER_TASK,
+    LABEL_OF_LIKERT_KIND,
+    LIKERT_KIND_OF_LABEL,
+    TASK_SPELLINGS,
+    EvalTask,
+    LikertKind,
+    VideoPhy2Config,
+)
 
 __all__ = [
     "SUMMARY_FILE",
@@ -578,6 +587,8 @@ class _Answers:
     models: list[str] = field(default_factory=list)
     records: int = 0
     other_kinds: int = 0
+    tasks: Counter[str | None] = field(default_factory=Counter)
+    """Predictions per `cookbook-infer run --task` name (None: the record names no task)."""
 
     def model(self, name: str | None) -> None:
         if name is not None and name not in self.models:
@@ -589,11 +600,62 @@ def _from_predictions(predictions: Iterable[Prediction]) -> _Answers:
     for prediction in predictions:
         answers.records += 1
         answers.model(prediction.model)
+        # cookbook-infer writes `<task>:<template>@<version>`.
+        answers.tasks[None if prediction.task is None else prediction.task.split(":", 1)[0]] += 1
         if prediction.sample_id in answers.by_id:
             answers.duplicates.append(prediction.sample_id)
         else:
             answers.by_id[prediction.sample_id] = _Answer(text=prediction.answer)
     return answers
+
+
+def _spelled(task: EvalTask) -> str:
+    """``--task`` as cookbook-infer spells it."""
+    return next((name for name, canonical in TASK_SPELLINGS.items() if canonical == task), task)
+
+
+def _evaluation_of(answer: LikertKind | Literal["multiple_choice"], config: VideoPhy2Config) -> str:
+    """The options that evaluate predictions whose answers are ``answer``."""
+    if answer == "multiple_choice":
+        return f"--task {_spelled('multiple_choice')}"
+    label = f"--label-field {LABEL_OF_LIKERT_KIND[answer]}"
+    return label if config.task == "critic" else f"--task critic {label}"
+
+
+def _answers_read(config: VideoPhy2Config) -> frozenset[str]:
+    """The answers (values of :data:`ANSWER_OF_INFER_TASK`) the evaluation asked for reads: option letters, the
+    Likert kind that scores its label, or either Likert kind for a label other than `pc`/`sa` (a user's own,
+    which either kind may score)."""
+    if config.task == "multiple_choice":
+        return frozenset({"multiple_choice"})
+    wanted = LIKERT_KIND_OF_LABEL.get(config.label_field)
+    return frozenset(get_args(LikertKind) if wanted is None else {wanted})
+
+
+def _check_tasks(tasks: Counter[str | None], config: VideoPhy2Config) -> None:
+    """Refuse predictions of an inference task whose answers the evaluation asked for would misread (rule
+    verdicts 0-2 read as Likert scores, adherence scores compared with physics labels, scores read as option
+    letters): their metrics would be wrong, not merely poor. Tasks cookbook-infer does not name, and records
+    naming no task, cannot be told apart and are taken as they are."""
+    read = _answers_read(config)
+    unfit = [task for task in tasks if task in ANSWER_OF_INFER_TASK and ANSWER_OF_INFER_TASK[task] not in read]
+    if not unfit:
+        return
+    found = ", ".join(f"{task or '(no task)'} ({count})" for task, count in tasks.most_common())
+    asked = f"--task {_spelled(config.task)}"
+    if config.task == "critic":
+        asked += f" --label-field {config.label_field}"
+    accepted = ", ".join(task for task, answer in ANSWER_OF_INFER_TASK.items() if answer in read)
+    hints = "; ".join(
+        f"{task} answers are read by no VideoPhy-2 metric"
+        if (answer := ANSWER_OF_INFER_TASK[task]) is None
+        else f"{task} fits {_evaluation_of(answer, config)}"
+        for task in unfit
+    )
+    raise ValueError(
+        f"{config.predictions}: holds predictions of task{'s' if len(tasks) > 1 else ''} {found}, but {asked} "
+        f"evaluates only {accepted}: {hints}"
+    )
 
 
 def _from_scores(scores: Iterable[ScoreRecord], main_kind: str) -> _Answers:
@@ -715,6 +777,7 @@ def summarize_videophy2(
     indexed = _index_samples(samples, config)
     if predictions is not None:
         answers = _from_predictions(predictions)
+        _check_tasks(answers.tasks, config)
     else:
         assert scores is not None
         answers = _from_scores(scores, config.likert_kind())
