@@ -59,7 +59,7 @@ def test_a_bad_line_is_reported_with_file_line_and_field(tmp_path: Path) -> None
 def test_invalid_json_is_reported_with_its_line(tmp_path: Path) -> None:
     path = tmp_path / "p.jsonl"
     path.write_text(prediction(0).model_dump_json() + "\n\n{not json\n")
-    with pytest.raises(RecordFileError, match=rf"^{path}:3: record: Invalid JSON"):
+    with pytest.raises(RecordFileError, match=rf"^{path}:3: Invalid JSON"):
         list(read_records(path, Prediction))
 
 

@@ -1,7 +1,8 @@
 import json
+from typing import Self
 
 import pytest
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError, model_validator
 
 from cookbook_data.schemas import (
     RECORD_TYPES,
@@ -10,11 +11,13 @@ from cookbook_data.schemas import (
     ItemError,
     Prediction,
     ScoreRecord,
+    Strict,
     SystemMessage,
     TextPart,
     UserMessage,
     VideoPart,
     VideoSample,
+    describe_validation_error,
 )
 
 EXAMPLES: list[BaseModel] = [
@@ -157,3 +160,28 @@ def test_assignment_is_validated() -> None:
     sample = VideoSample(id="a", path="/a.mp4")
     with pytest.raises(ValidationError):
         sample.id = ""
+
+
+class _Span(Strict):
+    start: int
+    end: int
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.end < self.start:
+            raise ValueError(f"end {self.end} comes before start {self.start}")
+        return self
+
+
+def test_a_check_of_the_whole_record_is_described_by_its_own_message_alone() -> None:
+    with pytest.raises(ValidationError) as info:
+        _Span(start=3, end=1)
+    assert describe_validation_error(info.value) == "end 1 comes before start 3"
+
+
+def test_field_errors_are_described_with_their_location() -> None:
+    with pytest.raises(ValidationError) as info:
+        _Span.model_validate({"start": "x"})
+    assert describe_validation_error(info.value) == (
+        "start: Input should be a valid integer, unable to parse string as an integer; end: Field required"
+    )

@@ -31,11 +31,15 @@ PixelCount = Annotated[int, Field(gt=0)]
 
 
 def describe_validation_error(error: ValidationError) -> str:
-    """One line naming each bad field and its problem: ``labels.pc: Input should be ...; id: Field required``."""
+    """One line naming each bad field and its problem: ``labels.pc: Input should be ...; id: Field required``.
+    A check of the whole object (a model validator) gives its own message alone, without pydantic's "Value
+    error, " prefix: it already says what is wrong and with which fields."""
     parts = []
     for item in error.errors():
-        where = ".".join(str(loc) for loc in item["loc"]) or "record"
-        parts.append(f"{where}: {item['msg']}")
+        cause = item.get("ctx", {}).get("error")
+        message = str(cause) if item["type"] == "value_error" and cause is not None else item["msg"]
+        where = ".".join(str(loc) for loc in item["loc"])
+        parts.append(f"{where}: {message}" if where else message)
     return "; ".join(parts)
 
 
