@@ -1,9 +1,13 @@
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner, Result
 
@@ -11,9 +15,10 @@ from cookbook_data.jobs import RESOLVED_CONFIG
 from cookbook_data.schemas import Prediction, VideoSample
 from cookbook_data.testing import VideoSet
 from cookbook_infer.backends.transformers import load_pretrained
-from cookbook_infer.cli import GENERATE_TASKS
+from cookbook_infer.cli import API_KEY_ENV, GENERATE_TASKS
 from cookbook_infer.testing import Arch
 from cookbook_infer.testing.backends import FixedAnswers
+from cookbook_infer.testing.pytest_plugin import TinyCheckpoints
 
 
 @pytest.mark.parametrize(("arch", "model_class"), [("reason1", "Qwen2_5_VL"), ("reason2", "Qwen3VL")])
@@ -68,6 +73,80 @@ def test_serve_takes_the_request_limits(monkeypatch: pytest.MonkeyPatch) -> None
     assert (started[0].max_tokens_limit, started[0].max_frames_limit, started[0].min_pixels_limit) == (512, 64, 200704)
     assert started[0].vision.max_frames == 64  # the default fps sampling stops at the lower limit
     assert (started[1].max_tokens_limit, started[1].max_frames_limit, started[1].vision.max_frames) == (4096, 768, 768)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_serve_requires_the_key_of_its_api_key_file(tiny_checkpoints: TinyCheckpoints, tmp_path: Path) -> None:
+    key_file, log = tmp_path / "key.txt", tmp_path / "serve.log"
+    key_file.write_text("s3cret\n")
+    url = f"http://127.0.0.1:{free_port()}"
+    model = str(tiny_checkpoints("reason2"))
+    args = [
+        "serve",
+        "--model",
+        model,
+        "--device",
+        "cpu",
+        "--port",
+        url.rsplit(":", 1)[1],
+        "--api-key-file",
+        str(key_file),
+    ]
+    env = {name: value for name, value in os.environ.items() if name != API_KEY_ENV}
+    with log.open("w") as stderr:
+        server = subprocess.Popen([sys.executable, "-m", "cookbook_infer", *args], env=env, stderr=stderr)
+    try:
+        deadline = time.monotonic() + 120
+        while not _answers(f"{url}/healthz"):
+            assert server.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        keyless = httpx.get(f"{url}/v1/models", timeout=10)
+        keyed = httpx.get(f"{url}/v1/models", headers={"Authorization": "Bearer s3cret"}, timeout=10)
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=60)
+    assert keyless.status_code == 401
+    assert keyless.json()["error"]["code"] == "invalid_api_key"
+    assert keyed.status_code == 200
+    assert [card["id"] for card in keyed.json()["data"]] == [model]
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def test_serve_takes_its_key_from_the_environment_before_the_file_and_refuses_an_empty_file(
+    loaded: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from cookbook_infer import serve
+
+    started: list[serve.ServeSettings] = []
+    monkeypatch.setattr(serve, "run_server", lambda backend, settings: started.append(settings))
+    key_file, empty = tmp_path / "key.txt", tmp_path / "empty.txt"
+    key_file.write_text("from-file\n")
+    empty.write_text("")
+    model = ["serve", "--model", "nvidia/Cosmos-Reason2-8B"]
+
+    monkeypatch.delenv(API_KEY_ENV, raising=False)
+    from_file = run_cli(*model, "--api-key-file", str(key_file))
+    refused = run_cli(*model, "--api-key-file", str(empty))
+    monkeypatch.setenv(API_KEY_ENV, "from-env")
+    from_env = run_cli(*model, "--api-key-file", str(key_file))
+
+    assert from_file.exit_code == 0 and from_env.exit_code == 0, from_file.output + from_env.output
+    assert [s.api_key.get_secret_value() if s.api_key else None for s in started] == ["from-file", "from-env"]
+    assert isinstance(refused.exception, ValueError), refused.output
+    assert str(refused.exception) == f"{empty}: the file is empty (it should hold the token)"
+    assert len(loaded) == 2  # refused before the model was loaded
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import subprocess
 import sys
@@ -25,8 +26,9 @@ from cookbook_infer.backends.base import Backend, CandidateProbabilities, Genera
 from cookbook_infer.backends.transformers import TransformersBackend, model_inputs
 from cookbook_infer.registry import resolve_model
 from cookbook_infer.run import RunConfig, run_inference
-from cookbook_infer.serve import ServeSettings
+from cookbook_infer.serve import ServeSettings, create_app
 from cookbook_infer.testing import Arch
+from cookbook_infer.testing.backends import FixedAnswers
 from cookbook_infer.testing.pytest_plugin import TinyCheckpoints
 from cookbook_infer.testing.servers import serving
 
@@ -690,6 +692,38 @@ def test_the_api_key_is_enforced_when_set(reason2: TransformersBackend) -> None:
     assert [model.id for model in models.data] == [reason2.model_id]
     assert answer.usage is not None
     assert answer.usage.completion_tokens >= 1
+
+
+DOCS = ("/docs", "/redoc", "/openapi.json")
+
+
+def test_the_docs_need_the_api_key_when_one_is_set(reason2: TransformersBackend) -> None:
+    key = {"Authorization": "Bearer s3cret"}
+    with serving(reason2, api_key="s3cret") as url:
+        refused = {path: httpx.get(f"{url}{path}", timeout=10) for path in DOCS}
+        given = {path: httpx.get(f"{url}{path}", headers=key, timeout=10) for path in DOCS}
+    with serving(reason2) as url:
+        keyless = {path: httpx.get(f"{url}{path}", timeout=10) for path in DOCS}
+    assert {path: response.status_code for path, response in refused.items()} == dict.fromkeys(DOCS, 401)
+    assert {response.json()["error"]["code"] for response in refused.values()} == {"invalid_api_key"}
+    assert {path: response.status_code for path, response in given.items()} == dict.fromkeys(DOCS, 200)
+    assert {path: response.status_code for path, response in keyless.items()} == dict.fromkeys(DOCS, 200)
+    assert {"/v1/chat/completions", "/v1/models"} <= set(given["/openapi.json"].json()["paths"])
+    assert "'/openapi.json'" in given["/docs"].text and '"/openapi.json"' in given["/redoc"].text
+
+
+def test_the_docs_find_the_schema_under_the_prefix_a_proxy_mounts_the_server_at() -> None:
+    app = create_app(FixedAnswers("tiny"), ServeSettings(api_key="s3cret"))
+
+    async def pages() -> list[str]:
+        transport = httpx.ASGITransport(app=app, root_path="/reason")
+        headers = {"Authorization": "Bearer s3cret"}
+        async with httpx.AsyncClient(transport=transport, base_url="http://proxy", headers=headers) as proxied:
+            return [(await proxied.get(f"/reason{page}")).text for page in ("/docs", "/redoc")]
+
+    swagger, redoc = asyncio.run(pages())
+    assert "url: '/reason/openapi.json'" in swagger
+    assert 'spec-url="/reason/openapi.json"' in redoc
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -192,6 +192,15 @@ def test_the_health_check_finds_the_port_serve_listens_on(tiny_checkpoints: Tiny
     assert cli("healthcheck", env=unset).returncode == 2
 
 
+def test_serve_refuses_an_empty_token_file_naming_it(tmp_path: Path) -> None:
+    empty = tmp_path / "token.txt"
+    empty.write_text("\n")
+    env = {name: value for name, value in os.environ.items() if name != "COOKBOOK_REWARD_TOKEN"}
+    result = cli("serve", "--scorer", "trajectory", "--port", "0", "--token-file", str(empty), env=env)
+    assert result.returncode == 1
+    assert f"{empty}: the file is empty" in result.stderr
+
+
 def test_sigterm_stops_serve_cleanly_and_removes_the_address_file(tmp_path: Path) -> None:
     address = tmp_path / "reward.url"
     env = {**os.environ, ADDRESS_FILE_ENV: str(address)}

@@ -295,6 +295,25 @@ def test_the_token_guards_scoring_but_not_health(service: Served, media: Path) -
     assert remote_reward(str(media / "h264_24fps.mp4"), base_url=url, token=TOKEN)[0] > 0
 
 
+DOCS = ("/docs", "/redoc", "/openapi.json")
+
+
+def test_the_token_guards_the_docs_too(service: Served) -> None:
+    refused = {path: httpx.get(f"{service.url}{path}") for path in DOCS}
+    given = {path: httpx.get(f"{service.url}{path}", headers=AUTH) for path in DOCS}
+    assert {path: response.status_code for path, response in refused.items()} == dict.fromkeys(DOCS, 401)
+    assert {response.json()["error"]["status"] for response in refused.values()} == {401}
+    assert {path: response.status_code for path, response in given.items()} == dict.fromkeys(DOCS, 200)
+    assert {"/v1/score", "/get_reward"} <= set(given["/openapi.json"].json()["paths"])
+
+
+def test_without_a_token_the_docs_are_open(yesno: Scorer, media: Path) -> None:
+    with serve(yesno, media) as url:
+        answered = {path: httpx.get(f"{url}{path}") for path in DOCS}
+    assert {path: response.status_code for path, response in answered.items()} == dict.fromkeys(DOCS, 200)
+    assert "/v1/score" in answered["/openapi.json"].json()["paths"]
+
+
 def test_metrics_count_requests_by_endpoint_and_status(yesno: Scorer, media: Path) -> None:
     with serve(yesno, media) as url:
         assert httpx.post(f"{url}/v1/score", json={"items": [item(media / "h264_24fps.mp4")]}, timeout=60).is_success

@@ -1,10 +1,12 @@
-"""What a server may read and who may ask it: media paths confined to configured folders, bearer tokens.
+"""What a server may read and who may ask it: media paths confined to configured folders, bearer tokens and the
+files and environment variables they come from.
 
 Shared by the OpenAI-compatible server and the reward service, so both refuse the same things the same way.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Sequence
 from pathlib import Path
@@ -82,3 +84,18 @@ def bearer_token_matches(authorization: str | None, token: str) -> bool:
         and scheme.lower() == "bearer"
         and secrets.compare_digest(given.strip().encode(), token.encode())
     )
+
+
+def read_token_file(path: Path) -> str:
+    """The token (or API key) ``path`` holds, without the newline a file ends in (sent, it would fail every
+    request). An empty file is refused, naming it: a server would otherwise start open, a client keyless."""
+    token = path.read_text().strip()
+    if not token:
+        raise ValueError(f"{path}: the file is empty (it should hold the token)")
+    return token
+
+
+def service_token(env: str, file: Path | None) -> str | None:
+    """The token a service requires: the environment variable ``env`` when it is set and not empty, else the one
+    in ``file`` (a service's environment wins over its options); None leaves the service open."""
+    return os.environ.get(env) or (read_token_file(file) if file is not None else None)

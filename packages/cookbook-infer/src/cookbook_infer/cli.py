@@ -23,6 +23,9 @@ GENERATE_TASKS = [name for name, task in TASKS.items() if not placeholders(task.
 options, caption or rule from each sample's record, which a bare video file does not have (``run`` reads them
 from a manifest)."""
 
+API_KEY_ENV = "COOKBOOK_API_KEY"
+"""The environment variable holding the API key `serve` requires of its clients."""
+
 app = make_app("cookbook-infer", "Cosmos Reason 1/2 inference.")
 
 
@@ -205,18 +208,26 @@ def serve_command(
     min_pixels_limit: Annotated[
         int | None, typer.Option(min=1, help="Largest min_pixels a request may ask for (default 768·32²).")
     ] = None,
+    api_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help=f"File holding the API key clients must send (${API_KEY_ENV}, when set, wins over it).",
+        ),
+    ] = None,
 ) -> None:
     """Serve a model behind an OpenAI-compatible chat-completions API (/v1/chat/completions).
 
     Video parts are {"type": "video_url", "video_url": {"url": "file:///abs/clip.mp4"}} under a --media-root;
-    vision settings come from the request's mm_processor_kwargs or the model's defaults. Set COOKBOOK_API_KEY
-    to require "Authorization: Bearer <key>". Requests asking for more tokens, frames or pixels than the limits get
+    vision settings come from the request's mm_processor_kwargs or the model's defaults. With an API key
+    (--api-key-file, or the COOKBOOK_API_KEY environment variable, which wins), the /v1 endpoints and the docs
+    require "Authorization: Bearer <key>". Requests asking for more tokens, frames or pixels than the limits get
     400. For vLLM, run `vllm serve <model>` instead: `cookbook-infer run
     --backend openai --base-url http://HOST:PORT/v1` talks to both.
     """
-    import os
-
     from cookbook_data.clikit import resolve_config
+    from cookbook_infer.access import service_token
     from cookbook_infer.backends.transformers import TransformersBackend
     from cookbook_infer.registry import resolve_model
     from cookbook_infer.serve import ServeSettings, run_server
@@ -234,7 +245,7 @@ def serve_command(
             "max_batch_size": max_batch_size,
             "max_wait_ms": max_wait_ms,
             "vision": _within_frame_limit(spec.vision, max_frames_limit),
-            "api_key": os.environ.get("COOKBOOK_API_KEY") or None,
+            "api_key": service_token(API_KEY_ENV, api_key_file),
             "max_tokens_limit": max_tokens_limit,
             "max_frames_limit": max_frames_limit,
             "min_pixels_limit": min_pixels_limit,

@@ -25,6 +25,7 @@ from cookbook_data.schemas import (
 )
 from cookbook_data.tasks import resolve_path
 from cookbook_data.video import VisionSettings
+from cookbook_infer.access import read_token_file
 from cookbook_infer.backends.base import Backend, CandidateProbabilities, Generation, SamplingSettings
 from cookbook_infer.frame_rules import layer_vision
 from cookbook_infer.registry import Arch, ModelSpec, resolve_model
@@ -117,7 +118,8 @@ def make_backend(config: PredictorConfig, spec: ModelSpec) -> Backend:
 
         if config.base_url is None:
             raise ValueError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
-        return OpenAIClientBackend(spec.id, base_url=config.base_url, api_key=_read_api_key(config.api_key_file))
+        api_key = read_token_file(config.api_key_file) if config.api_key_file is not None else None
+        return OpenAIClientBackend(spec.id, base_url=config.base_url, api_key=api_key)
     if config.backend == "vllm":
         from cookbook_infer.backends.vllm import VLLMBackend
 
@@ -125,16 +127,6 @@ def make_backend(config: PredictorConfig, spec: ModelSpec) -> Backend:
     from cookbook_infer.backends.transformers import TransformersBackend
 
     return TransformersBackend(spec.id, device=config.device, dtype=config.dtype)
-
-
-def _read_api_key(path: Path | None) -> str | None:
-    """The key in ``path`` without the newline a file ends in (sent, it would make every request fail)."""
-    if path is None:
-        return None
-    key = path.read_text().strip()
-    if not key:
-        raise ValueError(f"api_key_file {path} is empty")
-    return key
 
 
 @dataclass(frozen=True)

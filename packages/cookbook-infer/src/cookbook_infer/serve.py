@@ -1,7 +1,8 @@
 """An OpenAI-compatible chat-completions server in front of any :class:`~cookbook_infer.backends.base.Backend`.
 
 Endpoints: ``POST /v1/chat/completions``, ``GET /v1/models`` and ``GET /healthz`` (the last one never asks for
-the API key, so container health checks need no secret).
+the API key, so container health checks need no secret). FastAPI's documentation (``/docs``, ``/redoc``,
+``/openapi.json``) asks for the key as the ``/v1`` endpoints do.
 
 A request's content parts are OpenAI ``text`` parts, vLLM ``video_url`` parts and the Qwen-VL ``video`` parts of
 :mod:`cookbook_data.schemas`::
@@ -81,6 +82,7 @@ from cookbook_infer.access import BearerToken, MediaRefused, bearer_token_matche
 from cookbook_infer.backends.base import Backend, Generation, SamplingSettings
 from cookbook_infer.batching import DynamicBatcher, QueueFull, ShuttingDown
 from cookbook_infer.frame_rules import layer_vision
+from cookbook_infer.guarded_app import guarded_app
 
 __all__ = ["ServeSettings", "create_app", "run_server"]
 
@@ -138,7 +140,7 @@ class ServeSettings(Strict):
         description="Folders whose files requests may name (file:// URLs or absolute paths); none: no files.",
     )
     api_key: BearerToken | None = Field(
-        default=None, description="When set, /v1 endpoints require `Authorization: Bearer <api_key>`."
+        default=None, description="When set, /v1 endpoints and the docs require `Authorization: Bearer <api_key>`."
     )
     log_level: LogLevel = Field(default="info", description="Log level of the HTTP server.")
     max_tokens_limit: int = Field(
@@ -326,8 +328,22 @@ def create_app(backend: Backend, settings: ServeSettings) -> FastAPI:
         yield
         await batcher.close()
 
-    app = FastAPI(
-        title="cookbook-infer", summary=f"OpenAI-compatible chat completions for {model_name}", lifespan=lifespan
+    async def authorize(request: Request) -> None:
+        if api_key is None:
+            return
+        if not bearer_token_matches(request.headers.get("authorization"), api_key):
+            raise APIError(
+                401,
+                "invalid or missing API key (Authorization: Bearer ...)",
+                kind="authentication_error",
+                code="invalid_api_key",
+            )
+
+    app = guarded_app(
+        authorize,
+        title="cookbook-infer",
+        summary=f"OpenAI-compatible chat completions for {model_name}",
+        lifespan=lifespan,
     )
     app.state.batcher = batcher
 
@@ -340,17 +356,6 @@ def create_app(backend: Backend, settings: ServeSettings) -> FastAPI:
         items = list(error.errors())
         param = _location(items[0]["loc"]) if items else None
         return _error_response(APIError(400, _describe(items) or "invalid request", param=param))
-
-    async def authorize(request: Request) -> None:
-        if api_key is None:
-            return
-        if not bearer_token_matches(request.headers.get("authorization"), api_key):
-            raise APIError(
-                401,
-                "invalid or missing API key (Authorization: Bearer ...)",
-                kind="authentication_error",
-                code="invalid_api_key",
-            )
 
     errors: dict[int | str, dict[str, Any]] = {400: {"model": ErrorResponse}, 401: {"model": ErrorResponse}}
 

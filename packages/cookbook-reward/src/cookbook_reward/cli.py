@@ -98,7 +98,10 @@ def serve_command(
     max_wait_ms: Annotated[float | None, typer.Option(help="Longest wait to fill a batch (default 10).")] = None,
     max_queue: Annotated[int | None, typer.Option(help="Most waiting items; beyond: 429 (default 64).")] = None,
     token_file: Annotated[
-        Path | None, typer.Option(exists=True, dir_okay=False, help=f"File holding the bearer token ({TOKEN_ENV}).")
+        Path | None,
+        typer.Option(
+            exists=True, dir_okay=False, help=f"File holding the bearer token (${TOKEN_ENV}, when set, wins over it)."
+        ),
     ] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, ... (default: cuda when available).")] = None,
     replicas: Annotated[int | None, typer.Option(min=1, help="Serve N replicas on a Ray cluster (Ray Serve).")] = None,
@@ -113,25 +116,25 @@ def serve_command(
     Requests name videos under a --media-root (absolute paths or file:// URLs) or upload them as base64; videos
     are decoded as requests arrive, by worker processes (service.prepare_workers, default one per CPU), and
     concurrent requests are batched for the model. With a token (--token-file, or the COOKBOOK_REWARD_TOKEN
-    environment variable), scoring needs "Authorization: Bearer <token>". With --replicas (or --min-replicas and
-    --max-replicas, or --address) the same service runs as Ray Serve replicas, each loading its own scorer, one
-    GPU each when the cluster has GPUs and the model runs in the replica (not --backend openai). The TOML file
-    holds a [scorer] table (ScorerConfig: model, scorer, samples, ...), a [service] table (RewardServiceSettings)
-    and a [ray] table (ReplicaSettings); --set takes scorer.*, service.* and ray.* keys. Precedence: defaults <
-    TOML < --set < options < environment. Once started, the URL it listens on is in the file
-    $COOKBOOK_REWARD_ADDRESS_FILE names, when set (for `healthcheck`), until it stops (Ctrl-C or SIGTERM).
+    environment variable, which wins), scoring and the docs need "Authorization: Bearer <token>". With --replicas
+    (or --min-replicas and --max-replicas, or --address) the same service runs as Ray Serve replicas, each loading
+    its own scorer, one GPU each when the cluster has GPUs and the model runs in the replica (not --backend
+    openai). The TOML file holds a [scorer] table (ScorerConfig: model, scorer, samples, ...), a [service] table
+    (RewardServiceSettings) and a [ray] table (ReplicaSettings); --set takes scorer.*, service.* and ray.* keys.
+    Precedence: defaults < TOML < --set < options < environment. Once started, the URL it listens on is in the
+    file $COOKBOOK_REWARD_ADDRESS_FILE names, when set (for `healthcheck`), until it stops (Ctrl-C or SIGTERM).
     """
-    import os
     import signal
 
     from cookbook_data.clikit import resolve_config
+    from cookbook_infer.access import service_token
     from cookbook_reward.config import ServeConfig
     from cookbook_reward.score import described_scorer
     from cookbook_reward.scorers import build_scorer
     from cookbook_reward.service import run_service
 
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    token = os.environ.get(TOKEN_ENV) or (token_file.read_text().strip() if token_file is not None else None)
+    token = service_token(TOKEN_ENV, token_file)
     options = {
         "scorer.scorer": scorer,
         "scorer.model": model,
