@@ -216,6 +216,26 @@ def test_uploaded_bytes_score_like_the_file_and_oversize_uploads_fail(service: S
     assert [r["score"] for r in results[3:]] == pytest.approx([results[1]["score"]] * 2, rel=1e-5)
 
 
+def test_an_upload_far_over_the_limit_is_refused_before_any_pass_over_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cookbook_reward import service as service_module
+
+    uploads = service_module._Uploads(limit=3000)
+    try:
+        data = os.urandom(3000)
+        text = base64.b64encode(data).decode()
+        pem = "\r\n".join(text[i : i + 64] for i in range(0, len(text), 64))  # the widest wrapping in use
+        assert uploads._save(f"data:video/mp4;base64,{pem}\r\n").read_bytes() == data
+
+        def scanned(encoded: str) -> str:
+            raise AssertionError("an upload far over the limit was scanned")
+
+        monkeypatch.setattr(service_module, "_base64_payload", scanned)
+        with pytest.raises(ValueError, match="over 3000 bytes"):
+            uploads._save("A" * 10_000)
+    finally:
+        uploads.close()
+
+
 def test_a_body_over_the_limit_is_refused_with_413(service: Served) -> None:
     body = {"items": [{"video_base64": "A" * service.body_limit}]}
     response = httpx.post(f"{service.url}/v1/score", json=body, headers=AUTH, timeout=60)

@@ -218,6 +218,8 @@ class _Uploads:
             raise
 
     def _save(self, encoded: str) -> Path:
+        if len(encoded) > _longest_text(self.limit):  # refused before any pass over hundreds of MiB
+            raise ValueError(f"video_base64: the upload is over {self.limit} bytes")
         encoded = _base64_payload(encoded)
         if len(encoded) > 4 * (self.limit // 3 + 1):
             raise ValueError(f"video_base64: the upload is over {self.limit} bytes")
@@ -233,6 +235,12 @@ class _Uploads:
 
     def close(self) -> None:
         self._folder.cleanup()
+
+
+def _longest_text(limit: int) -> int:
+    """The most characters an upload of ``limit`` bytes can take as clients write it: its base64 wrapped in
+    lines of 64 characters ended by CRLF (PEM's, the narrowest in use), after a ``data:`` URL's header."""
+    return 4 * (limit // 3 + 1) * 66 // 64 + 1024
 
 
 def _base64_payload(encoded: str) -> str:
