@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import subprocess
 import sys
 import threading
@@ -642,6 +643,68 @@ def test_the_good_body_of_the_invalid_cases_is_accepted(
     )
     assert response.status_code == 200, response.text
     assert response.json()["model"] == "tiny"
+
+
+@pytest.fixture(scope="module")
+def fixed_server() -> Iterator[str]:
+    with serving(FixedAnswers("tiny"), model_id="tiny") as url:
+        yield url
+
+
+def _json_error(body: bytes) -> str:
+    """What the JSON parser says is wrong with ``body``, and where."""
+    try:
+        json.loads(body)
+    except json.JSONDecodeError as error:
+        return f"{error.msg} at character {error.pos}"
+    raise AssertionError(f"{body!r} is valid JSON")
+
+
+_CHAT = "/v1/chat/completions"
+_BROKEN_JSON = b'{"model": "tiny", "messages": ['
+_WRONG_TYPE = b'{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": "many"}'
+REFUSED: dict[str, tuple[str, str, bytes, int, str | None, list[str]]] = {
+    # name: (method, path, JSON body, status, param, parts of the message)
+    "unknown route": ("GET", "/v1/nothing", b"", 404, None, ["Not Found: GET /v1/nothing"]),
+    "wrong method": ("GET", _CHAT, b"", 405, None, [f"Method Not Allowed: GET {_CHAT}", "(allowed: POST)"]),
+    "malformed JSON": ("POST", _CHAT, _BROKEN_JSON, 400, None, ["not valid JSON", _json_error(_BROKEN_JSON)]),
+    "not UTF-8": ("POST", _CHAT, b"\xff\xfe{", 400, None, [f"error parsing the body: POST {_CHAT}", "can't decode"]),
+    "no body": ("POST", _CHAT, b"", 400, None, ["the request has no body"]),
+    "not an object": ("POST", _CHAT, b"[1, 2]", 400, None, ["the body must be a JSON object"]),
+    "wrong type": ("POST", _CHAT, _WRONG_TYPE, 400, "max_tokens", ["max_tokens: Input should be a valid integer"]),
+}
+
+
+@pytest.mark.parametrize("case", REFUSED, ids=list(REFUSED))
+def test_fastapis_own_refusals_answer_in_openais_error_body(case: str, fixed_server: str) -> None:
+    method, path, body, status, param, parts = REFUSED[case]
+    headers = {"content-type": "application/json"} if method == "POST" else {}
+    response = httpx.request(method, f"{fixed_server}{path}", content=body, headers=headers, timeout=10)
+    assert response.status_code == status, response.text
+    assert set(response.json()) == {"error"}, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] == param
+    assert "\n" not in error["message"]
+    for part in parts:
+        assert part in error["message"]
+
+
+def test_a_refused_method_keeps_the_allow_header(fixed_server: str) -> None:
+    response = httpx.delete(f"{fixed_server}/v1/models", timeout=10)
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET"
+    assert "(allowed: GET)" in response.json()["error"]["message"]
+
+
+def test_the_openai_client_reads_the_message_of_an_unknown_route(fixed_server: str) -> None:
+    wrong_prefix = openai.OpenAI(base_url=f"{fixed_server}/v2", api_key="unused", max_retries=0, timeout=10)
+    with pytest.raises(openai.NotFoundError) as refused:
+        wrong_prefix.models.list()
+    assert isinstance(refused.value.body, dict)
+    assert refused.value.body["message"] == "Not Found: GET /v2/models"
+    assert refused.value.type == "invalid_request_error"
 
 
 # ---------------------------------------------------------------------------------------------------------------

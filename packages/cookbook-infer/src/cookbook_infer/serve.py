@@ -20,10 +20,11 @@ weaker one.
 
 Sampling fields a request leaves out take :attr:`ServeSettings.sampling` (greedy by default, unlike OpenAI's
 temperature 1). ``n`` must be 1 and ``stream`` false: streaming is not supported, and a request asking for it
-gets a 400 response. Errors use OpenAI's body ``{"error": {"message", "type", "param", "code"}}``; invalid
-fields get 400 with ``param`` naming the field. ``finish_reason`` is ``"length"`` when the token limit cut the
-answer off and ``"stop"`` when it ended by itself; ``usage.prompt_tokens`` counts the prompt's tokens, video
-tokens included.
+gets a 400 response. Errors use OpenAI's body ``{"error": {"message", "type", "param", "code"}}``, FastAPI's own
+refusals included (an unknown route 404, a wrong method 405, a body that is not a JSON object 400); invalid
+fields get 400, as with OpenAI and vLLM (not FastAPI's 422), with ``param`` naming the field. ``finish_reason``
+is ``"length"`` when the token limit cut the answer off and ``"stop"`` when it ended by itself;
+``usage.prompt_tokens`` counts the prompt's tokens, video tokens included.
 
 One request holds the model's only thread while it generates, so the work it may ask for is bounded: more new
 tokens than :attr:`ServeSettings.max_tokens_limit`, more frames of a video than ``max_frames_limit`` (its
@@ -40,7 +41,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +51,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import Field, ValidationError, model_validator
-from pydantic_core import ErrorDetails
+from starlette.exceptions import HTTPException
 
 from cookbook_data.schemas import (
     AssistantMessage,
@@ -83,6 +84,7 @@ from cookbook_infer.backends.base import Backend, Generation, SamplingSettings
 from cookbook_infer.batching import DynamicBatcher, QueueFull, ShuttingDown
 from cookbook_infer.frame_rules import layer_vision
 from cookbook_infer.guarded_app import guarded_app
+from cookbook_infer.refusals import describe_problems, describe_refusal, problem_field
 
 __all__ = ["ServeSettings", "create_app", "run_server"]
 
@@ -201,25 +203,8 @@ class APIError(Exception):
         self.body = ErrorResponse(error=ErrorBody(message=message, type=kind, param=param, code=code))
 
 
-def _error_response(error: APIError) -> JSONResponse:
-    return JSONResponse(error.body.model_dump(), status_code=error.status)
-
-
-def _location(loc: Sequence[int | str]) -> str | None:
-    """The dotted field path of a validation error; None for an error of the whole body (a model validator)."""
-    parts = [str(item) for item in loc]
-    if parts and parts[0] == "body":
-        parts = parts[1:]
-    return ".".join(parts) or None
-
-
-def _describe(errors: Sequence[ErrorDetails]) -> str:
-    """Validation errors as one line, each prefixed by the field it concerns (when it concerns one)."""
-    described = []
-    for error in errors:
-        where = _location(error["loc"])
-        described.append(f"{where}: {error['msg']}" if where else error["msg"])
-    return "; ".join(described)
+def _error_response(error: APIError, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error.body.model_dump(), status_code=error.status, headers=headers)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -279,7 +264,7 @@ class _Translator:
         try:
             vision = VisionSettings.model_validate(layer_vision(self.settings.vision.model_dump(), request_vision, own))
         except ValidationError as error:
-            raise APIError(400, f"{param}: {_describe(error.errors())}", param=param) from None
+            raise APIError(400, f"{param}: {describe_problems(error.errors())}", param=param) from None
         if problem := self.settings.vision_over_limits(vision):
             raise APIError(400, f"{param}: {problem}", param=param)
         return vision.video_part(str(path))
@@ -298,7 +283,7 @@ class _Translator:
         try:
             sampling = SamplingSettings.model_validate(self.settings.sampling.model_dump() | updates)
         except ValidationError as error:
-            raise APIError(400, _describe(error.errors())) from None
+            raise APIError(400, describe_problems(error.errors())) from None
         asked_by = "max_completion_tokens" if request.max_completion_tokens is not None else "max_tokens"
         if problem := self.settings.tokens_over_limit(asked_by, sampling.max_new_tokens):
             raise APIError(400, problem, param=asked_by)
@@ -353,9 +338,18 @@ def create_app(backend: Backend, settings: ServeSettings) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
-        items = list(error.errors())
-        param = _location(items[0]["loc"]) if items else None
-        return _error_response(APIError(400, _describe(items) or "invalid request", param=param))
+        """A body that is not JSON or fails validation: 400 as OpenAI and vLLM answer it, not FastAPI's 422."""
+        problems = list(error.errors())
+        param = problem_field(problems[0]) if problems else None
+        return _error_response(APIError(400, describe_problems(problems), param=param))
+
+    @app.exception_handler(HTTPException)
+    async def _refused(request: Request, error: HTTPException) -> JSONResponse:
+        """The router's own refusals (no such route, no such method, a body that cannot be parsed) in OpenAI's
+        body rather than FastAPI's ``{"detail": ...}``, keeping their headers (a 405's ``Allow``)."""
+        kind = "server_error" if error.status_code >= 500 else "invalid_request_error"
+        refused = APIError(error.status_code, describe_refusal(request, error), kind=kind)
+        return _error_response(refused, error.headers)
 
     errors: dict[int | str, dict[str, Any]] = {400: {"model": ErrorResponse}, 401: {"model": ErrorResponse}}
 
