@@ -277,7 +277,7 @@ def test_bad_json_and_bad_fields_get_400_and_the_server_lives_on(service: Served
         httpx.post(f"{url}/get_reward", json={"query": ["/a.mp4"], "prompts": ["a", "b"]}, headers=AUTH),
     ]
     assert [r.status_code for r in bad] == [400] * len(bad)
-    assert bad[0].json()["error"]["message"].startswith("body: invalid JSON at character 1 (")
+    assert bad[0].json()["error"]["message"].startswith("the body is not valid JSON: Expecting property name")
     assert "items" in bad[1].json()["error"]["message"]
     assert "colour" in bad[3].json()["error"]["message"]
     assert httpx.get(f"{url}/healthz").json()["status"] == "ok"

@@ -120,12 +120,27 @@ DEEP = b"[" * 250 + b"]" * 250
 @pytest.mark.parametrize(
     ("body", "content_type", "status", "message"),
     [
-        (b"", "application/json", 400, "body: Field required"),
-        (b"{not json", "application/json", 400, "body: invalid JSON at character 1 (Expecting property name"),
+        (b"", "application/json", 400, "the request has no body (send a JSON object)"),
+        (
+            b"{not json",
+            "application/json",
+            400,
+            "the body is not valid JSON: Expecting property name enclosed in double quotes at character 1",
+        ),
         (b'{"items": 5}', "application/json", 400, "items: Input should be a valid list"),
-        (b"[1, 2]", "application/json", 400, "body: Input should be a valid dictionary or object to extract fields"),
-        (b'{"items": [{"video": "/a.mp4"}]}', "text/plain", 400, "body: Input should be a valid dictionary or object"),
-        (b'{"items": [{"video": "/a\xff.mp4"}]}', "application/json", 400, "There was an error parsing the body ("),
+        (b"[1, 2]", "application/json", 400, "the body must be a JSON object sent as application/json"),
+        (
+            b'{"items": [{"video": "/a.mp4"}]}',
+            "text/plain",
+            400,
+            "the body must be a JSON object sent as application/json",
+        ),
+        (
+            b'{"items": [{"video": "/a\xff.mp4"}]}',
+            "application/json",
+            400,
+            "There was an error parsing the body: POST /v1/score (",
+        ),
         (b'\xef\xbb\xbf{"items": [{"video": "/a.mp4"}]}', "application/json", 200, None),  # a byte-order mark
         ('{"items": [{"video": "/a.mp4"}]}'.encode("utf-16"), "application/json", 200, None),
         (b'{"items": [{"video": "/a.mp4", "trajectory": ' + DEEP + b"}]}", "application/vnd.x+json", 200, None),

@@ -9,6 +9,7 @@ All models forbid unknown fields, so a typo in a hand-written manifest is an err
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
@@ -36,11 +37,16 @@ def describe_validation_error(error: ValidationError) -> str:
     error, " prefix: it already says what is wrong and with which fields."""
     parts = []
     for item in error.errors():
-        cause = item.get("ctx", {}).get("error")
-        message = str(cause) if item["type"] == "value_error" and cause is not None else item["msg"]
         where = ".".join(str(loc) for loc in item["loc"])
-        parts.append(f"{where}: {message}" if where else message)
+        parts.append(f"{where}: {problem_message(item)}" if where else problem_message(item))
     return "; ".join(parts)
+
+
+def problem_message(problem: Mapping[str, Any]) -> str:
+    """The message of one of a ValidationError's problems; a validator's own ``ValueError`` as it was raised,
+    without the "Value error, " pydantic puts before it."""
+    cause = problem.get("ctx", {}).get("error")
+    return str(cause) if problem["type"] == "value_error" and cause is not None else str(problem["msg"])
 
 
 class Strict(BaseModel):

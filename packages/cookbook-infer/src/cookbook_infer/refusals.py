@@ -15,6 +15,8 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
+from cookbook_data.schemas import problem_message
+
 __all__ = ["describe_problem", "describe_problems", "describe_refusal", "problem_field"]
 
 _NOT_AN_OBJECT = "the body must be a JSON object sent as application/json"
@@ -45,8 +47,8 @@ def describe_problem(problem: Mapping[str, Any]) -> str:
         return f"the body is not valid JSON: {problem['ctx']['error']} at character {problem['loc'][-1]}"
     if tuple(problem["loc"]) == ("body",) and problem["type"] in _WHOLE_BODY:
         return _WHOLE_BODY[problem["type"]]
-    field = problem_field(problem)
-    return f"{field}: {problem['msg']}" if field is not None else str(problem["msg"])
+    field, message = problem_field(problem), problem_message(problem)
+    return f"{field}: {message}" if field is not None else message
 
 
 def describe_problems(problems: Sequence[Mapping[str, Any]]) -> str:

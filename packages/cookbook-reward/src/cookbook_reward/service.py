@@ -57,6 +57,7 @@ from cookbook_data.schemas import ScoreRecord, VideoSample
 from cookbook_infer.access import MediaRefused, bearer_token_matches, local_media
 from cookbook_infer.batching import DynamicBatcher, QueueFull, ShuttingDown
 from cookbook_infer.guarded_app import guarded_app
+from cookbook_infer.refusals import describe_problems, describe_refusal
 from cookbook_infer.run import Item, Prepares
 from cookbook_reward.config import RewardServiceSettings
 from cookbook_reward.health import address_noted, local_url
@@ -483,14 +484,6 @@ async def _disconnected(receive: Receive) -> None:
         pass  # an empty body message, pending since the body's last part
 
 
-def _problem(error: dict[str, Any]) -> str:
-    """One problem of a request that failed validation: ``field.path: message``, or where in the body its JSON
-    breaks (FastAPI locates a syntax error by character, not by field)."""
-    if error["type"] == "json_invalid":
-        return f"body: invalid JSON at character {error['loc'][-1]} ({error['ctx']['error']})"
-    return f"{'.'.join(str(p) for p in error['loc'][1:]) or 'body'}: {error['msg']}"
-
-
 _Body = TypeVar("_Body", bound=BaseModel)
 
 
@@ -603,14 +596,11 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
-        return _error(400, "; ".join(_problem(item) for item in error.errors()) or "invalid request")
+        return _error(400, describe_problems(error.errors()))
 
     @app.exception_handler(HTTPException)
     async def _refused(request: Request, error: HTTPException) -> JSONResponse:
-        """FastAPI's and Starlette's own refusals: no such route (404) or method (405), a body that is not JSON
-        in UTF-8 or nests too deep to parse (400, with the parser's reason)."""
-        cause = f" ({error.__cause__})" if error.__cause__ is not None else ""
-        return _error(error.status_code, f"{error.detail}{cause}", error.headers)
+        return _error(error.status_code, describe_refusal(request, error), error.headers)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
