@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -103,5 +104,60 @@ def test_a_cosmos_rl_lora_export_merges_into_the_base_model(tiny_checkpoints: Ti
     save_file(adapters, step / "adapter_model.safetensors")
 
     after = load_pretrained(str(export_checkpoint(step, tmp_path / "exported"))).model.state_dict()
+    assert {name for name in before if not torch.equal(before[name], after[name])} == set(expected)
+    assert all(torch.allclose(after[name], tensor, atol=1e-5) for name, tensor in expected.items())
+
+
+def write_adapter(folder: Path, base: Path, target: str, rename: Callable[[int, str], str]) -> dict[str, torch.Tensor]:
+    """A peft adapter folder on ``base`` with random weights for each linear layer whose name ends with ``target``,
+    each saved under ``rename(index, module name)``; returns the merged weights it should give, by weight name."""
+    before = load_pretrained(str(base)).model.state_dict()
+    folder.mkdir()
+    settings = {
+        "peft_type": "LORA",
+        "r": 2,
+        "lora_alpha": 2,
+        "target_modules": [target],
+        "base_model_name_or_path": str(base),
+    }
+    (folder / "adapter_config.json").write_text(json.dumps(settings))
+    torch.manual_seed(0)
+    adapters, expected = {}, {}
+    linear = [name for name, weight in before.items() if name.endswith(f".{target}.weight") and weight.dim() == 2]
+    for index, name in enumerate(linear):
+        a, b = torch.randn(2, before[name].shape[1]), torch.randn(before[name].shape[0], 2)
+        module = rename(index, name.removesuffix(".weight"))
+        adapters[f"base_model.model.{module}.lora_A.weight"] = a
+        adapters[f"base_model.model.{module}.lora_B.weight"] = b
+        expected[name] = before[name] + b @ a
+    save_file(adapters, folder / "adapter_model.safetensors")
+    return expected
+
+
+@pytest.mark.parametrize(("renamed", "unused"), [(1, 4), (2, 2)], ids=["none-match", "half-match"])
+def test_an_adapter_whose_tensors_match_no_module_is_refused(
+    tiny_checkpoints: TinyCheckpoints, tmp_path: Path, renamed: int, unused: int
+) -> None:
+    base = tiny_checkpoints("reason1")
+
+    def rename(index: int, module: str) -> str:  # another model's layout for every `renamed`-th layer
+        return module.replace("model.language_model.layers", "transformer.h") if index % renamed == 0 else module
+
+    write_adapter(tmp_path / "adapter", base, "q_proj", rename)
+    with pytest.raises(ValueError, match=rf"{unused} adapter tensors match no module .*transformer\.h\.0\.self_attn"):
+        export_checkpoint(tmp_path / "adapter", tmp_path / "exported")
+    assert not (tmp_path / "exported").exists()
+
+
+def test_modules_peft_wraps_beyond_the_adapter_s_tensors_merge_as_nothing(
+    tiny_checkpoints: TinyCheckpoints, tmp_path: Path
+) -> None:
+    base = tiny_checkpoints("reason1")
+    # "proj" makes peft wrap the vision patch embedding (a Conv3d) too, which cosmos-rl (nn.Linear only) does not train.
+    expected = write_adapter(tmp_path / "adapter", base, "proj", lambda index, module: module)
+    assert "model.visual.patch_embed.proj.weight" not in expected and len(expected) == 2
+
+    before = load_pretrained(str(base)).model.state_dict()
+    after = load_pretrained(str(export_checkpoint(tmp_path / "adapter", tmp_path / "exported"))).model.state_dict()
     assert {name for name in before if not torch.equal(before[name], after[name])} == set(expected)
     assert all(torch.allclose(after[name], tensor, atol=1e-5) for name, tensor in expected.items())

@@ -3,6 +3,8 @@
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from cookbook_data.records import JsonlWriter, read_records
 from cookbook_infer.backends.base import SamplingSettings
 from cookbook_infer.backends.transformers import TransformersBackend
@@ -72,3 +74,12 @@ def test_grpo_raises_the_mean_reward_for_emitting_a_chosen_token(
     again = train_grpo_local(config, rewards=[(starts_with_target, 1.0)])
     assert again.resumed_from == tmp_path / "run" / "checkpoints" / "step_8" and again.metrics == []
     assert list(read_records(tmp_path / "run" / METRICS, StepMetrics)) == logged
+
+    # A rerun that plans more steps on a decaying schedule is refused: it cannot stretch from 8 steps to 10.
+    longer = config.model_copy(update={"max_steps": 10, "lr_schedule": "cosine"})
+    with pytest.raises(
+        ValueError,
+        match=r"step_8: trained for 8 steps, and this run plans 10 .* cannot stretch a cosine learning-rate schedule",
+    ):
+        train_grpo_local(longer, rewards=[(starts_with_target, 1.0)])
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["step_4", "step_8"]

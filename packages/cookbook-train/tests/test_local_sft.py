@@ -98,3 +98,37 @@ def test_a_resumed_full_fine_tune_continues_from_the_checkpoint_s_weights(
     save_file({name.replace("model.layers.", "model.blocks."): t for name, t in tensors.items()}, saved)
     with pytest.raises(ValueError, match=r"checkpoint-1: the checkpoint's weights do not fit .* missing_keys \(e\.g\."):
         train_sft_local(config)
+
+
+@pytest.mark.parametrize(
+    ("longer", "planned"), [({"max_steps": 4}, 4), ({"epochs": 3, "max_steps": None}, 9)], ids=["max_steps", "epochs"]
+)
+def test_a_resumed_run_that_plans_more_steps_is_refused(
+    tiny_checkpoints: TinyCheckpoints, datasets: Any, tmp_path: Path, longer: dict[str, Any], planned: int
+) -> None:
+    # Three samples, one a step: two epochs are six steps, cut to two by max_steps. The trainer would resume the
+    # optimizer at the end of the 2-step linear decay (learning rate 0) and then jump onto the longer schedule.
+    config = SFTConfig(
+        backend="local",
+        model=str(tiny_checkpoints("reason1")),
+        dataset=datasets("sft", "reason1"),
+        output_dir=tmp_path / "run",
+        lr=1e-2,
+        lr_schedule="linear",
+        epochs=2,
+        max_steps=2,
+        batch_size=1,
+        mini_batch=1,
+        save_every=1,
+        gradient_checkpointing=False,
+        local={"device": "cpu"},
+    )
+    assert train_sft_local(config).steps == 2
+    with pytest.raises(
+        ValueError, match=rf"checkpoint-2: trained for 2 steps, and this run plans {planned} .* cannot stretch a linear"
+    ):
+        train_sft_local(config.model_copy(update=longer))
+    assert sorted(path.name for path in (tmp_path / "run" / "checkpoints").glob("checkpoint-*")) == [
+        "checkpoint-1",
+        "checkpoint-2",
+    ]

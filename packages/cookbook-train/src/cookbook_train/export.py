@@ -92,6 +92,32 @@ def adapter_config(folder: Path) -> Any:
     return LoraConfig(**{key: value for key, value in settings.items() if key in fields})
 
 
+def _with_adapter(model: Any, source: Path, config: Any, base: str) -> Any:
+    """``model`` with the adapter of ``source`` loaded, refusing an adapter any of whose tensors loads into no module.
+
+    peft loads adapter weights by name and skips the names it does not find: an adapter trained on another model,
+    or saved under other module names, would merge as nothing (the new LoRA matrices start at zero) and export the
+    base weights as if trained. No partial load is legitimate either: each tensor left over is a trained weight the
+    merge would drop. The converse is legitimate: peft may wrap a targeted module the trainer did not (cosmos-rl
+    adapts only ``nn.Linear`` layers, peft a convolution of the same name too), and such a module, with no weights
+    in the file, keeps its zero-initialised product and merges as nothing.
+    The legacy names of checkpoints that transformers renames on load (cosmos-rl writes Qwen2.5-VL's) are mapped
+    as ``PeftModel.from_pretrained`` maps them.
+    """
+    from peft import PeftModel
+
+    config.inference_mode = True
+    peft_model = PeftModel(model, config)
+    mapping = getattr(model, "_checkpoint_conversion_mapping", None) or {}
+    unused = peft_model.load_adapter(str(source), "default", key_mapping=mapping).unexpected_keys
+    if unused:
+        raise ValueError(
+            f"{source}: {len(unused)} adapter tensors match no module of {base} (e.g. {', '.join(unused[:3])}); "
+            "was the adapter trained on another model, or saved under other module names?"
+        )
+    return peft_model
+
+
 def export_checkpoint(source: Path, out: Path, *, base: str | None = None) -> Path:
     """Load ``source`` (a checkpoint folder, or an adapter folder merged into ``base``) and save it to ``out``.
 
@@ -102,14 +128,12 @@ def export_checkpoint(source: Path, out: Path, *, base: str | None = None) -> Pa
     adapter = source / ADAPTER_CONFIG
     model: Any
     if adapter.is_file():
-        from peft import PeftModel
-
         config = adapter_config(source)
         base = base or config.base_model_name_or_path
         if not base:
             raise ValueError(f"{source}: a LoRA adapter without base_model_name_or_path; pass the base model")
         loaded = load_pretrained(base, processor_from=_processor_folder(source, base))
-        model = PeftModel.from_pretrained(loaded.model, str(source), config=config)
+        model = _with_adapter(loaded.model, source, config, base)
     elif not (source / "config.json").is_file():
         raise FileNotFoundError(f"{source}: neither a checkpoint (config.json) nor a LoRA adapter ({ADAPTER_CONFIG})")
     elif (processor := _processor_folder(source, base)) is None:

@@ -89,6 +89,22 @@ def total_steps(config: TrainConfig, steps_per_epoch: int) -> int:
     return by_epochs if config.max_steps is None else min(config.max_steps, by_epochs)
 
 
+def refuse_another_schedule(checkpoint: Path, planned: int, steps: int, schedule: str) -> None:
+    """Refuse to resume ``checkpoint``, trained for ``planned`` steps, for a run of ``steps`` (``epochs``,
+    ``max_steps``, ``batch_size`` or the train split changed) whose learning-rate ``schedule`` decays over them.
+
+    A linear or cosine schedule cannot stretch on resume: the optimizer comes back at the checkpoint's learning rate
+    (0 when the earlier run had decayed to its end), and the rebuilt schedule then jumps to the new one's value at
+    that step, so the run would follow neither schedule. A constant one does not depend on the total and may go on.
+    """
+    if planned != steps and schedule != "constant":
+        raise ValueError(
+            f"{checkpoint}: trained for {planned} steps, and this run plans {steps} (epochs, max_steps, batch_size "
+            f"or the train split changed); a resumed run cannot stretch a {schedule} learning-rate schedule: keep "
+            "those settings, or start a new run (a new output_dir) whose model is this run's export"
+        )
+
+
 def is_peft(model: Any) -> bool:
     """Whether ``model`` carries peft adapters."""
     from peft import PeftModel

@@ -47,6 +47,7 @@ from cookbook_train.local._model import (
     TrainingModel,
     is_peft,
     load_for_training,
+    refuse_another_schedule,
     total_steps,
 )
 from cookbook_train.rewards import WeightedReward, reward_functions, reward_name, total_reward
@@ -164,7 +165,7 @@ class _Checkpoints:
                 found.append((int(path.name.removeprefix("step_")), path))
         return sorted(found)
 
-    def save(self, step: int, model: Any, optimizer: Any, scheduler: Any) -> Path:
+    def save(self, step: int, total_steps: int, model: Any, optimizer: Any, scheduler: Any) -> Path:
         import torch
 
         path = self.folder / f"step_{step}"
@@ -176,7 +177,7 @@ class _Checkpoints:
         torch.save(trainable, staging / "trainable.pt")
         torch.save(optimizer.state_dict(), staging / "optimizer.pt")
         torch.save(scheduler.state_dict(), staging / "scheduler.pt")
-        (staging / STATE).write_text(json.dumps({"step": step}) + "\n")
+        (staging / STATE).write_text(json.dumps({"step": step, "total_steps": total_steps}) + "\n")
         if path.exists():
             shutil.rmtree(path)
         staging.rename(path)
@@ -184,13 +185,20 @@ class _Checkpoints:
             shutil.rmtree(old)
         return path
 
-    def restore(self, model: Any, optimizer: Any, scheduler: Any) -> tuple[int, Path | None]:
+    def restore(
+        self, total_steps: int, schedule: str, model: Any, optimizer: Any, scheduler: Any
+    ) -> tuple[int, Path | None]:
+        """Load the newest checkpoint of a run of ``total_steps`` on ``schedule``; returns its step and folder
+        (0, None if there is none)."""
         import torch
 
         steps = self._steps()
         if not steps:
             return 0, None
         step, path = steps[-1]
+        # A checkpoint from before the total was recorded cannot be checked.
+        planned = json.loads((path / STATE).read_text()).get("total_steps", total_steps)
+        refuse_another_schedule(path, planned, total_steps, schedule)
         trainable = torch.load(path / "trainable.pt", map_location="cpu")
         result = model.load_state_dict(trainable, strict=False)
         if result.unexpected_keys:
@@ -342,7 +350,11 @@ class GRPOLoop:
             num_training_steps=self.total_steps,
         )
         checkpoints = _Checkpoints(run / CHECKPOINTS, config.keep_checkpoints)
-        start, resumed = checkpoints.restore(model, optimizer, scheduler) if config.resume else (0, None)
+        start, resumed = (
+            checkpoints.restore(self.total_steps, config.lr_schedule, model, optimizer, scheduler)
+            if config.resume
+            else (0, None)
+        )
         log = MetricsLog(run / METRICS, start)
         names = [reward_name(fn) for fn, _ in self.rewards]
         for step in range(start, self.total_steps):
@@ -370,7 +382,7 @@ class GRPOLoop:
             if "val_reward" in line or (step + 1) % config.local.logging_steps == 0 or step + 1 == self.total_steps:
                 log.write(step + 1, line)
             if (step + 1) % config.save_every == 0 or step + 1 == self.total_steps:
-                checkpoints.save(step + 1, model, optimizer, scheduler)
+                checkpoints.save(step + 1, self.total_steps, model, optimizer, scheduler)
         final = save_hf(model, self.training.processor, run / FINAL, dtype=self.training.compute_dtype)
         return LocalResult(final=final, steps=self.total_steps, resumed_from=resumed, metrics=log.lines)
 

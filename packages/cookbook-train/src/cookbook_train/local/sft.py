@@ -11,6 +11,7 @@ except how a full fine-tune's weights come back from a checkpoint (:func:`load_c
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from cookbook_train.local._model import (
     MetricsLog,
     is_peft,
     load_for_training,
+    refuse_another_schedule,
     total_steps,
 )
 
@@ -150,6 +152,9 @@ def train_sft_local(config: SFTConfig) -> LocalResult:
         disable_tqdm=True,
     )
     start, last = (last_checkpoint(checkpoints) if config.resume else None) or (0, None)
+    if last is not None:
+        planned = json.loads((last / "trainer_state.json").read_text())["max_steps"]
+        refuse_another_schedule(last, planned, args.max_steps, config.lr_schedule)
     log = MetricsLog(run / METRICS, start)
     trainer = _trainer_class()(
         model=loaded.model,
