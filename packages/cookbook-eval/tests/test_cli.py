@@ -156,6 +156,55 @@ def test_videophy2_refuses_predictions_of_another_task_in_one_line(
     assert not out.exists()
 
 
+def test_videophy2_refuses_scores_of_no_kind_compared_with_the_label_in_one_line(
+    tmp_path: Path, run_files: tuple[Path, Path, Path]
+) -> None:
+    manifest, _, scores = run_files  # physics_likert scores only, as `cookbook-reward score --scorer likert` writes
+    out = tmp_path / "x"
+    result = run_cli(
+        "videophy2", "--manifest", str(manifest), "--scores", str(scores), "--label-field", "sa", "--out", str(out)
+    )
+    assert result.returncode == 1
+    assert (
+        f"no sample evaluated: {scores}: none of its 8 score records is of kind instruction_likert (or "
+        "videophy2_joint), which label `sa` is compared with: it holds physics_likert (8); --label-field pc reads "
+        "physics_likert"
+    ) in result.stderr
+    assert len(result.stderr.splitlines()) == 2 and "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_videophy2_refuses_predictions_of_another_manifest_in_one_line(
+    tmp_path: Path, run_files: tuple[Path, Path, Path]
+) -> None:
+    manifest, predictions, _ = run_files
+    rows = [json.loads(line) for line in predictions.read_text().splitlines()]
+    write_jsonl(predictions, [{**row, "sample_id": f"other-{row['sample_id']}"} for row in rows])
+    out = tmp_path / "x"
+    result = run_cli("videophy2", "--manifest", str(manifest), "--predictions", str(predictions), "--out", str(out))
+    assert result.returncode == 1
+    assert (
+        f"no sample evaluated: {predictions}: none of the 7 samples it answers is a labelled sample of {manifest}: "
+        "7 not in it (first ids: other-c0, other-c1, other-c2, other-c3, other-c4, other-c5, other-c6;"
+    ) in result.stderr
+    assert len(result.stderr.splitlines()) == 2 and "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_videophy2_table_shows_score_records_of_other_kinds(tmp_path: Path, run_files: tuple[Path, Path, Path]) -> None:
+    manifest, _, scores = run_files
+    args = ["videophy2", "--manifest", str(manifest), "--scores", str(scores), "--bootstrap", "0", "--out"]
+    alone = CliRunner().invoke(app, [*args, str(tmp_path / "alone")])
+    assert alone.exit_code == 0, alone.output
+    assert "other kinds" not in alone.output
+    with scores.open("a") as handle:
+        for sample_id in ("c0", "c1"):
+            handle.write(json.dumps({"sample_id": sample_id, "score": 1.0, "score_kind": "reward_model_yes_no"}) + "\n")
+    mixed = CliRunner().invoke(app, [*args, str(tmp_path / "mixed")])
+    assert mixed.exit_code == 0, mixed.output
+    assert re.search(r"score records of other kinds \(not read\)\s+│\s+2\b", mixed.output)
+
+
 def test_report_command_compares_two_runs(tmp_path: Path, run_files: tuple[Path, Path, Path]) -> None:
     manifest, predictions, scores = run_files
     runner = CliRunner()

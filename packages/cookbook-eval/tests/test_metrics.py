@@ -1,4 +1,5 @@
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -292,10 +293,11 @@ def test_summary_reports_missing_unlabelled_unparseable_and_duplicates(tmp_path:
 
 def test_first_ids_are_capped(tmp_path: Path) -> None:
     samples = [sample(f"s{i}", pc=3) for i in range(30)]
-    summary = summarize_videophy2(samples, config(tmp_path, bootstrap=0, max_listed_ids=5), predictions=[])
-    assert summary.coverage.missing.count == 30
-    assert summary.coverage.missing.first_ids == ["s0", "s1", "s2", "s3", "s4"]
-    assert summary.likert is not None and summary.likert.exact_accuracy.value is None
+    cfg = config(tmp_path, bootstrap=0, max_listed_ids=5)
+    summary = summarize_videophy2(samples, cfg, predictions=[prediction("s0", "3")])
+    assert summary.coverage.missing.count == 29
+    assert summary.coverage.missing.first_ids == ["s1", "s2", "s3", "s4", "s5"]
+    assert summary.likert is not None and summary.likert.exact_accuracy.value == 1.0
 
 
 def test_scores_of_both_kinds_give_the_joint_metric(tmp_path: Path) -> None:
@@ -701,3 +703,101 @@ def test_a_joint_record_without_an_adherence_answer_for_lack_of_a_caption_is_not
     assert note.startswith("2 samples") and "silent, blank" in note
     written = VideoPhy2Summary.model_validate_json((tmp_path / "out" / SUMMARY_FILE).read_text())
     assert written.joint is not None and written.joint.n_not_asked == 2
+
+
+def write_labelled_manifest(tmp_path: Path, ids: list[str], captions: bool = True) -> None:
+    write_jsonl(
+        tmp_path / "m.jsonl",
+        [
+            {
+                "id": sample_id,
+                "url": f"https://e.com/{sample_id}.mp4",
+                "caption": "A ball rolls." if captions else None,
+                "labels": {"pc": 3, "sa": 4},
+            }
+            for sample_id in ids
+        ],
+    )
+
+
+def test_scores_of_no_kind_compared_with_the_label_are_refused_naming_the_kinds_and_their_options(
+    tmp_path: Path,
+) -> None:
+    write_labelled_manifest(tmp_path, ["a", "b", "c", "d"])
+    records = [{"sample_id": i, "score": 4.0, "score_kind": "physics_likert"} for i in "abcd"]
+    records.append({"sample_id": "a", "score": 1.0, "score_kind": "reward_model_yes_no"})
+    write_jsonl(tmp_path / "s.jsonl", records)
+    scored = config(tmp_path, predictions=None, scores=tmp_path / "s.jsonl", bootstrap=0)
+
+    with pytest.raises(ValueError) as refusal:
+        evaluate_videophy2(scored.model_copy(update={"label_field": "sa"}))
+    assert str(refusal.value) == (
+        f"no sample evaluated: {tmp_path / 's.jsonl'}: none of its 5 score records is of kind instruction_likert "
+        "(or videophy2_joint), which label `sa` is compared with: it holds physics_likert (4), "
+        "reward_model_yes_no (1); --label-field pc reads physics_likert; reward_model_yes_no is read by no "
+        "VideoPhy-2 metric"
+    )
+    assert not (tmp_path / "out").exists()
+    # A label of the user's own is scored by the kind named, so the other kind is read by naming it instead.
+    own = scored.model_copy(update={"label_field": "plausible", "score_kind": "instruction_likert"})
+    with pytest.raises(ValueError, match="--score-kind physics_likert reads physics_likert"):
+        summarize_videophy2(
+            [sample(i, plausible=3) for i in "abcd"], own, scores=read_records(tmp_path / "s.jsonl", ScoreRecord)
+        )
+    # The option named reads them.
+    summary = evaluate_videophy2(scored)
+    assert (summary.coverage.evaluated, summary.coverage.other_score_records) == (4, 1)
+
+
+def test_predictions_of_another_manifest_are_refused_naming_their_first_ids(tmp_path: Path) -> None:
+    samples = [sample("a", pc=3), sample("b", pc=4), sample("u")]
+    predictions = [prediction(sample_id, "3") for sample_id in ["x1", "x2", "x3", "u"]]
+    with pytest.raises(ValueError) as refusal:
+        summarize_videophy2(samples, config(tmp_path, max_listed_ids=2), predictions=predictions)
+    assert str(refusal.value) == (
+        f"no sample evaluated: {tmp_path / 'p.jsonl'}: none of the 4 samples it answers is a labelled sample of "
+        f"{tmp_path / 'm.jsonl'}: 3 not in it (first ids: x1, x2; made from another manifest?); 1 without label "
+        "`pc` (first ids: u)"
+    )
+    # One answer for a labelled sample is enough for a summary, which counts the others as unlabelled.
+    summary = summarize_videophy2(samples, config(tmp_path), predictions=[*predictions, prediction("a", "3")])
+    assert (summary.coverage.evaluated, summary.coverage.unlabelled.count, summary.coverage.missing.count) == (1, 4, 1)
+
+
+@pytest.mark.parametrize(
+    ("changes", "predictions", "cause"),
+    [
+        (
+            {"label_field": "plausible"},
+            [prediction("a", "3")],
+            "m.jsonl: no sample has label `plausible` (labels found: pc, sa)",
+        ),
+        ({}, [], "p.jsonl: holds no records"),
+        (
+            {"task": "multiple_choice"},
+            [prediction("a", "B")],
+            "m.jsonl: no sample has label `answer` (labels found: pc, sa)",
+        ),
+    ],
+)
+def test_an_evaluation_of_no_sample_is_refused_with_its_cause(
+    tmp_path: Path, changes: dict[str, object], predictions: list[Prediction], cause: str
+) -> None:
+    with pytest.raises(ValueError, match=f"^no sample evaluated: .*{re.escape(cause)}$"):
+        summarize_videophy2([sample("a", pc=3, sa=4)], config(tmp_path, **changes), predictions=predictions)
+
+
+def test_scores_whose_every_question_was_not_asked_are_refused(tmp_path: Path) -> None:
+    write_labelled_manifest(tmp_path, ["a", "b"], captions=False)
+    write_jsonl(
+        tmp_path / "s.jsonl",
+        [{"sample_id": i, "score": None, "score_kind": "videophy2_joint", "rewards": {"physics": 4}} for i in "ab"],
+    )
+    scored = config(tmp_path, predictions=None, scores=tmp_path / "s.jsonl", bootstrap=0)
+    with pytest.raises(
+        ValueError,
+        match=r"s\.jsonl: the 2 labelled samples it scores have no caption, so their adherence question was not "
+        r"asked \(first ids: a, b\)$",
+    ):
+        evaluate_videophy2(scored.model_copy(update={"label_field": "sa"}))
+    assert evaluate_videophy2(scored).coverage.evaluated == 2

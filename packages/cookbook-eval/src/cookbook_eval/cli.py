@@ -48,6 +48,8 @@ def _print_summary(summary: VideoPhy2Summary) -> None:
     table.add_row("unlabelled predictions", str(coverage.unlabelled.count))
     if coverage.duplicates.count:
         table.add_row("duplicate predictions", str(coverage.duplicates.count))
+    if coverage.other_score_records:
+        table.add_row("score records of other kinds (not read)", str(coverage.other_score_records))
     if summary.likert is not None:
         likert = summary.likert
         table.add_row(f"exact accuracy ({likert.label_field})", _estimate(likert.exact_accuracy))
@@ -118,8 +120,10 @@ def videophy2_command(
 
     Unparseable predictions are counted as wrong and reported, never dropped; labelled samples without a
     prediction are reported as missing, and those whose question could not be asked (no caption for the
-    adherence question of a joint score) as not asked. Writes summary.json and config.resolved.json into
-    --out. Settings: defaults < --config TOML < --set key=value < the options here.
+    adherence question of a joint score) as not asked. A run that evaluates no sample fails, naming why (no
+    sample with the label, an empty file, no score of the kind the label is compared with, sample ids the
+    manifest does not hold). Writes summary.json and config.resolved.json into --out. Settings: defaults <
+    --config TOML < --set key=value < the options here.
     """
     from cookbook_eval.config import VideoPhy2Config
     from cookbook_eval.metrics import SUMMARY_FILE, evaluate_videophy2

@@ -26,7 +26,8 @@ LikertKind = Literal["physics_likert", "instruction_likert"]
 
 LIKERT_KIND_OF_LABEL: dict[str, LikertKind] = {"pc": "physics_likert", "sa": "instruction_likert"}
 """The ScoreRecord kind that scores each VideoPhy-2 label, used when ``score_kind`` is not given."""
-LABEL_OF_LIKERT_KIND = {kind: label for label, kind in LIKERT_KIND_OF_LABEL.items()}
+LABEL_OF_LIKERT_KIND: dict[str, str] = {kind: label for label, kind in LIKERT_KIND_OF_LABEL.items()}
+"""The label each Likert kind scores; keyed by `str`, so that any ScoreRecord kind may be looked up."""
 
 ANSWER_OF_INFER_TASK: dict[str, LikertKind | Literal["multiple_choice"] | None] = {
     "critic": "physics_likert",

@@ -16,6 +16,10 @@ inference task whose answers the evaluation would misread are refused
   that are not in the manifest or have no label; **duplicates**: further predictions for an id already seen
   (the first is used). These enter no metric and are counted, with their first ids, in :class:`Coverage`.
 
+An evaluation that evaluates no sample at all is refused with its cause (a manifest without the label, an empty
+file, scores of kinds that do not score the label, sample ids of another manifest): a summary of nothing but
+"n/a" would read as a result.
+
 :func:`evaluate_videophy2` reads the files and writes ``summary.json`` and ``config.resolved.json``; the
 functions it is built from (:func:`likert_metrics`, :func:`binary_metrics`, :func:`joint_metrics`,
 :func:`choice_metrics`, :func:`group_accuracy`, :func:`calibration`) work on plain sequences.
@@ -27,6 +31,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal, get_args
 
 import numpy as np
@@ -234,7 +239,9 @@ class Coverage(Strict):
         "adherence question): no answer to read, so neither evaluated nor unparseable.",
     )
     duplicates: ItemCount = Field(description="Predictions repeating an id already seen; the first one is used.")
-    other_score_records: int = Field(default=0, description="Score records of other kinds, not used.")
+    other_score_records: int = Field(
+        default=0, description="Score records of kinds no metric here reads (neither Likert kind nor joint), left out."
+    )
 
 
 class VideoPhy2Summary(Strict):
@@ -586,9 +593,16 @@ class _Answers:
     duplicates: list[str] = field(default_factory=list)
     models: list[str] = field(default_factory=list)
     records: int = 0
-    other_kinds: int = 0
+    """Predictions, or score records of a kind read here."""
     tasks: Counter[str | None] = field(default_factory=Counter)
     """Predictions per `cookbook-infer run --task` name (None: the record names no task)."""
+    score_kinds: Counter[str] = field(default_factory=Counter)
+    """Score records per kind, those of kinds read nowhere included."""
+
+    @property
+    def other_kinds(self) -> int:
+        """Score records of kinds no VideoPhy-2 metric reads."""
+        return sum(count for kind, count in self.score_kinds.items() if not _is_read_kind(kind))
 
     def model(self, name: str | None) -> None:
         if name is not None and name not in self.models:
@@ -658,14 +672,19 @@ def _check_tasks(tasks: Counter[str | None], config: VideoPhy2Config) -> None:
     )
 
 
+def _is_read_kind(kind: str) -> bool:
+    """Whether score records of ``kind`` are read: the two Likert kinds, and joint records carrying both."""
+    return kind == JOINT_SCORE_KIND or kind in JOINT_REWARD_KEYS
+
+
 def _from_scores(scores: Iterable[ScoreRecord], main_kind: str) -> _Answers:
     """Likert scores per sample: records of the two Likert kinds, and joint records carrying both."""
     answers = _Answers()
     seen: set[tuple[str, str]] = set()
     for record in scores:
         kind = str(record.score_kind)
-        if kind != JOINT_SCORE_KIND and kind not in JOINT_REWARD_KEYS:
-            answers.other_kinds += 1
+        answers.score_kinds[kind] += 1
+        if not _is_read_kind(kind):
             continue
         answers.records += 1
         if (record.sample_id, kind) in seen:
@@ -744,6 +763,11 @@ def _item_count(ids: Sequence[str], limit: int) -> ItemCount:
     return ItemCount(count=len(ids), first_ids=list(ids[:limit]))
 
 
+def _listed(ids: Sequence[str], config: VideoPhy2Config) -> str:
+    """The first ids, as a note or an error lists them."""
+    return ", ".join(ids[: config.max_listed_ids])
+
+
 def _index_samples(samples: Iterable[VideoSample], config: VideoPhy2Config) -> dict[str, VideoSample]:
     indexed: dict[str, VideoSample] = {}
     for sample in samples:
@@ -764,6 +788,84 @@ def _whole_number_text(text: str | None) -> str | None:
     return text if math.isfinite(value) and value.is_integer() else None
 
 
+def _label_name(config: VideoPhy2Config) -> str:
+    """The label the evaluation compares with."""
+    return config.answer_field if config.task == "multiple_choice" else config.label_field
+
+
+def _source(config: VideoPhy2Config) -> Path | None:
+    """The file of predictions or scores evaluated."""
+    return config.predictions if config.scores is None else config.scores
+
+
+def _reader_of(kind: str, config: VideoPhy2Config) -> str:
+    """The option that reads score records of ``kind``, or that none does."""
+    if kind not in LABEL_OF_LIKERT_KIND:
+        return f"{kind} is read by no VideoPhy-2 metric"
+    if config.label_field not in LIKERT_KIND_OF_LABEL:  # a label of the user's own, scored by the kind named
+        return f"--score-kind {kind} reads {kind}"
+    return f"--label-field {LABEL_OF_LIKERT_KIND[kind]} reads {kind}"
+
+
+def _why_no_score_is_read(config: VideoPhy2Config, answers: _Answers) -> str:
+    """Score records are there, but none of the kind the label is compared with: name the kinds found and the
+    options that read them."""
+    found = ", ".join(f"{kind} ({count})" for kind, count in answers.score_kinds.most_common())
+    hints = "; ".join(_reader_of(kind, config) for kind in answers.score_kinds)
+    return (
+        f"{config.scores}: none of its {answers.score_kinds.total()} score records is of kind "
+        f"{config.likert_kind()} (or {JOINT_SCORE_KIND}), which label `{config.label_field}` is compared with: "
+        f"it holds {found}; {hints}"
+    )
+
+
+def _why_no_id_matches(config: VideoPhy2Config, indexed: dict[str, VideoSample], answered: Sequence[str]) -> str:
+    """Answers are there, but none for a labelled sample: name the first ids the manifest lacks or holds
+    unlabelled."""
+    elsewhere = [sample_id for sample_id in answered if sample_id not in indexed]
+    unlabelled = [sample_id for sample_id in answered if sample_id in indexed]
+    cases = []
+    if elsewhere:
+        cases.append(
+            f"{len(elsewhere)} not in it (first ids: {_listed(elsewhere, config)}; made from another manifest?)"
+        )
+    if unlabelled:
+        cases.append(
+            f"{len(unlabelled)} without label `{_label_name(config)}` (first ids: {_listed(unlabelled, config)})"
+        )
+    return (
+        f"{_source(config)}: none of the {len(answered)} samples it answers is a labelled sample of {config.manifest}: "
+        + "; ".join(cases)
+    )
+
+
+def _refuse_nothing_evaluated(
+    config: VideoPhy2Config,
+    indexed: dict[str, VideoSample],
+    labelled: Sequence[str],
+    answers: _Answers,
+    answered: dict[str, _Answer],
+    not_asked: Sequence[str],
+) -> None:
+    """Refuse an evaluation of no sample, naming why: a summary whose every metric is "n/a" would read as a
+    result (and let a pipeline pass) when the files given do not fit each other."""
+    if not labelled:
+        found = ", ".join(sorted({name for sample in indexed.values() for name in sample.labels})) or "none"
+        cause = f"{config.manifest}: no sample has label `{_label_name(config)}` (labels found: {found})"
+    elif not answers.records and not answers.score_kinds:
+        cause = f"{_source(config)}: holds no records"
+    elif not answered:
+        cause = _why_no_score_is_read(config, answers)
+    elif not_asked:
+        cause = (
+            f"{_source(config)}: the {len(not_asked)} labelled samples it scores have no caption, so their adherence "
+            f"question was not asked (first ids: {_listed(not_asked, config)})"
+        )
+    else:
+        cause = _why_no_id_matches(config, indexed, list(answered))
+    raise ValueError(f"no sample evaluated: {cause}")
+
+
 def summarize_videophy2(
     samples: Iterable[VideoSample],
     config: VideoPhy2Config,
@@ -771,7 +873,8 @@ def summarize_videophy2(
     predictions: Iterable[Prediction] | None = None,
     scores: Iterable[ScoreRecord] | None = None,
 ) -> VideoPhy2Summary:
-    """Join predictions (or scores) to the manifest's labels and compute every metric of the task."""
+    """Join predictions (or scores) to the manifest's labels and compute every metric of the task. Fails, naming
+    the cause, when no sample can be evaluated."""
     if (predictions is None) == (scores is None):
         raise ValueError("give either predictions or scores")
     indexed = _index_samples(samples, config)
@@ -806,6 +909,8 @@ def summarize_videophy2(
     evaluated = [sample_id for sample_id in labelled if sample_id in answered and sample_id not in skipped]
     missing = [sample_id for sample_id in labelled if sample_id not in answered]
     unlabelled = [sample_id for sample_id in answered if sample_id not in labelled_ids]
+    if not evaluated:
+        _refuse_nothing_evaluated(config, indexed, labelled, answers, answered, not_asked)
 
     summary = VideoPhy2Summary(
         task=config.task,
@@ -947,10 +1052,10 @@ def _joint(
         else:
             rows.append((physics, adherence, answer.score("physics_likert"), answer.score(ADHERENCE_KIND)))
     if not_asked:
-        listed = ", ".join(not_asked[: config.max_listed_ids])
         summary.notes.append(
             f"{len(not_asked)} samples with both labels have no caption, so their adherence question was not "
-            f"asked: they are left out of the joint metric, not counted as unparseable (first ids: {listed})."
+            "asked: they are left out of the joint metric, not counted as unparseable "
+            f"(first ids: {_listed(not_asked, config)})."
         )
     if not any(p is not None and a is not None for _, _, p, a in rows):
         return None
