@@ -326,7 +326,7 @@ def test_bad_labels_and_files_are_reported_not_crashed(
         {"id": "gone", "path": str(tmp_path / "gone.mp4"), "labels": {"pc": 3}},
         {"id": "text", "path": str(synthetic_videos.broken["not_a_video"]), "labels": {"pc": 3}},
         {"id": "empty", "path": str(synthetic_videos.broken["empty"]), "labels": {"pc": 3}},
-        {"id": "ok", "path": str(five[2]), "labels": {"pc": 2}},
+        {"id": "ok", "path": str(good), "labels": {"pc": 4}},
     ]
     manifest = write_manifest(tmp_path / "m.jsonl", samples)
     out = tmp_path / "out"
@@ -375,6 +375,33 @@ def test_relative_paths_are_resolved_against_the_manifest(tmp_path: Path, five: 
     build_rl(BuildConfig(manifest=manifest, out=tmp_path / "out", val_fraction=0))
     [row] = load(tmp_path / "out")["train"]
     assert messages(row)[1]["content"][0]["video"] == str(folder / "clips" / "one.mp4")
+
+
+def test_records_sharing_an_id_give_the_same_dataset_in_any_order(tmp_path: Path, five: list[Path]) -> None:
+    samples = critic_samples(five[:3], [4, 3, 2])
+    samples += [dict(samples[0]), {**samples[1], "labels": {"pc": 5}}]  # v0 again, and v1 with another label
+    built = {}
+    for name, order in (("forward", samples), ("reversed", samples[::-1])):
+        manifest = write_manifest(tmp_path / f"{name}.jsonl", order)
+        report = build_sft(BuildConfig(manifest=manifest, out=tmp_path / name, val_fraction=0))
+        assert report.dropped == {"duplicate_id": 1, "conflicting_id": 2}
+        drops = sorted(
+            (item.sample_id, item.error_type, item.message)
+            for item in read_records(tmp_path / name / DROPPED, ItemError)
+        )
+        built[name] = (sorted((row["id"], row["reference"]) for row in load(tmp_path / name)["train"]), drops)
+    assert built["forward"] == built["reversed"]
+    rows, drops = built["forward"]
+    assert rows == [("v0", "4"), ("v2", "2")]
+    assert [(key, kind) for key, kind, _ in drops] == [
+        ("v0", "duplicate_id"),
+        ("v1", "conflicting_id"),
+        ("v1", "conflicting_id"),
+    ]
+    assert drops[1][2] == (
+        "id 'v1' is held by 2 records of the manifest that differ in labels; none is used, as which is right cannot "
+        "be told: keep one"
+    )
 
 
 def test_identical_video_bytes_keep_the_smallest_id_in_any_order(tmp_path: Path, five: list[Path]) -> None:

@@ -1,7 +1,11 @@
 import json
 import os
+import socket
 import subprocess
 import sys
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 import pytest
@@ -9,6 +13,9 @@ import pytest
 from cookbook_data.schemas import VideoSample
 from cookbook_data.testing import VideoSet
 from cookbook_data.testing.videos import SyntheticVideo, write_video
+
+HoldOutput = Callable[[Path], AbstractContextManager[BaseProcess]]
+"""The ``hold_output`` fixture (conftest.py)."""
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -145,6 +152,23 @@ def test_validate_prints_counts_per_reason(tmp_path: Path, synthetic_videos: Vid
         "validate", str(manifest), "--strict", "--out", str(tmp_path / "v2.jsonl"), "--quarantine", str(tmp_path / "q2")
     )
     assert strict.returncode == 1
+
+
+def test_a_run_on_an_output_another_run_is_writing_fails_in_one_line(
+    tmp_path: Path, synthetic_videos: VideoSet, hold_output: HoldOutput
+) -> None:
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(VideoSample(id="ok", path=str(synthetic_videos.good["mpeg4_10fps"].path)).model_dump_json())
+    out = tmp_path / "m.valid.jsonl"
+    with hold_output(out) as holder:
+        result = cli("validate", str(manifest))
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"error: OutputBusyError: {out}: another run (pid {holder.pid} on {socket.gethostname()}) holds "
+        "m.valid.jsonl.lock and is writing this output; wait for it to end or write to another output",
+        "(set COOKBOOK_DEBUG=1 for the full traceback)",
+    ]
+    assert not (tmp_path / "m.quarantine.jsonl").exists()
 
 
 def test_ingest_folder_then_build_sft_and_rl_from_the_command_line(tmp_path: Path, synthetic_videos: VideoSet) -> None:

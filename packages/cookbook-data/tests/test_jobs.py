@@ -1,13 +1,23 @@
+import errno
+import fcntl
 import json
 import logging
+import os
+import socket
 import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 import pytest
 
-from cookbook_data.jobs import RESOLVED_CONFIG, Job, run_job
+from cookbook_data.jobs import RESOLVED_CONFIG, Job, OutputBusyError, lock_path, run_job
 from cookbook_data.records import read_records
 from cookbook_data.schemas import ItemError, Prediction, Strict
+
+HoldOutput = Callable[[Path], AbstractContextManager[BaseProcess]]
+"""The ``hold_output`` fixture (conftest.py)."""
 
 
 class Config(Strict):
@@ -233,3 +243,65 @@ def test_records_the_rerun_asks_more_of_are_made_again_and_replaced(tmp_path: Pa
     records = [(r.sample_id, r.model) for r in read_records(redoing.out, Prediction)]
     assert sorted(records) == [("s0", "final"), ("s1", "final"), ("s2", "draft"), ("s3", "final")]
     assert not list(redoing.out.parent.glob(".*partial"))
+
+
+def test_a_second_run_on_an_output_another_process_is_writing_is_refused_at_once(
+    tmp_path: Path, hold_output: HoldOutput
+) -> None:
+    calls: list[int] = []
+
+    def record(batch: list[int]) -> list[Prediction]:
+        calls.extend(batch)
+        return square(batch)
+
+    second = job(tmp_path, record)
+    with hold_output(second.out) as holder:  # stopped in its first batch until the block ends
+        with pytest.raises(OutputBusyError) as refused:
+            run_job(second, [0, 1, 2], config=Config(threshold=9), progress=False)
+        assert str(refused.value) == (
+            f"{second.out}: another run (pid {holder.pid} on {socket.gethostname()}) holds records.jsonl.lock and "
+            "is writing this output; wait for it to end or write to another output"
+        )
+        assert calls == []
+        assert not (second.out.parent / RESOLVED_CONFIG).exists()  # the refused run wrote nothing
+    assert holder.exitcode == 0
+    report = run_job(second, [0, 1, 2], progress=False)  # the holder ended: its lock is released
+    assert (report.skipped, report.succeeded) == (1, 2)
+    assert [(r.sample_id, r.model) for r in read_records(second.out, Prediction)] == [
+        ("s0", "holder"),
+        ("s1", "m"),
+        ("s2", "m"),
+    ]
+
+
+def test_a_run_that_dies_holding_the_output_does_not_block_the_next(tmp_path: Path, hold_output: HoldOutput) -> None:
+    the_job = job(tmp_path, square)
+    with hold_output(the_job.out) as holder:
+        holder.kill()
+        holder.join(60)
+    report = run_job(the_job, [0, 1], progress=False)
+    assert (report.succeeded, report.skipped) == (2, 0)
+    assert lock_path(the_job.out).read_text() == f"pid {os.getpid()} on {socket.gethostname()}\n"
+
+
+def test_runs_on_different_outputs_in_one_folder_do_not_block_each_other(
+    tmp_path: Path, hold_output: HoldOutput
+) -> None:
+    the_job = job(tmp_path, square)
+    with hold_output(the_job.out.with_name("other.jsonl")):
+        report = run_job(the_job, [0, 1], progress=False)
+    assert report.succeeded == 2
+
+
+def test_a_filesystem_without_locks_runs_unlocked_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)  # as on Lustre mounted without flock
+    the_job = job(tmp_path, square)
+    with caplog.at_level(logging.WARNING, logger="cookbook_data.jobs"):
+        report = run_job(the_job, [0, 1], progress=False)
+    assert report.succeeded == 2
+    assert f"{the_job.out}: this filesystem has no file locks" in caplog.text

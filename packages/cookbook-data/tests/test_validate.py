@@ -7,7 +7,7 @@ import pytest
 from cookbook_data.records import read_records
 from cookbook_data.schemas import ItemError, VideoSample
 from cookbook_data.testing import VideoSet
-from cookbook_data.validate import REASONS, ValidateConfig, validate_manifest
+from cookbook_data.validate import PROBE_KEY, REASONS, ValidateConfig, validate_manifest
 
 
 def write_manifest(path: Path, rows: list[str]) -> Path:
@@ -37,7 +37,7 @@ def mixed_manifest(tmp_path: Path, synthetic_videos: VideoSet) -> Path:
         sample_row("vfr", synthetic_videos.odd["vfr"]),
         sample_row("rotated", synthetic_videos.odd["rotated_90"]),
         sample_row("huge", synthetic_videos.odd["huge"]),
-        sample_row("good-1", good["h264_24fps"].path),
+        sample_row("good-1", good["h264_24fps"].path, labels={"pc": 4}),  # the same row again
     ]
     return write_manifest(tmp_path / "manifest.jsonl", rows)
 
@@ -97,7 +97,7 @@ def test_valid_rows_get_absolute_paths_and_probed_facts(tmp_path: Path, syntheti
     [sample] = read_records(tmp_path / "valid.jsonl", VideoSample)
     assert sample.path == str(video.path.resolve())
     assert sample.caption == "a square"
-    assert sample.metadata["video"] == {
+    assert sample.metadata[PROBE_KEY] == {
         "num_frames": 48,
         "fps": 24.0,
         "duration_s": 2.0,
@@ -106,6 +106,48 @@ def test_valid_rows_get_absolute_paths_and_probed_facts(tmp_path: Path, syntheti
         "codec": "h264",
     }
     assert (tmp_path / "config.resolved.json").exists()
+
+
+def test_rows_sharing_an_id_are_judged_the_same_in_any_order(tmp_path: Path, synthetic_videos: VideoSet) -> None:
+    one, other = synthetic_videos.good["h264_24fps"].path, synthetic_videos.good["mpeg4_10fps"].path
+    rows = [sample_row("a", one, labels={"pc": 1}), sample_row("a", other, labels={"pc": 5}), sample_row("b", one)]
+    outcomes = {}
+    for name, order in (("forward", rows), ("reversed", rows[::-1])):
+        config = ValidateConfig(manifest=write_manifest(tmp_path / f"{name}.jsonl", order))
+        validate_manifest(config, progress=False)
+        valid = [sample.id for sample in read_records(config.valid_path(), VideoSample)]
+        held = sorted((e.sample_id, e.error_type) for e in read_records(config.quarantine_path(), ItemError))
+        outcomes[name] = valid, held
+    assert outcomes["forward"] == outcomes["reversed"] == (["b"], [("a", "DuplicateId"), ("a", "conflicting_id")])
+    [conflict] = [
+        e for e in read_records(tmp_path / "forward.quarantine.jsonl", ItemError) if e.error_type != "DuplicateId"
+    ]
+    assert conflict.message == (
+        f"{tmp_path / 'forward.jsonl'}:1: id 'a' is on lines 1, 2, whose rows differ in labels, path; none is used, "
+        "as which is right cannot be told: keep one"
+    )
+    assert conflict.details["row"] == json.loads(rows[0])
+
+    write_manifest(tmp_path / "forward.jsonl", rows[1:])  # mended: the wrong copy removed
+    validate_manifest(ValidateConfig(manifest=tmp_path / "forward.jsonl"), progress=False)
+    assert [s.id for s in read_records(tmp_path / "forward.valid.jsonl", VideoSample)] == ["b", "a"]
+
+
+def test_probed_facts_never_replace_the_rows_own_metadata(tmp_path: Path, synthetic_videos: VideoSet) -> None:
+    video = synthetic_videos.good["h264_24fps"].path
+    own = {"video": "drone footage, take 3", "category": "aerial"}
+    manifest = write_manifest(tmp_path / "m.jsonl", [sample_row("a", video, metadata=own)])
+    config = ValidateConfig(manifest=manifest)
+    validate_manifest(config, progress=False)
+    [sample] = read_records(config.valid_path(), VideoSample)
+    assert {key: sample.metadata[key] for key in own} == own
+    facts = sample.metadata[PROBE_KEY]
+    assert isinstance(facts, dict) and facts["num_frames"] == 48
+
+    again = ValidateConfig(manifest=config.valid_path())  # a valid manifest validated again: facts replaced, not nested
+    validate_manifest(again, progress=False)
+    [twice] = read_records(again.valid_path(), VideoSample)
+    assert twice.metadata == sample.metadata
 
 
 def test_limits_are_settings(mixed_manifest: Path, tmp_path: Path) -> None:

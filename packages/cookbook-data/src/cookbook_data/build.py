@@ -24,8 +24,9 @@ Tasks and targets (the layout follows the template unless ``target_format`` says
 
 Guarantees: the split is a hash of the id (stable across runs, machines and manifest orders); balancing
 and shuffling depend on the seed and the ids only; of samples with the same video contents (SHA-256 of the
-bytes) the one with the smallest id is kept, whatever the manifest order; nothing is left out silently —
-every sample that does not reach the dataset is a line of ``dropped.jsonl`` (an ``ItemError`` whose
+bytes) the one with the smallest id is kept, whatever the manifest order; of records sharing an id, one is kept
+when they are identical and none when they differ (``conflicting_id``), whatever the order; nothing is left out
+silently — every sample that does not reach the dataset is a line of ``dropped.jsonl`` (an ``ItemError`` whose
 ``error_type`` is the reason) and is counted in the report.
 Balancing applies to the train split; ``val`` keeps the natural label distribution.
 
@@ -50,7 +51,7 @@ from pydantic import Field, model_validator
 from cookbook_data._balance import Balance, Split, balance, label_counts, shuffled, split_of
 from cookbook_data.jobs import write_resolved_config
 from cookbook_data.prompts import PromptTemplate, load_prompt
-from cookbook_data.records import JsonlWriter, read_records
+from cookbook_data.records import JsonlWriter, differing_fields, read_records
 from cookbook_data.schemas import AssistantMessage, Conversation, ItemError, Strict, VideoSample
 from cookbook_data.tasks import (
     CLASS_TASKS,
@@ -363,15 +364,17 @@ def _read_candidates(
     """Manifest records whose labels fit the task, with their video path and split; the rest are dropped."""
     fields = config.label_fields()
     manifest_dir = config.manifest.absolute().parent
-    total = 0
+    samples = list(read_records(config.manifest, VideoSample))
+    conflicts = _conflicts(samples)
     seen: set[str] = set()
     candidates: list[_Candidate] = []
-    for sample in read_records(config.manifest, VideoSample):
-        total += 1
+    for sample in samples:
+        if sample.id in conflicts:
+            drops.add(sample.id, "conflicting_id", conflicts[sample.id])
+            continue
         if sample.id in seen:
-            drops.add(
-                sample.id, "duplicate_id", f"id {sample.id!r} appears more than once in the manifest; kept the first"
-            )
+            message = f"id {sample.id!r} appears more than once in the manifest, each time the same record; one is used"
+            drops.add(sample.id, "duplicate_id", message)
             continue
         seen.add(sample.id)
         try:
@@ -389,7 +392,23 @@ def _read_candidates(
             continue
         split = split_of(sample.id, config.val_fraction, config.split_salt)
         candidates.append(_Candidate(sample, path, example, split))
-    return total, candidates
+    return len(samples), candidates
+
+
+def _conflicts(samples: list[VideoSample]) -> dict[str, str]:
+    """Ids held by records that differ, each with the message of its drops: none of them is used, whatever the
+    order of the lines (a manifest written by a Ray run, or two manifests joined, has no meaningful order)."""
+    copies: dict[str, list[VideoSample]] = {}
+    for sample in samples:
+        copies.setdefault(sample.id, []).append(sample)
+    conflicts = {}
+    for key, same_id in copies.items():
+        if len(same_id) > 1 and (fields := differing_fields([copy.model_dump(mode="json") for copy in same_id])):
+            conflicts[key] = (
+                f"id {key!r} is held by {len(same_id)} records of the manifest that differ in {', '.join(fields)}; "
+                "none is used, as which is right cannot be told: keep one"
+            )
+    return conflicts
 
 
 def _check_videos(

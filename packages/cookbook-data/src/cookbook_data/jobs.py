@@ -13,7 +13,10 @@ through :func:`run_job`, so each gets the same guarantees without writing them a
 - **progress** on a terminal, **parallel** batches on worker threads (decoding and I/O release the GIL),
   **throughput** in the returned report, and the resolved config written next to the output;
 - **an engine to choose** (:mod:`cookbook_data.engines`): the batches run in this process, or on a Ray
-  cluster with the model in a pool of actors; this process reads, resumes and writes the same files either way.
+  cluster with the model in a pool of actors; this process reads, resumes and writes the same files either way;
+- **one run per output**: a run holds an exclusive lock on ``<out>.lock`` until it ends, so a second run on the
+  same output (started by hand, or a scheduler's retry) is refused at once instead of writing the same items
+  again and losing, when either rewrites the files at its end, what the other appended.
 
 Stage code only writes ``process(batch) -> records`` (or a ``factory`` that builds it where the batches run,
 e.g. loading a model) and raises when an item is bad.
@@ -21,12 +24,17 @@ e.g. loading a model) and raises when an item is bad.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import logging
+import os
+import socket
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -181,6 +189,57 @@ def _unused_name(folder: Path, stem: str) -> Path:
         number += 1
         candidate = folder / f"{stem}-{number}.json"
     return candidate
+
+
+_NO_LOCKS = frozenset({errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP})
+"""``flock`` errors of a filesystem without locks (Lustre mounted without ``flock``, some network filesystems)."""
+
+
+class OutputBusyError(RuntimeError):
+    """Another run is writing the same output: a second one would write its items again and could lose records."""
+
+
+def lock_path(out: Path) -> Path:
+    """The lock file of an output: ``<out>.lock`` beside it. It stays after a run; only the lock on it counts."""
+    return out.with_name(f"{out.name}.lock")
+
+
+@contextmanager
+def _exclusive(out: Path) -> Iterator[None]:
+    """Hold the lock of ``out`` for the body, or raise :class:`OutputBusyError` at once if another run holds it.
+
+    An OS lock (``flock``) on ``<out>.lock``, not the file's existence: the kernel releases it when its process
+    ends however it ends, so a crashed run never blocks the next one. The holder writes its process id and host
+    into the file for the message of the run it refuses. The file is never removed: a run that removed it could
+    let two later runs each lock a different file of the same name. On a shared filesystem the lock holds across
+    machines where the filesystem supports locks (NFS, Lustre mounted with ``flock``); where it has none, the run
+    goes on unlocked with a warning rather than not at all."""
+    path = lock_path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 256, 0).decode("utf-8", errors="replace").strip()
+            by = f" ({holder})" if holder else ""
+            raise OutputBusyError(
+                f"{out}: another run{by} holds {path.name} and is writing this output; wait for it to end or "
+                "write to another output"
+            ) from None
+        except OSError as error:
+            if error.errno not in _NO_LOCKS:
+                raise
+            log.warning(
+                "%s: this filesystem has no file locks (%s); a second run on this output would not be stopped",
+                out,
+                error.strerror,
+            )
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -452,39 +511,42 @@ def run_job(
     ``items`` has no length. ``engine`` says where the batches run (default: this process); records and errors
     are written here, by the same writers, whichever it is. The local engine writes them in input order, the
     Ray engine in the order batches finish.
+
+    Raises :class:`OutputBusyError` at once when another run (in any process) is writing ``job.out``.
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     if isinstance(engine, RayEngineConfig):
         require_ray()
-    if config is not None:
-        write_resolved_config(job.out.parent, config)
     if total is None and isinstance(items, Sequence):
         total = len(items)
     report = JobReport(stage=job.stage)
     console = Console(stderr=True)
     columns = (TextColumn(f"[bold]{job.stage}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     started = time.perf_counter()
-    with Progress(
-        *columns, console=console, disable=not (console.is_terminal if progress is None else progress)
-    ) as bar:
-        task = bar.add_task(job.stage, total=total)
-        outputs = _Outputs(job, report, lambda count: bar.advance(task, count))
-        resume = _Resume(done=done_ids(job.out, key=job.id_field, unless=job.redo))
-        try:
-            pending = _pending(job, items, report, resume)
-            if isinstance(engine, RayEngineConfig):
-                from cookbook_data._ray_engine import run_on_ray
+    with _exclusive(job.out):
+        if config is not None:
+            write_resolved_config(job.out.parent, config)
+        with Progress(
+            *columns, console=console, disable=not (console.is_terminal if progress is None else progress)
+        ) as bar:
+            task = bar.add_task(job.stage, total=total)
+            outputs = _Outputs(job, report, lambda count: bar.advance(task, count))
+            resume = _Resume(done=done_ids(job.out, key=job.id_field, unless=job.redo))
+            try:
+                pending = _pending(job, items, report, resume)
+                if isinstance(engine, RayEngineConfig):
+                    from cookbook_data._ray_engine import run_on_ray
 
-                run_on_ray(job, list(pending), engine, outputs.write)
-            else:
-                _run_local(job, pending, outputs.write)
-            outputs.write(resume.duplicates)
-            bar.advance(task, report.skipped)
-        finally:
-            outputs.close()
-        _drop_superseded_errors(job.errors, outputs.earlier_errors, resume)
-        _drop_redone_records(job, outputs.earlier_records)
+                    run_on_ray(job, list(pending), engine, outputs.write)
+                else:
+                    _run_local(job, pending, outputs.write)
+                outputs.write(resume.duplicates)
+                bar.advance(task, report.skipped)
+            finally:
+                outputs.close()
+            _drop_superseded_errors(job.errors, outputs.earlier_errors, resume)
+            _drop_redone_records(job, outputs.earlier_records)
     report.elapsed_s = time.perf_counter() - started
     return report

@@ -12,7 +12,7 @@ import codecs
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
@@ -86,6 +86,14 @@ def done_ids(
         if unless is None or not unless(record):
             ids.add(str(value))
     return ids
+
+
+def differing_fields(copies: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The top-level fields (sorted) whose values are not the same in every one of ``copies``, records that share an
+    id; empty when the copies are identical. A stage keeps one of identical copies, and none of copies that differ:
+    which of them is right cannot be told, and the one kept must not depend on the order of the lines."""
+    fields = sorted({name for copy in copies for name in copy})
+    return [name for name in fields if len({json.dumps(copy.get(name), sort_keys=True) for copy in copies}) > 1]
 
 
 def _set_aside_torn_tail(path: Path) -> None:

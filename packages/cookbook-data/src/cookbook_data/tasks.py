@@ -23,6 +23,7 @@ Task = Literal["critic", "caption", "vqa", "multiple_choice"]
 TargetFormat = Literal["plain", "answer_tag", "think_and_answer_tag"]
 DropReason = Literal[
     "duplicate_id",
+    "conflicting_id",
     "missing_label",
     "bad_label",
     "missing_reasoning",

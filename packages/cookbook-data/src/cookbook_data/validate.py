@@ -3,26 +3,33 @@
 A sample that reaches training or inference broken costs far more than one caught here: cosmos-rl retries a
 failing sample 50 times and then kills the run, and a decoder error in the middle of a batch job wastes the
 batch. So every row is checked (record schema, file present, decodable first-to-last, duration, resolution,
-rotation, frame-rate regularity); good rows go to the valid manifest with their probed video facts added,
-bad rows to the quarantine file with a reason code, the message and the original row. Nothing is dropped
-without a trace.
+rotation, frame-rate regularity); good rows go to the valid manifest with their probed video facts added
+(under ``metadata["validate:video"]``, a key of validation's own, so no key of the user's metadata is ever
+replaced), bad rows to the quarantine file with a reason code, the message and the original row. Nothing is
+dropped without a trace. Rows sharing an id are judged whatever their order: of identical copies the first is
+checked and the others reported as repeated; copies that differ are all held back (``conflicting_id``), since
+which is right cannot be told.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, JsonValue, ValidationError
 
 from cookbook_data.engines import EngineConfig, LocalEngineConfig
 from cookbook_data.jobs import ItemFailure, Job, JobReport, run_job
+from cookbook_data.records import differing_fields
 from cookbook_data.schemas import Strict, VideoSample, describe_validation_error
 from cookbook_data.video import VideoDecodeError, VisionSettings, probe, sample_frames
 
 REASONS = (
+    "conflicting_id",
     "invalid_record",
     "missing_file",
     "undecodable",
@@ -34,6 +41,10 @@ REASONS = (
     "variable_frame_rate",
 )
 """Reason codes a quarantined row carries (the ``error_type`` of its record)."""
+PROBE_KEY = "validate:video"
+"""Metadata key of the video facts validation probed (frames, fps, duration, size, codec). It is validation's own
+(the stage before the colon), so a key of the user's metadata such as ``video`` is kept as it is; validating a
+valid manifest again replaces the facts an earlier validation wrote there."""
 
 
 class ValidateConfig(Strict):
@@ -90,8 +101,39 @@ def _row_id(manifest: Path, row: Row) -> str:
     return value if isinstance(value, str) and value else f"{manifest.name}:{number}"
 
 
-def check_row(config: ValidateConfig, row: Row) -> VideoSample:
-    """The row as a valid sample (absolute path, probed facts in metadata) or an ItemFailure saying why not."""
+def _as_record(text: str) -> dict[str, Any]:
+    """What copies of an id are compared by: the record a row stands for (defaults filled in), or its JSON object
+    when it is no valid record."""
+    try:
+        return VideoSample.model_validate_json(text).model_dump(mode="json")
+    except ValidationError:
+        value = json.loads(text)  # it parses: it has an id
+        return value if isinstance(value, dict) else {}
+
+
+def _conflicts(manifest: Path) -> tuple[int, dict[str, str]]:
+    """How many rows the manifest has, and the ids held by rows that differ, each with why none is used. A pass
+    over the manifest before any row is checked, so the outcome does not depend on which copy comes first."""
+    counts = Counter(_row_id(manifest, row) for row in _rows(manifest))
+    copies: dict[str, list[Row]] = {key: [] for key, count in counts.items() if count > 1}
+    if copies:
+        for row in _rows(manifest):
+            if (key := _row_id(manifest, row)) in copies:
+                copies[key].append(row)
+    conflicts = {}
+    for key, rows in copies.items():
+        if fields := differing_fields([_as_record(text) for _, text in rows]):
+            lines = ", ".join(str(number) for number, _ in rows)
+            conflicts[key] = (
+                f"id {key!r} is on lines {lines}, whose rows differ in {', '.join(fields)}; none is used, as which "
+                "is right cannot be told: keep one"
+            )
+    return counts.total(), conflicts
+
+
+def check_row(config: ValidateConfig, row: Row, conflict: str | None = None) -> VideoSample:
+    """The row as a valid sample (absolute path, probed facts under ``PROBE_KEY`` in its metadata) or an
+    ItemFailure saying why not. ``conflict`` says why the row's id cannot be used (other rows hold it and differ)."""
     number, text = row
     original: JsonValue
     try:
@@ -103,6 +145,8 @@ def check_row(config: ValidateConfig, row: Row) -> VideoSample:
         details: dict[str, JsonValue] = {"line": number, "row": original}
         return ItemFailure(reason, f"{config.manifest}:{number}: {message}", details)
 
+    if conflict is not None:
+        raise fail("conflicting_id", conflict)
     try:
         sample = VideoSample.model_validate_json(text)
     except ValidationError as error:
@@ -114,6 +158,12 @@ def check_row(config: ValidateConfig, row: Row) -> VideoSample:
         path = (config.manifest.parent / path).resolve()
     if not path.is_file():
         raise fail("missing_file", f"{path}: no such file")
+    facts = _probed_facts(config, path, fail)
+    return sample.model_copy(update={"path": str(path), "metadata": {**sample.metadata, PROBE_KEY: facts}})
+
+
+def _probed_facts(config: ValidateConfig, path: Path, fail: Callable[[str, str], ItemFailure]) -> dict[str, JsonValue]:
+    """The facts of a video that decodes and keeps within the limits; else the failure of the first it breaks."""
     try:
         info = probe(path)
         sample_frames(path, VisionSettings(nframes=2))  # first and last frame: catches cut-off files
@@ -133,7 +183,7 @@ def check_row(config: ValidateConfig, row: Row) -> VideoSample:
     if info.variable_frame_rate and not config.allow_variable_frame_rate:
         raise fail("variable_frame_rate", f"{path}: variable frame rate")
 
-    facts = {
+    return {
         "num_frames": info.num_frames,
         "fps": info.fps,
         "duration_s": round(info.duration, 3),
@@ -141,28 +191,29 @@ def check_row(config: ValidateConfig, row: Row) -> VideoSample:
         "height": info.height,
         "codec": info.codec,
     }
-    return sample.model_copy(update={"path": str(path), "metadata": {**sample.metadata, "video": facts}})
 
 
-def check_rows(config: ValidateConfig, rows: list[Row]) -> list[VideoSample]:
-    """:func:`check_row` over a batch of rows."""
-    return [check_row(config, row) for row in rows]
+def check_rows(config: ValidateConfig, conflicts: Mapping[str, str], rows: list[Row]) -> list[VideoSample]:
+    """:func:`check_row` over a batch of rows; ``conflicts``: ids held by rows that differ, and why."""
+    return [check_row(config, row, conflicts.get(_row_id(config.manifest, row))) for row in rows]
 
 
-def row_checker(config: ValidateConfig) -> Callable[[list[Row]], list[VideoSample]]:
+def row_checker(config: ValidateConfig, conflicts: Mapping[str, str]) -> Callable[[list[Row]], list[VideoSample]]:
     """The validate job's batch function (what its factory builds where the rows are checked)."""
-    return partial(check_rows, config)
+    return partial(check_rows, config, conflicts)
 
 
 def validate_manifest(config: ValidateConfig, *, progress: bool | None = None) -> JobReport:
     """Check every row of ``config.manifest``; valid rows and quarantined rows go to their files.
 
     Reruns resume: rows already in either output are not checked again (a broken file stays broken), except
-    rows quarantined as ``missing_file``, whose video may have been downloaded or mounted since.
+    rows quarantined as ``missing_file``, whose video may have been downloaded or mounted since, or as
+    ``conflicting_id``, whose manifest may have been mended since.
     """
+    total, conflicts = _conflicts(config.manifest)
     job: Job[Row, VideoSample] = Job(
         stage="validate",
-        factory=partial(row_checker, config),
+        factory=partial(row_checker, config, conflicts),
         item_id=partial(_row_id, config.manifest),
         out=config.valid_path(),
         record_type=VideoSample,
@@ -170,7 +221,6 @@ def validate_manifest(config: ValidateConfig, *, progress: bool | None = None) -
         id_field="id",
         workers=config.workers,
         retry_failed=False,
-        retried_errors=frozenset({"missing_file"}),
+        retried_errors=frozenset({"missing_file", "conflicting_id"}),
     )
-    total = sum(1 for _ in _rows(config.manifest))
     return run_job(job, _rows(config.manifest), config=config, progress=progress, total=total, engine=config.engine)
