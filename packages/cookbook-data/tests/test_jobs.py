@@ -284,6 +284,23 @@ def test_a_run_that_dies_holding_the_output_does_not_block_the_next(tmp_path: Pa
     assert lock_path(the_job.out).read_text() == f"pid {os.getpid()} on {socket.gethostname()}\n"
 
 
+@pytest.mark.parametrize("link", ["file", "folder"])
+def test_an_output_reached_through_a_symlink_meets_the_same_lock(
+    tmp_path: Path, hold_output: HoldOutput, link: str
+) -> None:
+    the_job = job(tmp_path, square)
+    the_job.out.parent.mkdir(parents=True, exist_ok=True)
+    if link == "file":
+        the_job.out.touch()
+        (tmp_path / "linked.jsonl").symlink_to(the_job.out)
+        other = tmp_path / "linked.jsonl"
+    else:
+        (tmp_path / "linked").symlink_to(the_job.out.parent, target_is_directory=True)
+        other = tmp_path / "linked" / the_job.out.name
+    with hold_output(other), pytest.raises(OutputBusyError):
+        run_job(the_job, [0, 1], progress=False)
+
+
 def test_runs_on_different_outputs_in_one_folder_do_not_block_each_other(
     tmp_path: Path, hold_output: HoldOutput
 ) -> None:

@@ -133,6 +133,28 @@ def test_rows_sharing_an_id_are_judged_the_same_in_any_order(tmp_path: Path, syn
     assert [s.id for s in read_records(tmp_path / "forward.valid.jsonl", VideoSample)] == ["b", "a"]
 
 
+def test_a_rerun_judges_a_copy_added_since_as_a_first_run_does(tmp_path: Path, synthetic_videos: VideoSet) -> None:
+    one, other = synthetic_videos.good["h264_24fps"].path, synthetic_videos.good["mpeg4_10fps"].path
+    config = ValidateConfig(manifest=write_manifest(tmp_path / "m.jsonl", [sample_row("a", one, labels={"pc": 1})]))
+    validate_manifest(config, progress=False)
+    assert [s.id for s in read_records(config.valid_path(), VideoSample)] == ["a"]
+    write_manifest(config.manifest, [sample_row("a", one, labels={"pc": 1}), sample_row("a", other, labels={"pc": 5})])
+    validate_manifest(config, progress=False)
+    assert list(read_records(config.valid_path(), VideoSample)) == []  # the earlier record is no longer right
+    held = sorted((e.sample_id, e.error_type) for e in read_records(config.quarantine_path(), ItemError))
+    assert held == [("a", "DuplicateId"), ("a", "conflicting_id")]
+
+
+def test_a_row_whose_id_is_an_unreadable_rows_name_is_quarantined_not_a_crash(tmp_path: Path) -> None:
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"id": "oops", \n' + json.dumps({"schema_version": 1, "id": "m.jsonl:1", "path": "x"}) + "\n")
+    config = ValidateConfig(manifest=manifest)
+    validate_manifest(config, progress=False)
+    held = sorted((e.sample_id, e.error_type) for e in read_records(config.quarantine_path(), ItemError))
+    assert held == [("m.jsonl:1", "DuplicateId"), ("m.jsonl:1", "conflicting_id")]
+    assert list(read_records(config.valid_path(), VideoSample)) == []
+
+
 def test_probed_facts_never_replace_the_rows_own_metadata(tmp_path: Path, synthetic_videos: VideoSet) -> None:
     video = synthetic_videos.good["h264_24fps"].path
     own = {"video": "drone footage, take 3", "category": "aerial"}

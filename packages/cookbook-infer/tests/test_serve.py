@@ -783,11 +783,14 @@ def test_the_docs_find_the_schema_under_the_prefix_a_proxy_mounts_the_server_at(
         transport = httpx.ASGITransport(app=app, root_path="/reason")
         headers = {"Authorization": "Bearer s3cret"}
         async with httpx.AsyncClient(transport=transport, base_url="http://proxy", headers=headers) as proxied:
-            return [(await proxied.get(f"/reason{page}")).text for page in ("/docs", "/redoc")]
+            return [(await proxied.get(f"/reason{page}")).text for page in ("/docs", "/redoc", "/openapi.json")]
 
-    swagger, redoc = asyncio.run(pages())
+    swagger, redoc, schema = asyncio.run(pages())
     assert "url: '/reason/openapi.json'" in swagger
     assert 'spec-url="/reason/openapi.json"' in redoc
+    # "Try it out" and generated clients call the endpoints through the proxy too
+    assert json.loads(schema)["servers"] == [{"url": "/reason"}]
+    assert "servers" not in app.openapi(), "the cached schema is the same for every prefix"
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,6 +28,7 @@ from cookbook_reward.testing import straight_drive
 TOKEN = "s3cret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 JSON = {**AUTH, "content-type": "application/json"}
+AUTH_LINE = f"Authorization: Bearer {TOKEN}\r\n".encode()
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +116,35 @@ def test_a_large_body_is_read_whole(url: str, media: Path) -> None:
         assert response.status_code == 200
         result = response.json()["results"][0]
         assert (result["id"], result["reward"]) == (request["items"][0]["id"], 1.0)
+
+
+def _gone_count(url: str) -> float:
+    """Requests to /v1/score counted as ended by their client (499) so far."""
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        if line.startswith('cookbook_reward_requests_total{endpoint="/v1/score",status="499"}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+@pytest.mark.parametrize(
+    "head",
+    [b'Content-Length: 100000\r\n\r\n{"items": [', b'Transfer-Encoding: chunked\r\n\r\n5\r\n{"ite\r\n'],
+    ids=["declared length", "chunked"],
+)
+def test_a_client_gone_before_its_body_ends_is_counted_as_gone_not_as_a_server_error(
+    url: str, head: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    before = _gone_count(url)
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as client:
+        client.sendall(b"POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + AUTH_LINE + head)
+        time.sleep(0.3)  # the server has read what came; then the client goes
+    deadline = time.monotonic() + 10
+    while _gone_count(url) == before:
+        assert time.monotonic() < deadline, "the request was not counted as ended by its client"
+        time.sleep(0.05)
+    assert _gone_count(url) == before + 1
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
 
 
 DEEP = b"[" * 250 + b"]" * 250

@@ -184,7 +184,8 @@ def validate_command(
     Good rows go to the valid manifest with their probed facts (metadata key validate:video; the row's own
     metadata is kept as it is); bad rows go to the quarantine file with a reason code, a message naming the file,
     the line and the original row. Reruns resume: quarantined rows stay quarantined, except those whose video was
-    missing (looked for again). With --engine ray the rows are checked by a pool of Ray actors (one per CPU of the
+    missing (looked for again) or whose id differing rows held (checked again, as is a valid row whose id such
+    rows now hold). With --engine ray the rows are checked by a pool of Ray actors (one per CPU of the
     cluster), the files written here.
     """
     from cookbook_data.engines import LocalEngineConfig, RayEngineConfig

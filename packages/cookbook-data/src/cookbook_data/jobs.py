@@ -122,6 +122,9 @@ class Job(Generic[T, R]):
     settings ask more of it than it holds (a manifest row written without its video, now that the rerun
     downloads videos). The item is processed again, and once a run completes such a record is removed where its
     item has a newer record or one ``redo`` accepts, so the output ends with one record per item."""
+    redo_failure_drops: bool = False
+    """An item ``redo`` sent back that fails this run loses its earlier record too: for records ``redo`` knows to
+    be wrong (validation: a row whose id differing rows now hold), not merely short of the rerun's settings."""
     batch_size: int = 1
     workers: int = 1
     """Batches run at the same time on the local engine (threads). The Ray engine sizes its own pool."""
@@ -200,8 +203,11 @@ class OutputBusyError(RuntimeError):
 
 
 def lock_path(out: Path) -> Path:
-    """The lock file of an output: ``<out>.lock`` beside it. It stays after a run; only the lock on it counts."""
-    return out.with_name(f"{out.name}.lock")
+    """The lock file of an output: ``<out>.lock`` beside the file it names, symlinks followed, so that every
+    spelling of one output (relative, through a symlinked folder or file) meets the same lock. It stays after a
+    run; only the lock on it counts."""
+    real = out.resolve()
+    return real.with_name(f"{real.name}.lock")
 
 
 @contextmanager
@@ -456,10 +462,10 @@ def _drop_superseded_errors(path: Path, earlier: int, resume: _Resume) -> None:
     _drop_earlier_lines(path, earlier, resume.superseded)
 
 
-def _drop_redone_records(job: Job[Any, Any], earlier: int) -> None:
+def _drop_redone_records(job: Job[Any, Any], earlier: int, attempted: set[str]) -> None:
     """Remove the earlier records that ``job.redo`` rejects once their item has a newer record (written by this
     run) or one ``redo`` accepts (written by a run that crashed before it could remove them), so the output holds
-    one record per item."""
+    one record per item; with ``job.redo_failure_drops``, also once their item was ``attempted`` and failed."""
     redo = job.redo
     if redo is None or earlier == 0:
         return
@@ -472,6 +478,8 @@ def _drop_redone_records(job: Job[Any, Any], earlier: int) -> None:
         before = [found for line in handle.read(earlier).splitlines() if (found := item_of(line)) is not None]
         replaced = {found[0] for line in handle if (found := item_of(line)) is not None}
     replaced |= {key for key, record in before if not redo(record)}
+    if job.redo_failure_drops:
+        replaced |= attempted
 
     def superseded(line: bytes) -> bool:
         found = item_of(line)
@@ -547,6 +555,6 @@ def run_job(
             finally:
                 outputs.close()
             _drop_superseded_errors(job.errors, outputs.earlier_errors, resume)
-            _drop_redone_records(job, outputs.earlier_records)
+            _drop_redone_records(job, outputs.earlier_records, resume.attempted)
     report.elapsed_s = time.perf_counter() - started
     return report

@@ -107,8 +107,12 @@ def _as_record(text: str) -> dict[str, Any]:
     try:
         return VideoSample.model_validate_json(text).model_dump(mode="json")
     except ValidationError:
-        value = json.loads(text)  # it parses: it has an id
-        return value if isinstance(value, dict) else {}
+        pass
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:  # a row without a readable id, named like one that has that id
+        return {"row": text}
+    return value if isinstance(value, dict) else {"row": text}
 
 
 def _conflicts(manifest: Path) -> tuple[int, dict[str, str]]:
@@ -203,12 +207,19 @@ def row_checker(config: ValidateConfig, conflicts: Mapping[str, str]) -> Callabl
     return partial(check_rows, config, conflicts)
 
 
+def _conflicting(conflicts: Mapping[str, str], record: dict[str, Any]) -> bool:
+    """Whether a valid record of an earlier run has an id that differing rows of the manifest now hold: checked
+    again with them (and quarantined), so that a rerun judges such copies as a first run does."""
+    return record.get("id") in conflicts
+
+
 def validate_manifest(config: ValidateConfig, *, progress: bool | None = None) -> JobReport:
     """Check every row of ``config.manifest``; valid rows and quarantined rows go to their files.
 
     Reruns resume: rows already in either output are not checked again (a broken file stays broken), except
     rows quarantined as ``missing_file``, whose video may have been downloaded or mounted since, or as
-    ``conflicting_id``, whose manifest may have been mended since.
+    ``conflicting_id``, whose manifest may have been mended since, and valid rows whose id differing rows of
+    the manifest now hold.
     """
     total, conflicts = _conflicts(config.manifest)
     job: Job[Row, VideoSample] = Job(
@@ -222,5 +233,7 @@ def validate_manifest(config: ValidateConfig, *, progress: bool | None = None) -
         workers=config.workers,
         retry_failed=False,
         retried_errors=frozenset({"missing_file", "conflicting_id"}),
+        redo=partial(_conflicting, conflicts),
+        redo_failure_drops=True,
     )
     return run_job(job, _rows(config.manifest), config=config, progress=progress, total=total, engine=config.engine)

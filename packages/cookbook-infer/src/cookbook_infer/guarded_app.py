@@ -30,8 +30,8 @@ def guarded_app(authorize: Callable[[Request], Awaitable[None]], **options: Any)
     guard = [Depends(authorize)]
 
     @app.get(_SCHEMA_PATH, include_in_schema=False, dependencies=guard)
-    async def schema() -> JSONResponse:
-        return JSONResponse(app.openapi())
+    async def schema(request: Request) -> JSONResponse:
+        return JSONResponse(_served_from(app.openapi(), request))
 
     @app.get("/docs", include_in_schema=False, dependencies=guard)
     async def swagger_ui(request: Request) -> HTMLResponse:
@@ -42,6 +42,17 @@ def guarded_app(authorize: Callable[[Request], Awaitable[None]], **options: Any)
         return get_redoc_html(openapi_url=_schema_url(request), title=f"{app.title} - ReDoc")
 
     return app
+
+
+def _served_from(document: dict[str, Any], request: Request) -> dict[str, Any]:
+    """The schema with the prefix a proxy mounts the application at listed first among its servers, as FastAPI's
+    own schema route lists it, so that "Try it out" and generated clients call the endpoints through the proxy.
+    A copy: the application's cached schema is the same for every prefix."""
+    prefix = request.scope.get("root_path", "").rstrip("/")
+    servers = document.get("servers", [])
+    if not prefix or any(server.get("url") == prefix for server in servers):
+        return document
+    return {**document, "servers": [{"url": prefix}, *servers]}
 
 
 def _schema_url(request: Request) -> str:

@@ -50,6 +50,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cookbook_data.cpus import threads_for
@@ -85,6 +86,9 @@ def _error(status: int, message: str, headers: Mapping[str, str] | None = None) 
     return JSONResponse({"error": {"message": message, "status": status}}, status_code=status, headers=headers)
 
 
+_GONE_BEFORE_BODY = "the client disconnected before sending its whole request body"
+
+
 class _BodyLimit:
     """ASGI middleware answering 413 to a body larger than ``limit`` bytes, whether or not it says its length
     up front, before the application reads it whole."""
@@ -112,7 +116,8 @@ class _BodyLimit:
         seen = 0
         while True:
             message = await receive()
-            if message["type"] != "http.request":  # the client went away
+            if message["type"] != "http.request":  # the client went away: counted as such, not as a failure
+                await _error(499, _GONE_BEFORE_BODY)(scope, receive, send)
                 return
             chunks.append(message.get("body", b""))
             seen += len(chunks[-1])
@@ -239,9 +244,10 @@ class _Uploads:
 
 
 def _longest_text(limit: int) -> int:
-    """The most characters an upload of ``limit`` bytes can take as clients write it: its base64 wrapped in
-    lines of 64 characters ended by CRLF (PEM's, the narrowest in use), after a ``data:`` URL's header."""
-    return 4 * (limit // 3 + 1) * 66 // 64 + 1024
+    """More characters than an upload of ``limit`` bytes can take as any client writes it: its base64 with up
+    to one whitespace character after each (wrapping of any width, CRLF line ends), after a ``data:`` URL's
+    header. Only a text longer than this is refused unread; one between it and the exact limit is read."""
+    return 2 * 4 * (limit // 3 + 1) + 1024
 
 
 def _base64_payload(encoded: str) -> str:
@@ -492,7 +498,10 @@ async def _parsed(request: Request, model: type[_Body]) -> _Body:
     app's handlers). Its parts are gathered as they arrive and joined, parsed and validated on a worker thread:
     FastAPI does all that on the event loop, where a 200 MiB upload held every other request, health checks
     included, for up to a second."""
-    parts = [part async for part in request.stream()]
+    try:
+        parts = [part async for part in request.stream()]
+    except ClientDisconnect:
+        raise _ServiceError(499, _GONE_BEFORE_BODY) from None
     return await asyncio.to_thread(_validated, model, parts, request.headers.get("content-type"))
 
 
