@@ -104,6 +104,15 @@ def test_a_request_without_the_token_is_refused_before_its_body_is_parsed(url: s
     assert held.on_a_loop == []
 
 
+def test_a_chunked_body_without_the_token_is_refused_before_it_ends(url: str) -> None:
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as client:
+        head = b"POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        client.sendall(head + b'Transfer-Encoding: chunked\r\n\r\n5\r\n{"ite\r\n')  # more would follow
+        answer = client.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 401 ")
+
+
 def test_a_large_body_is_read_whole(url: str, media: Path) -> None:
     # many parts, with and without a declared length: none lost or reordered on the way to the parser
     request = scored(media)

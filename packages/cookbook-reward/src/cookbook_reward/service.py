@@ -37,7 +37,6 @@ import multiprocessing
 import tempfile
 import time
 import uuid
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -90,50 +89,24 @@ _GONE_BEFORE_BODY = "the client disconnected before sending its whole request bo
 
 
 class _BodyLimit:
-    """ASGI middleware answering 413 to a body larger than ``limit`` bytes, whether or not it says its length
-    up front, before the application reads it whole."""
+    """ASGI middleware answering 413 at once to a body that declares a length over ``limit`` bytes. A body of
+    undeclared length (chunked) is held to the limit as the endpoint reads it (:func:`_parsed`), after the token
+    check: read here, an unknown client's body would be taken in whole before it is refused."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
         self.limit = limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        declared = dict(scope["headers"]).get(b"content-length") if scope["type"] == "http" else None
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await _error(413, _over_limit(self.limit))(scope, receive, send)
+        else:  # the server holds a body to its declared length, so a length within the limit is all the check
             await self.app(scope, receive, send)
-            return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit():
-            # the server holds the body to its declared length, so a length within the limit is all the check
-            if int(declared) > self.limit:
-                await _error(413, f"request body over {self.limit} bytes")(scope, receive, send)
-            else:
-                await self.app(scope, receive, send)
-            return
-        # A body of undeclared length (chunked) is read here, up to the limit, before the application sees it:
-        # an error raised while the application reads would reach the client as its body-parsing error (400). Its
-        # parts are handed on as they came: joining hundreds of MiB here would hold up the event loop.
-        chunks: deque[bytes] = deque()
-        seen = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":  # the client went away: counted as such, not as a failure
-                await _error(499, _GONE_BEFORE_BODY)(scope, receive, send)
-                return
-            chunks.append(message.get("body", b""))
-            seen += len(chunks[-1])
-            if seen > self.limit:
-                await _error(413, f"request body over {self.limit} bytes")(scope, receive, send)
-                return
-            if not message.get("more_body", False):
-                break
 
-        async def replayed() -> Message:
-            if not chunks:
-                return await receive()  # after the body: the disconnect, when it comes
-            chunk = chunks.popleft()
-            return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}
 
-        await self.app(scope, replayed, send)
+def _over_limit(limit: int) -> str:
+    return f"request body over {limit} bytes (--set service.max_request_bytes=N raises the limit)"
 
 
 class _Metrics:
@@ -493,13 +466,19 @@ async def _disconnected(receive: Receive) -> None:
 _Body = TypeVar("_Body", bound=BaseModel)
 
 
-async def _parsed(request: Request, model: type[_Body]) -> _Body:
+async def _parsed(request: Request, model: type[_Body], limit: int) -> _Body:
     """The request's body as ``model``, refused as FastAPI refuses a body parameter's (400s, answered by the
-    app's handlers). Its parts are gathered as they arrive and joined, parsed and validated on a worker thread:
-    FastAPI does all that on the event loop, where a 200 MiB upload held every other request, health checks
-    included, for up to a second."""
+    app's handlers), or with 413 once it runs over ``limit`` bytes. Its parts are gathered as they arrive and
+    joined, parsed and validated on a worker thread: FastAPI does all that on the event loop, where a 200 MiB
+    upload held every other request, health checks included, for up to a second."""
+    parts: list[bytes] = []
+    seen = 0
     try:
-        parts = [part async for part in request.stream()]
+        async for part in request.stream():
+            seen += len(part)
+            if seen > limit:
+                raise _ServiceError(413, _over_limit(limit))
+            parts.append(part)
     except ClientDisconnect:
         raise _ServiceError(499, _GONE_BEFORE_BODY) from None
     return await asyncio.to_thread(_validated, model, parts, request.headers.get("content-type"))
@@ -636,14 +615,14 @@ def create_app(
     @app.post("/v1/score", dependencies=[Depends(authorize)], openapi_extra=_request_body(RewardRequest))
     async def score(request: Request) -> RewardResponse:
         """Score a batch of videos; each item succeeds or fails on its own."""
-        body = await _parsed(request, RewardRequest)
+        body = await _parsed(request, RewardRequest, settings.max_request_bytes)
         results = await scoring.score(body.items, request.receive)
         return RewardResponse(model=model, scorer=scorer.kind, results=results)
 
     @app.post("/get_reward", dependencies=[Depends(authorize)], openapi_extra=_request_body(OpenRLHFRequest))
     async def get_reward(request: Request) -> OpenRLHFResponse:
         """OpenRLHF's remote reward protocol: one reward per query (a video reference)."""
-        body = await _parsed(request, OpenRLHFRequest)
+        body = await _parsed(request, OpenRLHFRequest, settings.max_request_bytes)
         items = [
             RewardItem(
                 video=query,
