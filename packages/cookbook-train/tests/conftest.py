@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -77,6 +79,32 @@ class Datasets:
 def datasets(tmp_path_factory: pytest.TempPathFactory, synthetic_videos: VideoSet) -> Datasets:
     """``datasets("sft" | "rl", "reason1" | "reason2")`` -> folder of a built dataset."""
     return Datasets(tmp_path_factory.mktemp("datasets"), synthetic_videos)
+
+
+LONG_TEXT = " ".join(f"because{i}" for i in range(300))
+"""A text of about 3k bytes: far more tokens than a short ``max_length`` leaves beside a tiny video."""
+
+
+def _with_long_text(dataset: Path, folder: Path, row: int) -> Path:
+    from datasets import DatasetDict, load_from_disk
+
+    train = load_from_disk(str(dataset))["train"].to_list()
+    messages = json.loads(train[row]["conversations"])
+    if messages[-1]["role"] == "assistant":
+        messages[-1]["content"] = LONG_TEXT
+    else:
+        messages[-1]["content"][-1]["text"] = LONG_TEXT
+    train[row]["conversations"] = json.dumps(messages)
+    DatasetDict({"train": load_from_disk(str(dataset))["train"].from_list(train)}).save_to_disk(str(folder))
+    shutil.copy(dataset / "build_info.json", folder / "build_info.json")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def with_long_text() -> Callable[[Path, Path, int], Path]:
+    """``with_long_text(dataset, folder, row)`` -> ``folder``, a copy of a built dataset whose train row ``row``
+    has a long text: the answer of an SFT row, the question of a prompt-only (RL) row."""
+    return _with_long_text
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,7 @@
 """Recipes are strict, and render into cosmos-rl configs that cosmos-rl's own classes accept as we mean them."""
 
+import shutil
+import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -221,3 +223,61 @@ def test_datasets_are_checked_against_the_recipe(datasets: Any, tmp_path: Path) 
         check_dataset(SFTConfig(dataset=datasets("sft", "reason1"), **{**base, "arch": "reason2"}))
     with pytest.raises(DatasetError, match="split 'val' is empty"):
         check_dataset(SFTConfig(dataset=datasets("sft", "reason1"), validate_every=10, **base))
+
+
+@pytest.mark.parametrize(
+    ("kind", "arch", "row", "name"), [("sft", "reason1", 2, "mpeg4_8fps"), ("rl", "reason2", 1, "h264_portrait_15fps")]
+)
+def test_a_row_whose_text_fills_max_length_is_refused_before_launch_when_the_model_is_local(
+    tiny_checkpoints: Any, datasets: Any, with_long_text: Any, tmp_path: Path, kind: str, arch: str, row: int, name: str
+) -> None:
+    dataset = with_long_text(datasets(kind, arch), tmp_path / "dataset", row)
+    base = {"model": str(tiny_checkpoints(arch)), "dataset": dataset, "output_dir": tmp_path / "run", "lr": 1e-5}
+    config: TrainConfig = (
+        SFTConfig(max_length=321, **base)
+        if kind == "sft"
+        else GRPOConfig(max_length=321, max_response_length=16, rewards=[{"name": "format"}], **base)
+    )
+    message = rf"split 'train': 1 row\(s\) exceed max_length 321 in tokens .*: row {row} \(id '{name}'\) \d+; raise"
+    with pytest.raises(DatasetError, match=message):
+        check_dataset(config)
+    roomy = check_dataset(config.model_copy(update={"max_length": 4096}))  # the long row then fits
+    assert roomy.rows == {"train": 3} and roomy.unchecked == 0
+
+
+def test_rows_a_hub_model_s_tokenizer_would_have_to_count_are_reported_not_fetched(
+    monkeypatch: pytest.MonkeyPatch, datasets: Any, with_long_text: Any, tmp_path: Path
+) -> None:
+    from transformers import AutoProcessor
+
+    def fetch(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a processor was loaded to check text lengths")
+
+    monkeypatch.setattr(AutoProcessor, "from_pretrained", fetch)
+    dataset = with_long_text(datasets("sft", "reason1"), tmp_path / "dataset", 2)
+    base = {"model": "some/model", "arch": "reason1", "dataset": dataset, "output_dir": tmp_path, "lr": 1e-5}
+    local = check_dataset(SFTConfig(backend="local", max_length=321, **base))
+    assert local.unchecked == 1  # the two short rows are cleared by their bytes
+    assert "1 row(s) not checked against max_length" in local.describe()
+    assert "the local trainer checks them before its first step" in local.describe()
+    cosmos = check_dataset(SFTConfig(backend="cosmos-rl", max_length=321, **base))
+    assert "cosmos-rl would cut an over-long one at its end" in cosmos.describe()
+    assert check_dataset(SFTConfig(max_length=4096, **base)).unchecked == 0
+
+
+def test_a_hub_model_in_the_hugging_face_cache_counts_the_rows_from_its_snapshot(
+    monkeypatch: pytest.MonkeyPatch, tiny_checkpoints: Any, datasets: Any, with_long_text: Any, tmp_path: Path
+) -> None:
+    import huggingface_hub.constants
+
+    snapshot = tmp_path / "hub" / "models--acme--tiny" / "snapshots" / ("0" * 40)
+    shutil.copytree(tiny_checkpoints("reason1"), snapshot)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    dataset = with_long_text(datasets("sft", "reason1"), tmp_path / "dataset", 2)
+    config = SFTConfig(model="acme/tiny", arch="reason1", dataset=dataset, output_dir=tmp_path, lr=1e-5, max_length=321)
+    started = time.monotonic()
+    with pytest.raises(DatasetError, match=r"1 row\(s\) exceed max_length 321 .*: row 2 \(id 'mpeg4_8fps'\)"):
+        check_dataset(config)
+    assert time.monotonic() - started < 10  # the hub is not asked (offline, each file would be retried for a minute)

@@ -10,9 +10,9 @@ from cookbook_infer.backends.base import SamplingSettings
 from cookbook_infer.backends.transformers import TransformersBackend
 from cookbook_infer.testing.pytest_plugin import TinyCheckpoints
 from cookbook_train.config import GRPOConfig
-from cookbook_train.data import load_split, parse_conversation, split_target
+from cookbook_train.data import DatasetError, load_split, parse_conversation, split_target
 from cookbook_train.local._model import METRICS, StepMetrics
-from cookbook_train.local.grpo import train_grpo_local
+from cookbook_train.local.grpo import GRPOLoop, train_grpo_local
 
 
 def test_grpo_raises_the_mean_reward_for_emitting_a_chosen_token(
@@ -83,3 +83,26 @@ def test_grpo_raises_the_mean_reward_for_emitting_a_chosen_token(
     ):
         train_grpo_local(longer, rewards=[(starts_with_target, 1.0)])
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["step_4", "step_8"]
+
+
+def test_a_prompt_leaving_too_little_room_for_the_answer_stops_the_run_before_its_first_step(
+    tiny_checkpoints: TinyCheckpoints, datasets: Any, with_long_text: Any, tmp_path: Path
+) -> None:
+    config = GRPOConfig(
+        backend="local",
+        model=str(tiny_checkpoints("reason2")),
+        dataset=with_long_text(datasets("rl", "reason2"), tmp_path / "dataset", 1),
+        output_dir=tmp_path / "run",
+        rewards=[{"name": "format"}],
+        lr=1e-3,
+        batch_size=2,
+        mini_batch=2,
+        num_generations=2,
+        max_response_length=16,
+        max_length=321,
+        local={"device": "cpu"},
+    )
+    message = r"1 row\(s\) exceed max_length 321 in tokens \(video included, with max_response_length 16\): row 1 "
+    with pytest.raises(DatasetError, match=message + r"\(id 'h264_portrait_15fps'\) \d+;"):
+        GRPOLoop(config)
+    assert GRPOLoop(config.model_copy(update={"max_length": 4096})).steps_per_epoch == 3

@@ -8,16 +8,19 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from cookbook_data.build import read_build_info
 from cookbook_data.jobs import RESOLVED_CONFIG
 from cookbook_data.records import JsonlWriter, read_records
 from cookbook_infer.backends.base import SamplingSettings
-from cookbook_infer.backends.transformers import TransformersBackend
+from cookbook_infer.backends.transformers import TransformersBackend, load_pretrained
 from cookbook_infer.parsing import parse_reasoning
+from cookbook_infer.testing import Arch
 from cookbook_infer.testing.pytest_plugin import TinyCheckpoints
 from cookbook_train.config import SFTConfig
-from cookbook_train.data import load_split, parse_conversation, split_target
+from cookbook_train.data import DatasetError, LengthBudget, load_split, parse_conversation, split_target
 from cookbook_train.launch import launch, plan_run
-from cookbook_train.local._model import METRICS, StepMetrics
+from cookbook_train.local._batch import sequence_lengths, sft_batch
+from cookbook_train.local._model import CHECKPOINTS, METRICS, StepMetrics
 from cookbook_train.local.sft import train_sft_local
 
 
@@ -132,3 +135,48 @@ def test_a_resumed_run_that_plans_more_steps_is_refused(
         "checkpoint-1",
         "checkpoint-2",
     ]
+
+
+def test_a_row_too_long_for_max_length_stops_the_run_before_its_first_step(
+    tiny_checkpoints: TinyCheckpoints, datasets: Any, with_long_text: Any, tmp_path: Path
+) -> None:
+    model = tiny_checkpoints("reason1")
+    dataset = with_long_text(datasets("sft", "reason1"), tmp_path / "dataset", 2)
+    config = SFTConfig(
+        backend="local",
+        model=str(model),
+        dataset=dataset,
+        output_dir=tmp_path / "run",
+        lr=1e-3,
+        batch_size=1,
+        max_length=321,
+        gradient_checkpointing=False,
+        local={"device": "cpu"},
+    )
+    # As a hub id's plan leaves it: the long row is only counted by the trainer.
+    with pytest.raises(
+        DatasetError, match=r"1 row\(s\) exceed .* \(video included\): row 2 \(id 'mpeg4_8fps'\)"
+    ) as error:
+        train_sft_local(config)
+    assert not (tmp_path / "run" / METRICS).exists() and not (tmp_path / "run" / CHECKPOINTS).exists()
+    # The count given is the collator's own.
+    processor = load_pretrained(str(model)).processor
+    row = parse_conversation(load_split(dataset, "train")[2]["conversations"])
+    tokens = sequence_lengths(sft_batch(processor, "qwen2_5_vl", [row]))[0]
+    assert f"row 2 (id 'mpeg4_8fps') {tokens};" in str(error.value) and tokens > 321
+
+
+@pytest.mark.parametrize("arch", ["reason1", "reason2"])
+def test_the_byte_bound_of_a_row_is_never_below_its_true_length(
+    tiny_checkpoints: TinyCheckpoints, datasets: Any, with_long_text: Any, tmp_path: Path, arch: Arch
+) -> None:
+    model = tiny_checkpoints(arch)
+    dataset = with_long_text(datasets("sft", arch), tmp_path / "dataset", 0)
+    config = SFTConfig(model=str(model), dataset=dataset, output_dir=tmp_path / "run", lr=1e-3)
+    budget = LengthBudget.of(config, read_build_info(dataset))
+    processor = load_pretrained(str(model)).processor
+    for row in load_split(dataset, "train"):
+        conversation = parse_conversation(row["conversations"])
+        true = sequence_lengths(sft_batch(processor, config.model_type(), [conversation]))[0]
+        bound = budget.bound(conversation)
+        assert bound is not None and true <= bound < 4 * true, (row["id"], true, bound)

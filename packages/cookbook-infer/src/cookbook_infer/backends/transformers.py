@@ -20,6 +20,17 @@ from cookbook_infer.backends.base import (
 )
 from cookbook_infer.vision import ModelVideo, ready_videos
 
+__all__ = [
+    "PATCH_FACTORS",
+    "Dtype",
+    "LoadedModel",
+    "TransformersBackend",
+    "chat_prompt",
+    "load_pretrained",
+    "model_inputs",
+    "resolve_device",
+]
+
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 
 PATCH_FACTORS: dict[str, Literal[28, 32]] = {"qwen2_5_vl": 28, "qwen3_vl": 32}

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from cookbook_data.schemas import AssistantMessage, Conversation
-from cookbook_infer.backends.transformers import model_inputs
+from cookbook_infer.backends.transformers import chat_prompt, model_inputs
 from cookbook_train.data import parse_conversation, split_target
 
 IGNORE_INDEX = -100
@@ -28,6 +28,14 @@ def completion_text(processor: Any, prompt: Conversation, target: str) -> str:
     if rendered.startswith(opening) and target in rendered[len(opening) :]:
         return rendered[len(opening) :]
     return target + str(processor.tokenizer.eos_token)
+
+
+def text_tokens(processor: Any, conversation: Conversation) -> int:
+    """Tokens of a conversation's chat-template text as the model input holds it (the generation prompt, then the
+    final assistant turn if there is one), each video's placeholder counted as one token."""
+    prompt, target = split_target(conversation)
+    text = chat_prompt(processor, prompt) + ("" if target is None else completion_text(processor, prompt, target))
+    return len(processor.tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 def sft_batch(
@@ -68,8 +76,7 @@ def sft_batch(
         start = input_ids.shape[1] - len(tokens)
         labels[row, start : start + len(labelled)] = input_ids[row, start : start + len(labelled)]
     if max_length is not None:
-        lengths = inputs["attention_mask"].sum(dim=1).tolist()
-        for row, length in enumerate(lengths):
+        for row, length in enumerate(sequence_lengths(inputs)):
             if length > max_length:
                 raise ValueError(
                     f"sample {_name(ids, row)}: {length} tokens (video included) exceed max_length {max_length}; "
@@ -78,6 +85,12 @@ def sft_batch(
     batch = dict(inputs)
     batch["labels"] = labels
     return batch
+
+
+def sequence_lengths(inputs: Any) -> list[int]:
+    """Tokens of each row of a batch of model inputs, videos included, padding not."""
+    lengths: list[int] = inputs["attention_mask"].sum(dim=1).tolist()
+    return lengths
 
 
 def _name(ids: Sequence[str] | None, index: int) -> str:

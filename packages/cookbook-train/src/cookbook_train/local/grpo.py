@@ -36,8 +36,9 @@ from typing import Any
 from cookbook_data.schemas import Conversation
 from cookbook_infer.backends.transformers import model_inputs
 from cookbook_train.config import GRPOConfig
-from cookbook_train.data import load_split, parse_conversation, reference_of, split_target
+from cookbook_train.data import check_lengths, load_split, parse_conversation, reference_of, split_target
 from cookbook_train.export import FINAL, save_hf
+from cookbook_train.local._batch import sequence_lengths
 from cookbook_train.local._model import (
     CHECKPOINTS,
     HF_SCHEDULES,
@@ -219,9 +220,23 @@ class GRPOLoop:
             self.training.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.rows = load_split(config.dataset, config.train_split)
         self.val_rows = load_split(config.dataset, config.val_split) if config.validate_every is not None else None
+        self._check_lengths()
         self.eos_ids = _eos_ids(self.training)
         self.suppressed = _vision_token_ids(self.training)
         self.reference = _Reference(config, self.training) if config.kl_beta > 0 else None
+
+    def _check_lengths(self) -> None:
+        """Refuse, before the first step, prompts that leave less than ``max_response_length`` to ``max_length``,
+        counted as the rollouts build them (a rollout that reached the limit would stop the run)."""
+        training = self.training
+
+        def count(prompt: Conversation) -> int:
+            inputs = model_inputs(training.processor, training.model_type, [prompt])
+            return sequence_lengths(inputs)[0] + self.config.max_response_length
+
+        check_lengths(self.config, self.config.train_split, self.rows, count)
+        if self.val_rows is not None:
+            check_lengths(self.config, self.config.val_split, self.val_rows, count)
 
     @property
     def prompts_per_step(self) -> int:

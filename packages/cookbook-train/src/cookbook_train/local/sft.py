@@ -16,10 +16,11 @@ import math
 from pathlib import Path
 from typing import Any
 
+from cookbook_data.schemas import Conversation
 from cookbook_train.config import SFTConfig
-from cookbook_train.data import load_split
+from cookbook_train.data import check_lengths, load_split
 from cookbook_train.export import FINAL, save_hf
-from cookbook_train.local._batch import SFTCollator
+from cookbook_train.local._batch import SFTCollator, sequence_lengths, sft_batch
 from cookbook_train.local._model import (
     CHECKPOINTS,
     HF_SCHEDULES,
@@ -109,6 +110,18 @@ def _one_visible_gpu(device: str) -> None:
         )
 
 
+def _check_lengths(config: SFTConfig, processor: Any, model_type: str, train: Any, evaluation: Any) -> None:
+    """Refuse over-long rows before the first step, counted as the collator builds them (the collator would stop
+    the run at the first one)."""
+
+    def count(conversation: Conversation) -> int:
+        return sequence_lengths(sft_batch(processor, model_type, [conversation]))[0]
+
+    check_lengths(config, config.train_split, train, count)
+    if evaluation is not None:
+        check_lengths(config, config.val_split, evaluation, count)
+
+
 def train_sft_local(config: SFTConfig) -> LocalResult:
     """Fine-tune on the train split, resume from the run folder's last checkpoint, export the final model."""
     from trl.trainer.sft_config import SFTConfig as TrlSFTConfig
@@ -121,6 +134,7 @@ def train_sft_local(config: SFTConfig) -> LocalResult:
     loaded = load_for_training(config)
     train = load_split(config.dataset, config.train_split)
     evaluation = load_split(config.dataset, config.val_split) if config.validate_every is not None else None
+    _check_lengths(config, loaded.processor, loaded.model_type, train, evaluation)
     args = TrlSFTConfig(
         output_dir=str(checkpoints),
         per_device_train_batch_size=config.mini_batch,
