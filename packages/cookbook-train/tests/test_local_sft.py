@@ -1,5 +1,6 @@
 """Local SFT (TRL's SFTTrainer with our video collator) learns what the built dataset teaches."""
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -11,15 +12,24 @@ from safetensors.torch import load_file, save_file
 from cookbook_data.build import read_build_info
 from cookbook_data.jobs import RESOLVED_CONFIG
 from cookbook_data.records import JsonlWriter, read_records
+from cookbook_data.schemas import Conversation, UserMessage
 from cookbook_infer.backends.base import SamplingSettings
 from cookbook_infer.backends.transformers import TransformersBackend, load_pretrained
 from cookbook_infer.parsing import parse_reasoning
 from cookbook_infer.testing import Arch
 from cookbook_infer.testing.pytest_plugin import TinyCheckpoints
 from cookbook_train.config import SFTConfig
-from cookbook_train.data import DatasetError, LengthBudget, load_split, parse_conversation, split_target
+from cookbook_train.data import (
+    DatasetError,
+    LengthBudget,
+    check_dataset,
+    check_lengths,
+    load_split,
+    parse_conversation,
+    split_target,
+)
 from cookbook_train.launch import launch, plan_run
-from cookbook_train.local._batch import sequence_lengths, sft_batch
+from cookbook_train.local._batch import sequence_lengths, sft_batch, text_tokens
 from cookbook_train.local._model import CHECKPOINTS, METRICS, StepMetrics
 from cookbook_train.local.sft import train_sft_local
 
@@ -180,3 +190,40 @@ def test_the_byte_bound_of_a_row_is_never_below_its_true_length(
         true = sequence_lengths(sft_batch(processor, config.model_type(), [conversation]))[0]
         bound = budget.bound(conversation)
         assert bound is not None and true <= bound < 4 * true, (row["id"], true, bound)
+        # the tokenized text with each video at the longest (Qwen3-VL's timestamps included) never clears a row
+        # one token too long
+        tight = dataclasses.replace(budget, max_length=true - 1)
+        assert not tight.fits(text_tokens(processor, conversation), conversation), row["id"]
+
+
+def test_the_byte_bound_counts_text_as_the_tokenizer_normalises_it() -> None:
+    budget = LengthBudget(max_length=10_000, video_bound=None, per_video_text=0, answer=0)
+
+    def bound(text: str) -> int | None:
+        return budget.bound(Conversation(messages=[UserMessage(content=text)]))
+
+    ascii_bound, composed_bound = bound("a" * 100), bound("\ufb2c" * 100)  # 3 bytes, 6 once normalised to NFC
+    assert ascii_bound is not None and composed_bound is not None
+    assert composed_bound - ascii_bound == 500
+
+
+def test_a_row_that_may_fit_with_its_own_video_is_counted_by_the_trainer_not_refused(
+    tiny_checkpoints: TinyCheckpoints, datasets: Any, with_long_text: Any, tmp_path: Path
+) -> None:
+    model = tiny_checkpoints("reason1")
+    dataset = with_long_text(datasets("sft", "reason1"), tmp_path / "dataset", 0)
+    processor = load_pretrained(str(model)).processor
+    rows = load_split(dataset, "train")
+
+    def count(conversation: Conversation) -> int:
+        return sequence_lengths(sft_batch(processor, "qwen2_5_vl", [conversation]))[0]
+
+    long_row = parse_conversation(rows[0]["conversations"])
+    true = count(long_row)
+    config = SFTConfig(model=str(model), dataset=dataset, output_dir=tmp_path / "run", lr=1e-3, max_length=true)
+    budget = LengthBudget.of(config, read_build_info(dataset))
+    assert budget.video_bound is not None and not budget.fits(text_tokens(processor, long_row), long_row)
+    assert check_dataset(config).unchecked == 1  # its own video is shorter than the longest: not refused
+    check_lengths(config, "train", rows, processor, count)  # the exact count lets it through
+    with pytest.raises(DatasetError, match=rf"row 0 \(id '{rows[0]['id']}'\) {true};"):
+        check_lengths(config.model_copy(update={"max_length": true - 1}), "train", rows, processor, count)

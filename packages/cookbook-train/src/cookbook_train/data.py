@@ -13,6 +13,7 @@ and that fit ``max_length`` (:class:`LengthBudget`; the local trainers count the
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 
 from cookbook_data.build import BUILD_INFO, BuildReport, read_build_info
 from cookbook_data.build import Kind as BuildKind
-from cookbook_data.schemas import AssistantMessage, Conversation, TextPart
+from cookbook_data.schemas import AssistantMessage, Conversation, ImagePart, TextPart
 from cookbook_train.config import MODEL_TYPES, GRPOConfig, Kind, TrainConfig
 from cookbook_train.rewards import WeightedReward, reward_functions, reward_name
 
@@ -89,8 +90,9 @@ class DatasetSummary:
                 else "cosmos-rl would cut an over-long one at its end"
             )
             line += (
-                f"; {self.unchecked} row(s) not checked against max_length (their text is too long to clear "
-                f"without the model's tokenizer, which is neither a local folder nor in the Hugging Face cache; {then})"
+                f"; {self.unchecked} row(s) not checked against max_length (too long to clear without the model's "
+                f"tokenizer and each video's own frames, or with its tokenizer out of reach without the network; "
+                f"{then})"
             )
         return line
 
@@ -177,9 +179,10 @@ def _sequence(config: TrainConfig, conversation: Conversation) -> Conversation:
 def _check_text_lengths(
     config: TrainConfig, budget: LengthBudget, uncleared: dict[str, list[tuple[int, str, Conversation]]]
 ) -> int:
-    """Tokenize the rows the byte bound did not clear, when the model's processor is at hand without the network,
-    and refuse those whose text and videos (each counted at the dataset's longest) exceed ``max_length``; returns
-    how many rows were left unchecked."""
+    """Tokenize the rows the byte bound did not clear, when the model's processor is at hand without the network:
+    refuse those whose text alone exceeds ``max_length``, clear those that fit with each video counted at the
+    dataset's longest, and return how many are left unchecked (a row with a short video may fit where the
+    longest would not; only its frames, which the trainer samples, can tell)."""
     if not uncleared:
         return 0
     processor = cached_processor(config.model)
@@ -187,32 +190,40 @@ def _check_text_lengths(
         return sum(len(items) for items in uncleared.values())
     from cookbook_train.local._batch import text_tokens
 
+    unchecked = 0
     for split, items in uncleared.items():
         over = []
         for index, row_id, sequence in items:
-            tokens = budget.estimate(text_tokens(processor, sequence), sequence)
-            if tokens > config.max_length:
-                over.append(OverLong(index, row_id, tokens))
-        refuse_over_long(
-            f"{config.dataset} split {split!r}", over, config.max_length, "text tokenized, videos at the longest"
-        )
-    return 0
+            tokens = text_tokens(processor, sequence)
+            if budget.floor(tokens) > config.max_length:
+                over.append(OverLong(index, row_id, budget.floor(tokens)))
+            elif not budget.fits(tokens, sequence):
+                unchecked += 1
+        what = budget.counted("text tokenized, before its videos")
+        refuse_over_long(f"{config.dataset} split {split!r}", over, config.max_length, what)
+    return unchecked
 
 
-def check_lengths(config: TrainConfig, split: str, rows: Any, count: Callable[[Conversation], int]) -> None:
+def check_lengths(
+    config: TrainConfig, split: str, rows: Any, processor: Any, count: Callable[[Conversation], int]
+) -> None:
     """Refuse, before the first step, the rows of ``split`` whose sequence exceeds ``max_length``, counted by
     ``count`` (the trainer's own building of a row's model input, videos sampled), rather than stop at the first
-    one hours into the run. Rows the byte bound clears are not counted; for GRPO the sequence is the prompt and
-    ``count`` adds the room kept for the answer."""
+    one hours into the run. Rows the byte bound clears, or their tokenized text with each video at the dataset's
+    longest, are not counted (``count`` decodes the videos: a thousand times the cost); for GRPO the sequence is
+    the prompt and ``count`` adds the room kept for the answer."""
+    from cookbook_train.local._batch import text_tokens
+
     budget = LengthBudget.of(config, read_build_info(config.dataset))
     over = []
     for index in range(len(rows)):
         row = rows[index]
         sequence = _sequence(config, parse_conversation(row["conversations"]))
-        if not budget.clears(sequence) and (tokens := count(sequence)) > config.max_length:
+        if budget.clears(sequence) or budget.fits(text_tokens(processor, sequence), sequence):
+            continue
+        if (tokens := count(sequence)) > config.max_length:
             over.append(OverLong(index, str(row.get("id")), tokens))
-    what = "video included" + (f", with max_response_length {budget.answer}" if budget.answer else "")
-    refuse_over_long(f"{config.dataset} split {split!r}", over, config.max_length, what)
+    refuse_over_long(f"{config.dataset} split {split!r}", over, config.max_length, budget.counted("video included"))
 
 
 def _check_rewards_read(rewards: list[WeightedReward], row: dict[str, Any], where: str) -> None:
@@ -285,9 +296,6 @@ class LengthBudget:
     """What a row's sequence may hold, for telling cheaply which rows cannot exceed ``max_length``."""
 
     max_length: int
-    video: int
-    """Tokens one video is counted at when a row's text is tokenized: the build's measure or its pixel budget (0
-    when the build tells neither)."""
     video_bound: int | None
     """Most tokens one video surely takes: the build's measure of its longest (None when it did not probe them;
     a video grows past ``total_pixels`` once it is long enough)."""
@@ -306,29 +314,57 @@ class LengthBudget:
             smallest_pair = (vision.min_pixels or vision.default_min_pixels) // vision.patch_factor**2
             pairs = min(frames // 2 + 1, video // max(1, smallest_pair) + 1)
             per_video_text = pairs * TIMESTAMP_TOKENS
-        return cls(config.max_length, video, build.max_video_tokens, per_video_text, _answer_room(config))
+        return cls(config.max_length, build.max_video_tokens, per_video_text, _answer_room(config))
 
     def bound(self, conversation: Conversation) -> int | None:
-        """An upper bound on the row's tokens, without a tokenizer (None when its videos have none): a byte-level
-        BPE tokenizer never makes more tokens of a text than its UTF-8 bytes, and the chat template and each video
+        """An upper bound on the row's tokens, without a tokenizer (None when its videos have none, or it holds an
+        image): a byte-level BPE tokenizer never makes more tokens of a text than the UTF-8 bytes of its NFC form
+        (Qwen's normalises to NFC first, which lengthens some characters), and the chat template and each video
         add at most known counts."""
         videos = len(conversation.video_parts())
-        if videos and self.video_bound is None:
+        if (videos and self.video_bound is None) or _has_image(conversation):
             return None
         per_video = VIDEO_MARK_TOKENS + (self.video_bound or 0) + self.per_video_text
-        text = sum(len(_text(message.content).encode()) for message in conversation.messages)
+        text = sum(_nfc_bytes(_text(message.content)) for message in conversation.messages)
         template = TEMPLATE_TOKENS + TEMPLATE_TOKENS_PER_MESSAGE * len(conversation.messages)
         return text + template + videos * per_video + self.answer
 
     def clears(self, conversation: Conversation) -> bool:
-        """Whether the row surely fits ``max_length``."""
+        """Whether the row surely fits ``max_length``, by its bound."""
         bound = self.bound(conversation)
         return bound is not None and bound <= self.max_length
 
-    def estimate(self, text_tokens: int, conversation: Conversation) -> int:
-        """A row's tokens from its chat-template text's token count (one placeholder token per video), each video
-        counted at the dataset's longest."""
-        return text_tokens + len(conversation.video_parts()) * (self.video - 1) + self.answer
+    def floor(self, text_tokens: int) -> int:
+        """The fewest tokens a row can take, from its chat-template text's token count (one placeholder token per
+        video, each of which becomes at least one video token)."""
+        return text_tokens + self.answer
+
+    def fits(self, text_tokens: int, conversation: Conversation) -> bool:
+        """Whether a row surely fits ``max_length``, from its chat-template text's token count: each video counted
+        at the dataset's longest with the text the processor writes around it (unknown, so never, when the
+        build did not measure its videos), no image."""
+        videos = len(conversation.video_parts())
+        if (videos and self.video_bound is None) or _has_image(conversation):
+            return False
+        per_video = (self.video_bound or 0) - 1 + self.per_video_text
+        return text_tokens + videos * per_video + self.answer <= self.max_length
+
+    def counted(self, what: str) -> str:
+        """How a refusal's token counts were made: ``what``, and the room kept for the answer."""
+        return what + (f", with max_response_length {self.answer}" if self.answer else "")
+
+
+def _nfc_bytes(text: str) -> int:
+    return len(unicodedata.normalize("NFC", text).encode())
+
+
+def _has_image(conversation: Conversation) -> bool:
+    return any(
+        isinstance(part, ImagePart)
+        for message in conversation.messages
+        if isinstance(message.content, list)
+        for part in message.content
+    )
 
 
 @dataclass(frozen=True)

@@ -234,9 +234,9 @@ class GRPOLoop:
             inputs = model_inputs(training.processor, training.model_type, [prompt])
             return sequence_lengths(inputs)[0] + self.config.max_response_length
 
-        check_lengths(self.config, self.config.train_split, self.rows, count)
+        check_lengths(self.config, self.config.train_split, self.rows, training.processor, count)
         if self.val_rows is not None:
-            check_lengths(self.config, self.config.val_split, self.val_rows, count)
+            check_lengths(self.config, self.config.val_split, self.val_rows, training.processor, count)
 
     @property
     def prompts_per_step(self) -> int:

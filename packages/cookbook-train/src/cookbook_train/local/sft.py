@@ -117,9 +117,9 @@ def _check_lengths(config: SFTConfig, processor: Any, model_type: str, train: An
     def count(conversation: Conversation) -> int:
         return sequence_lengths(sft_batch(processor, model_type, [conversation]))[0]
 
-    check_lengths(config, config.train_split, train, count)
+    check_lengths(config, config.train_split, train, processor, count)
     if evaluation is not None:
-        check_lengths(config, config.val_split, evaluation, count)
+        check_lengths(config, config.val_split, evaluation, processor, count)
 
 
 def train_sft_local(config: SFTConfig) -> LocalResult:
