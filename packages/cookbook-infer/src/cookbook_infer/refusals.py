@@ -29,31 +29,59 @@ _WHOLE_BODY: dict[str, str] = {
 caller, in a client's words."""
 
 
-def problem_field(problem: Mapping[str, Any]) -> str | None:
+def problem_field(problem: Mapping[str, Any], body: Any = None) -> str | None:
     """The dotted path of the field a validation problem concerns, without FastAPI's leading ``body``; None for
     a problem of the whole body (a model validator's, or JSON that does not parse: its location is a character
-    offset, not a field)."""
+    offset, not a field).
+
+    Given the request's ``body`` (FastAPI's ``RequestValidationError.body``), the path is the body's own: pydantic
+    puts the name of the tagged union's member it tried into a location (``messages.0.content.parts.0.text.text``
+    for the ``text`` of ``messages[0].content[0]``), a name the client never wrote."""
     if problem["type"] == "json_invalid":
         return None
-    steps = [str(step) for step in problem["loc"]]
+    steps = list(problem["loc"])
     if steps[:1] == ["body"]:
         steps = steps[1:]
-    return ".".join(steps) or None
+    if body is not None and "input" in problem:
+        lacked = steps[-1:] if problem["type"] == "missing" else []  # the field the object (the input) lacks
+        path = _path_through(body, steps[: len(steps) - len(lacked)], problem["input"])
+        steps = steps if path is None else path + lacked
+    return ".".join(str(step) for step in steps) or None
 
 
-def describe_problem(problem: Mapping[str, Any]) -> str:
-    """One validation problem as ``field.path: message``, or as what is wrong with the body as a whole."""
+def _path_through(body: Any, steps: Sequence[str | int], target: Any) -> list[str | int] | None:
+    """The steps of a location that lead through ``body`` to ``target``, the value the problem is about
+    (pydantic's ``input``); the others are union members' names. A name can also be a key (the ``video`` part's
+    tag and its ``video`` field), so both readings are tried. None where no reading reaches the value."""
+    if not steps:
+        return [] if body is target else None
+    step, rest = steps[0], steps[1:]
+    if _holds(body, step) and (path := _path_through(body[step], rest, target)) is not None:
+        return [step, *path]
+    return _path_through(body, rest, target)
+
+
+def _holds(node: Any, step: str | int) -> bool:
+    """Whether ``step`` is a key of ``node``, a JSON object, or an index of ``node``, a JSON array."""
+    if isinstance(node, dict):
+        return step in node
+    return isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node)
+
+
+def describe_problem(problem: Mapping[str, Any], body: Any = None) -> str:
+    """One validation problem as ``field.path: message`` (the path through ``body`` where it is given, as in
+    :func:`problem_field`), or as what is wrong with the body as a whole."""
     if problem["type"] == "json_invalid":
         return f"the body is not valid JSON: {problem['ctx']['error']} at character {problem['loc'][-1]}"
     if tuple(problem["loc"]) == ("body",) and problem["type"] in _WHOLE_BODY:
         return _WHOLE_BODY[problem["type"]]
-    field, message = problem_field(problem), problem_message(problem)
+    field, message = problem_field(problem, body), problem_message(problem)
     return f"{field}: {message}" if field is not None else message
 
 
-def describe_problems(problems: Sequence[Mapping[str, Any]]) -> str:
+def describe_problems(problems: Sequence[Mapping[str, Any]], body: Any = None) -> str:
     """Every problem of a request that failed validation, on one line."""
-    return "; ".join(describe_problem(problem) for problem in problems) or "invalid request"
+    return "; ".join(describe_problem(problem, body) for problem in problems) or "invalid request"
 
 
 def describe_refusal(request: Request, error: HTTPException) -> str:

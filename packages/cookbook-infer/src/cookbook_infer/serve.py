@@ -340,8 +340,8 @@ def create_app(backend: Backend, settings: ServeSettings) -> FastAPI:
     async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
         """A body that is not JSON or fails validation: 400 as OpenAI and vLLM answer it, not FastAPI's 422."""
         problems = list(error.errors())
-        param = problem_field(problems[0]) if problems else None
-        return _error_response(APIError(400, describe_problems(problems), param=param))
+        param = problem_field(problems[0], error.body) if problems else None
+        return _error_response(APIError(400, describe_problems(problems, error.body), param=param))
 
     @app.exception_handler(HTTPException)
     async def _refused(request: Request, error: HTTPException) -> JSONResponse:
