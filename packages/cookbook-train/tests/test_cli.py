@@ -85,6 +85,30 @@ def test_a_fresh_run_refuses_a_folder_holding_an_earlier_run(
     assert run_cli(monkeypatch, *args, "--output-dir", str(run), "--dry-run") == 0  # resuming it is fine
 
 
+def test_a_resumed_cosmos_run_that_plans_other_steps_is_refused(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], datasets: Any, tmp_path: Path
+) -> None:
+    # cosmos-rl resumes SFT only up to the step count its checkpoint recorded, under that count's schedule: a plan
+    # of other steps is refused before anything starts, whatever its schedule (a constant one would silently stop
+    # at the old count).
+    run = tmp_path / "run"
+    recipe = RECIPES / "reason1_videophy2_sft.toml"  # two epochs, cosine
+    args = ["sft", str(recipe), "--dataset", str(datasets("sft", "reason1")), "--output-dir", str(run), "--dry-run"]
+    assert run_cli(monkeypatch, *args) == 0
+    toml_path = run / "cosmos-rl.toml"
+    rendered = toml_path.read_text()
+    planned = tomllib.loads(rendered)["custom"]["planned_steps"]
+    (run / "cosmos" / "20250101000000" / "checkpoints" / "step_1" / "policy").mkdir(parents=True)
+    capsys.readouterr()
+    assert run_cli(monkeypatch, *args, "--set", "epochs=3") == 1
+    err = capsys.readouterr().err
+    assert f"{run / 'cosmos'}: planned for {planned} steps, and this run plans {planned // 2 * 3}" in err
+    assert "cosmos-rl resumes to its checkpoint's step count and schedule" in err
+    assert toml_path.read_text() == rendered  # the refused plan wrote nothing
+    assert run_cli(monkeypatch, *args, "--set", "epochs=3", "--set", "lr_schedule=constant") == 1
+    assert run_cli(monkeypatch, *args) == 0  # the same plan resumes
+
+
 def _rebuilt_as(dataset: Path, folder: Path, max_video_tokens: int | None = None, **vision: object) -> Path:
     """A copy of ``dataset`` whose build recorded other vision settings and longest video (None: not probed)."""
     shutil.copytree(dataset, folder)

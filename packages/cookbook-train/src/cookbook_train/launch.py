@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +24,8 @@ from cookbook_data.jobs import write_resolved_config
 from cookbook_train.config import GRPOConfig, SFTConfig
 from cookbook_train.data import check_dataset
 from cookbook_train.export import FINAL
-from cookbook_train.render import COSMOS_TOML, render, to_toml, validate_rendered
+from cookbook_train.local._model import epoch_steps, total_steps
+from cookbook_train.render import COSMOS_TOML, PLANNED_STEPS, render, to_toml, validate_rendered
 
 ENTRY_MODULE = "cookbook_train.entry"
 """The script cosmos-rl runs (as ``python -m``) in the controller and in every replica."""
@@ -140,8 +142,16 @@ def _cosmos_command(toml_path: Path, log_dir: Path) -> list[str]:
     return [binary, "--config", str(toml_path), "--log-dir", str(log_dir), ENTRY_MODULE]
 
 
-CHECKPOINT_FOLDERS = ("checkpoints", "cosmos")
+COSMOS_CHECKPOINTS = "cosmos"
+"""Where cosmos-rl keeps a run's checkpoints, in the run folder."""
+CHECKPOINT_FOLDERS = ("checkpoints", COSMOS_CHECKPOINTS)
 """Where the local trainers and cosmos-rl keep a run's checkpoints, in the run folder."""
+
+
+def _earlier_checkpoints(config: SFTConfig | GRPOConfig) -> list[Path]:
+    """The run folder's checkpoint folders that hold an earlier run's checkpoints."""
+    folders = [config.output_dir / name for name in CHECKPOINT_FOLDERS]
+    return [folder for folder in folders if folder.is_dir() and any(folder.iterdir())]
 
 
 def _refuse_an_earlier_run(config: SFTConfig | GRPOConfig) -> None:
@@ -149,11 +159,34 @@ def _refuse_an_earlier_run(config: SFTConfig | GRPOConfig) -> None:
     rotation of old checkpoints would count the earlier run's, and the export would pick its last step."""
     if config.resume:
         return
-    held = [config.output_dir / name for name in CHECKPOINT_FOLDERS if (config.output_dir / name).is_dir()]
-    if any(any(folder.iterdir()) for folder in held):
+    held = _earlier_checkpoints(config)
+    if held:
         raise LaunchError(
             f"{config.output_dir} holds checkpoints of an earlier run ({', '.join(str(f) for f in held)}); "
             "set resume = true to continue it, or give a new output_dir to start afresh"
+        )
+
+
+def _refuse_another_plan(config: SFTConfig | GRPOConfig, steps: int) -> None:
+    """Refuse to resume a cosmos-rl run over ``steps`` when the plan that launched its checkpoints counted others
+    (recorded in the ``cosmos-rl.toml`` it wrote), whatever the schedule.
+
+    cosmos-rl does not follow a changed step count on resume: SFT goes on to the step count its checkpoint recorded
+    (a longer run silently stops there, a lower ``max_steps`` partway down the old decay); GRPO keeps the samples
+    its checkpoint had left (more ``epochs`` add none) and rebuilds the schedule over a new ``max_steps``, so the
+    learning rate jumps onto the new schedule at the resumed step.
+    """
+    toml_path = config.output_dir / COSMOS_TOML
+    checkpoints = config.output_dir / COSMOS_CHECKPOINTS
+    if not config.resume or checkpoints not in _earlier_checkpoints(config) or not toml_path.is_file():
+        return
+    planned = tomllib.loads(toml_path.read_text(encoding="utf-8")).get("custom", {}).get(PLANNED_STEPS)
+    # A config rendered before the plan recorded its steps cannot be checked.
+    if planned is not None and planned != steps:
+        raise LaunchError(
+            f"{checkpoints}: planned for {planned} steps, and this run plans {steps} (epochs, max_steps, batch_size "
+            "or the train split changed); cosmos-rl resumes to its checkpoint's step count and schedule, not a new "
+            "one: keep those settings, or start a new run (a new output_dir) whose model is this run's export"
         )
 
 
@@ -162,11 +195,15 @@ def plan_run(config: SFTConfig | GRPOConfig) -> Plan:
     config = config.with_absolute_paths()
     _refuse_an_earlier_run(config)
     summary = check_dataset(config)
+    steps = total_steps(config, epoch_steps(config, summary.rows[config.train_split]))
+    if config.backend == "cosmos-rl":
+        _refuse_another_plan(config, steps)
     plan = Plan(config=config, dataset=summary.describe())
     run = config.output_dir
     plan.files["resolved config"] = write_resolved_config(run, config)
     if config.backend == "cosmos-rl":
         rendered = render(config)
+        rendered["custom"][PLANNED_STEPS] = steps
         validate_rendered(rendered)
         toml_path = run / COSMOS_TOML
         toml_path.write_text(to_toml(rendered), encoding="utf-8")

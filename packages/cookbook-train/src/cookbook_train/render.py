@@ -28,6 +28,9 @@ COSMOS_TOML = "cosmos-rl.toml"
 """Name of the rendered file in the run folder."""
 CUSTOM_KEY = "cookbook"
 """Table under ``[custom]`` holding the recipe."""
+PLANNED_STEPS = "planned_steps"
+"""Key under ``[custom]`` holding the optimizer steps the plan counted, which a resumed run's plan compares with its
+own (cosmos-rl keeps a checkpoint's step count on resume)."""
 PARALLELISM_KEYS = ("n_init_replicas", "tp_size", "dp_shard_size", "dp_replicate_size", "cp_size", "pp_size")
 """Keys written explicitly in ``[policy.parallelism]`` and ``[rollout.parallelism]``."""
 DECAY_TYPES: dict[LrSchedule, str] = {"constant": "none", "linear": "linear", "cosine": "cosine"}

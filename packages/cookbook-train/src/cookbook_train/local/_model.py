@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +13,7 @@ from pydantic import Field
 from cookbook_data.records import JsonlWriter, read_records, write_records
 from cookbook_data.schemas import Strict
 from cookbook_infer.backends.transformers import load_pretrained, resolve_device
-from cookbook_train.config import TrainConfig
+from cookbook_train.config import GRPOConfig, TrainConfig
 
 METRICS = "metrics.jsonl"
 """One :class:`StepMetrics` record per logged step, in the run folder."""
@@ -80,6 +81,13 @@ def load_for_training(config: TrainConfig) -> TrainingModel:
         model = get_peft_model(model, lora)
     model.train()
     return TrainingModel(model, loaded.processor, expected, device, dtype, compute)
+
+
+def epoch_steps(config: TrainConfig, rows: int) -> int:
+    """Optimizer steps of one pass over ``rows`` training rows: ``batch_size`` rows a step for SFT, and for GRPO
+    ``batch_size / num_generations`` prompts (each sampled ``num_generations`` times)."""
+    per_step = config.batch_size // config.num_generations if isinstance(config, GRPOConfig) else config.batch_size
+    return math.ceil(rows / per_step)
 
 
 def total_steps(config: TrainConfig, steps_per_epoch: int) -> int:

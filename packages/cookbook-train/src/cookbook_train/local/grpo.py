@@ -26,7 +26,6 @@ the step, so a resumed run draws what the uninterrupted run would have.
 from __future__ import annotations
 
 import json
-import math
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from cookbook_train.local._model import (
     LocalResult,
     MetricsLog,
     TrainingModel,
+    epoch_steps,
     is_peft,
     load_for_training,
     refuse_another_schedule,
@@ -244,7 +244,7 @@ class GRPOLoop:
 
     @property
     def steps_per_epoch(self) -> int:
-        return math.ceil(len(self.rows) / self.prompts_per_step)
+        return epoch_steps(self.config, len(self.rows))
 
     @property
     def total_steps(self) -> int:

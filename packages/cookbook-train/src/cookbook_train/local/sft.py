@@ -12,7 +12,6 @@ except how a full fine-tune's weights come back from a checkpoint (:func:`load_c
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from cookbook_train.local._model import (
     METRICS,
     LocalResult,
     MetricsLog,
+    epoch_steps,
     is_peft,
     load_for_training,
     refuse_another_schedule,
@@ -145,7 +145,7 @@ def train_sft_local(config: SFTConfig) -> LocalResult:
         warmup_steps=config.warmup_steps,
         weight_decay=config.weight_decay,
         max_grad_norm=config.grad_norm_clip,
-        max_steps=total_steps(config, math.ceil(len(train) / config.batch_size)),
+        max_steps=total_steps(config, epoch_steps(config, len(train))),
         logging_steps=config.local.logging_steps,
         save_strategy="steps",
         save_steps=config.save_every,
