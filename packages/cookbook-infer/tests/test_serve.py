@@ -629,6 +629,18 @@ INVALID: dict[str, tuple[dict[str, Any], int, str | None, str]] = {
         "messages.0.content.0.fps",
         "greater than 0",
     ),
+    "text part field": (  # an extra key holding the text's own value (one string object, in CPython's cache)
+        {"messages": [{"role": "user", "content": [{"type": "text", "text": "A", "label": "A"}]}]},
+        400,
+        "messages.0.content.0.label",
+        "Extra inputs",
+    ),
+    "video part field of a tag's value": (
+        {"messages": [{"role": "user", "content": [{"type": "video", "video": {"fps": 0}, "fps": 0}]}]},
+        400,
+        "messages.0.content.0.video",
+        "valid string",
+    ),
     "http url": ({"messages": video_message("https://example.com/a.mp4")}, 400, VIDEO_URL, "local files only"),
     "relative path": ({"messages": video_message("clips/a.mp4")}, 400, VIDEO_URL, "must be absolute"),
     "scheme": ({"messages": video_message("data:video/mp4;base64,AAAA")}, 400, VIDEO_URL, "unsupported URL scheme"),

@@ -98,6 +98,9 @@ def test_a_resumed_cosmos_run_that_plans_other_steps_is_refused(
     toml_path = run / "cosmos-rl.toml"
     rendered = toml_path.read_text()
     planned = tomllib.loads(rendered)["custom"]["planned_steps"]
+    (run / "cosmos" / "20250101000000" / "checkpoints").mkdir(parents=True)  # a run stopped before its first step
+    assert run_cli(monkeypatch, *args, "--set", "epochs=3") == 0  # nothing to resume: it starts afresh
+    toml_path.write_text(rendered)
     (run / "cosmos" / "20250101000000" / "checkpoints" / "step_1" / "policy").mkdir(parents=True)
     capsys.readouterr()
     assert run_cli(monkeypatch, *args, "--set", "epochs=3") == 1
@@ -107,6 +110,10 @@ def test_a_resumed_cosmos_run_that_plans_other_steps_is_refused(
     assert toml_path.read_text() == rendered  # the refused plan wrote nothing
     assert run_cli(monkeypatch, *args, "--set", "epochs=3", "--set", "lr_schedule=constant") == 1
     assert run_cli(monkeypatch, *args) == 0  # the same plan resumes
+    toml_path.write_text("[custom\n")  # hand-edited into something else
+    capsys.readouterr()
+    assert run_cli(monkeypatch, *args) == 1
+    assert f"{toml_path}: not TOML" in capsys.readouterr().err
 
 
 def _rebuilt_as(dataset: Path, folder: Path, max_video_tokens: int | None = None, **vision: object) -> Path:

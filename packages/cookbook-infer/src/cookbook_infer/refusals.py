@@ -42,23 +42,26 @@ def problem_field(problem: Mapping[str, Any], body: Any = None) -> str | None:
     steps = list(problem["loc"])
     if steps[:1] == ["body"]:
         steps = steps[1:]
-    if body is not None and "input" in problem:
-        lacked = steps[-1:] if problem["type"] == "missing" else []  # the field the object (the input) lacks
-        path = _path_through(body, steps[: len(steps) - len(lacked)], problem["input"])
-        steps = steps if path is None else path + lacked
+    if body is not None:
+        lacked = steps[-1:] if problem["type"] == "missing" else []  # the field the object lacks
+        steps = _body_path(body, steps[: len(steps) - len(lacked)]) + lacked
     return ".".join(str(step) for step in steps) or None
 
 
-def _path_through(body: Any, steps: Sequence[str | int], target: Any) -> list[str | int] | None:
-    """The steps of a location that lead through ``body`` to ``target``, the value the problem is about
-    (pydantic's ``input``); the others are union members' names. A name can also be a key (the ``video`` part's
-    tag and its ``video`` field), so both readings are tried. None where no reading reaches the value."""
-    if not steps:
-        return [] if body is target else None
-    step, rest = steps[0], steps[1:]
-    if _holds(body, step) and (path := _path_through(body[step], rest, target)) is not None:
-        return [step, *path]
-    return _path_through(body, rest, target)
+def _body_path(body: Any, steps: Sequence[str | int]) -> list[str | int]:
+    """The steps of a location that lead through ``body``; the others are union members' names. A tagged union
+    puts its member's name, the value of the object's ``type``, before that object's own fields, and the name can
+    also be a field (the ``text`` part's ``text``): at each object it is skipped once, then fields are followed.
+    A name that indexes nothing (the content union's ``parts`` for a list) is skipped too."""
+    path: list[str | int] = []
+    node, tag_seen = body, False
+    for step in steps:
+        if not tag_seen and isinstance(node, dict) and node.get("type") == step:
+            tag_seen = True
+        elif _holds(node, step):
+            path.append(step)
+            node, tag_seen = node[step], False
+    return path
 
 
 def _holds(node: Any, step: str | int) -> bool:

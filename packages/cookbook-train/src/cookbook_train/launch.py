@@ -24,7 +24,7 @@ from cookbook_data.jobs import write_resolved_config
 from cookbook_train.config import GRPOConfig, SFTConfig
 from cookbook_train.data import check_dataset
 from cookbook_train.export import FINAL
-from cookbook_train.local._model import epoch_steps, total_steps
+from cookbook_train.local._model import KEEP_OR_START_AFRESH, STEPS_CHANGED, epoch_steps, total_steps
 from cookbook_train.render import COSMOS_TOML, PLANNED_STEPS, render, to_toml, validate_rendered
 
 ENTRY_MODULE = "cookbook_train.entry"
@@ -178,15 +178,19 @@ def _refuse_another_plan(config: SFTConfig | GRPOConfig, steps: int) -> None:
     """
     toml_path = config.output_dir / COSMOS_TOML
     checkpoints = config.output_dir / COSMOS_CHECKPOINTS
-    if not config.resume or checkpoints not in _earlier_checkpoints(config) or not toml_path.is_file():
+    # what cosmos-rl resumes from: a step it saved (it makes the folders before the first step, and a run that
+    # stopped before one starts afresh)
+    if not config.resume or not any(checkpoints.glob("*/checkpoints/step_*")) or not toml_path.is_file():
         return
-    planned = tomllib.loads(toml_path.read_text(encoding="utf-8")).get("custom", {}).get(PLANNED_STEPS)
+    try:
+        planned = tomllib.loads(toml_path.read_text(encoding="utf-8")).get("custom", {}).get(PLANNED_STEPS)
+    except tomllib.TOMLDecodeError as error:
+        raise LaunchError(f"{toml_path}: not TOML ({error}); it records the plan of the run being resumed") from None
     # A config rendered before the plan recorded its steps cannot be checked.
     if planned is not None and planned != steps:
         raise LaunchError(
-            f"{checkpoints}: planned for {planned} steps, and this run plans {steps} (epochs, max_steps, batch_size "
-            "or the train split changed); cosmos-rl resumes to its checkpoint's step count and schedule, not a new "
-            "one: keep those settings, or start a new run (a new output_dir) whose model is this run's export"
+            f"{checkpoints}: planned for {planned} steps, and this run plans {steps} ({STEPS_CHANGED}); cosmos-rl "
+            f"resumes to its checkpoint's step count and schedule, not a new one: {KEEP_OR_START_AFRESH}"
         )
 
 

@@ -97,6 +97,11 @@ def total_steps(config: TrainConfig, steps_per_epoch: int) -> int:
     return by_epochs if config.max_steps is None else min(config.max_steps, by_epochs)
 
 
+STEPS_CHANGED = "epochs, max_steps, batch_size, num_generations or the train split changed"
+"""What changes a run's step count, for the refusals of a resume that plans another."""
+KEEP_OR_START_AFRESH = "keep those settings, or start a new run (a new output_dir) whose model is this run's export"
+
+
 def refuse_another_schedule(checkpoint: Path, planned: int, steps: int, schedule: str) -> None:
     """Refuse to resume ``checkpoint``, trained for ``planned`` steps, for a run of ``steps`` (``epochs``,
     ``max_steps``, ``batch_size`` or the train split changed) whose learning-rate ``schedule`` decays over them.
@@ -107,9 +112,8 @@ def refuse_another_schedule(checkpoint: Path, planned: int, steps: int, schedule
     """
     if planned != steps and schedule != "constant":
         raise ValueError(
-            f"{checkpoint}: trained for {planned} steps, and this run plans {steps} (epochs, max_steps, batch_size "
-            f"or the train split changed); a resumed run cannot stretch a {schedule} learning-rate schedule: keep "
-            "those settings, or start a new run (a new output_dir) whose model is this run's export"
+            f"{checkpoint}: trained for {planned} steps, and this run plans {steps} ({STEPS_CHANGED}); a resumed run "
+            f"cannot stretch a {schedule} learning-rate schedule: {KEEP_OR_START_AFRESH}"
         )
 
 
