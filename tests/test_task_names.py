@@ -22,6 +22,7 @@ from cookbook_eval.config import (
     LABEL_OF_LIKERT_KIND,
     TASK_SPELLINGS,
     EvalTask,
+    InferAnswer,
     VideoPhy2Config,
 )
 from cookbook_eval.metrics import VideoPhy2Summary, evaluate_videophy2
@@ -29,25 +30,39 @@ from cookbook_infer.backends.base import CandidateProbabilities, Generation, Sam
 from cookbook_infer.run import Predictor, PredictorConfig
 from cookbook_infer.tasks import TASKS
 
+RULE_LABEL = "rule_answer"
+"""A label of the user's own holding the rule task's answer (0 violated, 1 followed, 2 cannot be determined)."""
+SCALE_OF_LABEL: dict[str, dict[str, int]] = {RULE_LABEL: {"min_score": 0, "max_score": 2, "threshold": 1}}
+"""The scale settings an evaluation against a label needs besides the default 1-5."""
+
+
+def evaluation_of(answer: InferAnswer) -> tuple[str, str]:
+    """The --task and the label an evaluation of ``answer`` compares predictions with."""
+    if answer == "multiple_choice":
+        return "multiple-choice", "answer"
+    if answer == "rule":
+        return "critic", RULE_LABEL
+    return "critic", LABEL_OF_LIKERT_KIND[answer]
+
+
 EVALUATED: dict[str, tuple[str, str]] = {
-    task: ("multiple-choice", "answer") if answer == "multiple_choice" else ("critic", LABEL_OF_LIKERT_KIND[answer])
-    for task, answer in ANSWER_OF_INFER_TASK.items()
-    if answer is not None
+    task: evaluation_of(answer) for task, answer in ANSWER_OF_INFER_TASK.items() if answer is not None
 }
 """Inference tasks whose predictions `cookbook-eval videophy2` evaluates: the --task and the label it compares
-them with (critic and critic-thinking with `pc`, adherence with `sa`, multiple-choice with `answer`)."""
+them with (critic and critic-thinking with `pc`, adherence with `sa`, rule with a 0-2 label of the user's own,
+multiple-choice with `answer`)."""
 EVALUATIONS = sorted(set(EVALUATED.values()))
-"""Every evaluation a prediction may fit; the other inference tasks' answers (free text, verdicts, the 0-2 rule
-answers) fit none."""
+"""Every evaluation a prediction may fit; the other inference tasks' answers (free text, verdicts) fit none."""
 
 OUTPUTS = {
     "critic": ["4", "Score: 2"],
     "critic-thinking": ["<think>The ball falls.</think>\n\n<answer>4</answer>", "<think>It floats.</think>\n2"],
     "adherence": ["5", "**1**"],
     "multiple-choice": ["B. the cup", "(A)"],
+    "rule": ["1", "<answer>0</answer>"],
 }
-"""What a model writes for two samples whose physics labels are 4 and 2, adherence labels 5 and 1 and answers
-B and A, in the forms the parsers read; the other tasks' answers are never read."""
+"""What a model writes for two samples whose physics labels are 4 and 2, adherence labels 5 and 1, answers B and
+A and rule answers 1 and 0, in the forms the parsers read; the other tasks' answers are never read."""
 
 
 class ScriptedModel:
@@ -95,9 +110,10 @@ def predictions_of(task: str, folder: Path) -> VideoPhy2Config:
                 "options": ["the ball", "the cup"],
                 "answer": letter,
                 "rule": "The ball falls down.",
+                RULE_LABEL: verdict,
             },
         )
-        for i, (physics, adherence, letter) in enumerate([(4, 5, "B"), (2, 1, "A")])
+        for i, (physics, adherence, letter, verdict) in enumerate([(4, 5, "B", 1), (2, 1, "A", 0)])
     ]
     write_records(folder / "m.jsonl", VideoSample, samples)
     config = PredictorConfig(model="nvidia/Cosmos-Reason2-8B", task=task)
@@ -110,7 +126,9 @@ def predictions_of(task: str, folder: Path) -> VideoPhy2Config:
 
 def evaluate_as(config: VideoPhy2Config, task: str, label: str) -> VideoPhy2Summary:
     """The evaluation of ``config``'s predictions as ``--task task`` against ``label``."""
-    labelled_by = {"label_field": label} if task == "critic" else {"answer_field": label}
+    labelled_by = (
+        {"label_field": label, **SCALE_OF_LABEL.get(label, {})} if task == "critic" else {"answer_field": label}
+    )
     return evaluate_videophy2(VideoPhy2Config.model_validate({**config.model_dump(), "task": task, **labelled_by}))
 
 

@@ -202,7 +202,7 @@ def test_videophy2_table_shows_score_records_of_other_kinds(tmp_path: Path, run_
             handle.write(json.dumps({"sample_id": sample_id, "score": 1.0, "score_kind": "reward_model_yes_no"}) + "\n")
     mixed = CliRunner().invoke(app, [*args, str(tmp_path / "mixed")])
     assert mixed.exit_code == 0, mixed.output
-    assert re.search(r"score records of other kinds \(not read\)\s+│\s+2\b", mixed.output)
+    assert re.search(r"score records of other kinds \(not used\)\s+│\s+2\b", mixed.output)
 
 
 def test_report_command_compares_two_runs(tmp_path: Path, run_files: tuple[Path, Path, Path]) -> None:

@@ -15,7 +15,7 @@ from sklearn.metrics import (
 
 from cookbook_data.ingest import FolderIngestConfig, ingest_folder
 from cookbook_data.records import RecordFileError, read_records
-from cookbook_data.schemas import Prediction, ScoreRecord, VideoSample
+from cookbook_data.schemas import ADHERENCE_NOT_ASKED, Prediction, ScoreRecord, VideoSample
 from cookbook_eval.config import VideoPhy2Config
 from cookbook_eval.metrics import (
     SUMMARY_FILE,
@@ -556,8 +556,26 @@ def write_predictions(tmp_path: Path, tasks: list[str | None]) -> None:
         (
             ["rule"] * 3,
             {},
-            "task rule (3), but --task critic --label-field pc evaluates only critic, critic-thinking: rule answers "
-            "are read by no VideoPhy-2 metric",
+            "task rule (3), but --task critic --label-field pc evaluates only critic, critic-thinking: rule fits "
+            "--label-field <your 0-2 label> --set min_score=0 --set max_score=2 --threshold 1",
+        ),
+        (
+            ["rule"],
+            {"label_field": "plausible"},
+            "task rule (1), but --task critic --label-field plausible evaluates only critic, critic-thinking, "
+            "adherence: rule fits --label-field plausible --set min_score=0 --set max_score=2 --threshold 1",
+        ),
+        (
+            ["rule"],
+            {"label_field": "plausible", "min_score": 1, "max_score": 2, "threshold": 2},
+            "task rule (1), but --task critic --label-field plausible evaluates only critic, critic-thinking, "
+            "adherence: rule fits --label-field plausible --set min_score=0 --set max_score=2 --threshold 1",
+        ),
+        (
+            ["critic", "adherence"],
+            {"label_field": "plausible", "min_score": 0, "max_score": 2, "threshold": 1},
+            "tasks critic (1), adherence (1), but --task critic --label-field plausible evaluates only rule: "
+            "critic fits --label-field pc; adherence fits --label-field sa",
         ),
         (
             ["adherence"] * 2,
@@ -607,6 +625,28 @@ def test_predictions_of_a_task_the_evaluation_would_misread_are_refused(
     assert not (tmp_path / "out").exists()
 
 
+def test_rule_predictions_are_read_against_a_label_of_the_users_own_on_the_rule_scale(tmp_path: Path) -> None:
+    verdicts, answers = [0, 1, 2], ["0", "1", "1"]
+    write_jsonl(
+        tmp_path / "m.jsonl",
+        [
+            {"id": f"v{i}", "url": f"https://e.com/{i}.mp4", "labels": {"rule_answer": v}}
+            for i, v in enumerate(verdicts)
+        ],
+    )
+    write_jsonl(
+        tmp_path / "p.jsonl",
+        [
+            {"sample_id": f"v{i}", "model": "m", "task": "rule:videophy2_rule@1", "raw_text": a, "answer": a}
+            for i, a in enumerate(answers)
+        ],
+    )
+    rule_scale = {"label_field": "rule_answer", "min_score": 0, "max_score": 2, "threshold": 1, "bootstrap": 0}
+    summary = evaluate_videophy2(config(tmp_path, **rule_scale))
+    assert summary.likert is not None and summary.likert.exact_accuracy.value == pytest.approx(2 / 3)
+    assert (summary.coverage.evaluated, summary.coverage.unparseable.count) == (3, 0)
+
+
 def test_a_label_of_the_users_own_takes_either_likert_task_and_tasks_cookbook_infer_does_not_name(
     tmp_path: Path,
 ) -> None:
@@ -651,6 +691,17 @@ def test_scores_of_the_other_kind_alone_make_a_sample_missing_not_unparseable(tm
     assert summary.joint is None  # no sample has both scores
 
 
+def not_asked_record(sample_id: str, physics: int) -> dict[str, object]:
+    """A joint score record as the joint scorer writes it for a sample without a caption."""
+    return {
+        "sample_id": sample_id,
+        "score": None,
+        "score_kind": "videophy2_joint",
+        "critique": f"physics: The ball falls.\n\n{ADHERENCE_NOT_ASKED} ({sample_id}: caption is missing)",
+        "rewards": {"physics": physics},
+    }
+
+
 def test_a_joint_record_without_an_adherence_answer_for_lack_of_a_caption_is_not_asked_not_unparseable(
     tmp_path: Path,
 ) -> None:
@@ -674,8 +725,8 @@ def test_a_joint_record_without_an_adherence_answer_for_lack_of_a_caption_is_not
                 "rewards": {"physics": 4, "adherence": 5},
             },
             {"sample_id": "garbled", "score": None, "score_kind": "videophy2_joint", "rewards": {"physics": 5}},
-            {"sample_id": "silent", "score": None, "score_kind": "videophy2_joint", "rewards": {"physics": 4}},
-            {"sample_id": "blank", "score": None, "score_kind": "videophy2_joint", "rewards": {"physics": 2}},
+            not_asked_record("silent", physics=4),
+            not_asked_record("blank", physics=2),
         ],
     )
     cfg = config(tmp_path, predictions=None, scores=tmp_path / "s.jsonl", bootstrap=0)
@@ -700,9 +751,45 @@ def test_a_joint_record_without_an_adherence_answer_for_lack_of_a_caption_is_not
     assert (joint.n, joint.n_unparseable, joint.n_not_asked) == (2, 1, 2)
     assert joint.binary.accuracy == pytest.approx(0.5)
     [note] = [note for note in physics.notes if "left out of the joint metric" in note]
-    assert note.startswith("2 samples") and "silent, blank" in note
+    assert note.startswith("2 labelled samples were scored") and "(first ids: silent, blank)" in note
     written = VideoPhy2Summary.model_validate_json((tmp_path / "out" / SUMMARY_FILE).read_text())
     assert written.joint is not None and written.joint.n_not_asked == 2
+
+
+def test_not_asked_is_read_from_the_joint_record_not_from_the_manifest(tmp_path: Path) -> None:
+    """A manifest other than the one scored: "mute" lost its caption since, and its adherence answer failed to
+    parse (no line saying it was not asked); "recaptioned" gained a caption, but was scored without one."""
+    captions = {"told": "A ball rolls.", "mute": None, "recaptioned": "A cup falls."}
+    write_jsonl(
+        tmp_path / "m.jsonl",
+        [
+            {"id": sample_id, "url": f"https://e.com/{sample_id}.mp4", "caption": caption, "labels": {"pc": 4, "sa": 4}}
+            for sample_id, caption in captions.items()
+        ],
+    )
+    told: dict[str, object] = {
+        "sample_id": "told",
+        "score": 1.0,
+        "score_kind": "videophy2_joint",
+        "rewards": {"physics": 4, "adherence": 4},
+    }
+    garbled: dict[str, object] = {
+        "sample_id": "mute",
+        "score": None,
+        "score_kind": "videophy2_joint",
+        "rewards": {"physics": 4},
+    }
+    write_jsonl(tmp_path / "s.jsonl", [told, garbled, not_asked_record("recaptioned", physics=4)])
+    cfg = config(tmp_path, predictions=None, scores=tmp_path / "s.jsonl", bootstrap=0)
+
+    coverage = evaluate_videophy2(cfg.model_copy(update={"label_field": "sa"})).coverage
+    assert (coverage.evaluated, coverage.unparseable.first_ids, coverage.not_asked.first_ids) == (
+        2,
+        ["mute"],
+        ["recaptioned"],
+    )
+    joint = evaluate_videophy2(cfg).joint
+    assert joint is not None and (joint.n, joint.n_unparseable, joint.n_not_asked) == (2, 1, 1)
 
 
 def write_labelled_manifest(tmp_path: Path, ids: list[str], captions: bool = True) -> None:
@@ -787,17 +874,58 @@ def test_an_evaluation_of_no_sample_is_refused_with_its_cause(
         summarize_videophy2([sample("a", pc=3, sa=4)], config(tmp_path, **changes), predictions=predictions)
 
 
+def test_a_label_null_in_every_sample_and_an_empty_manifest_are_named_as_such(tmp_path: Path) -> None:
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for name in ("a", "b"):
+        (folder / f"{name}.mp4").write_bytes(b"")  # ingestion neither decodes nor probes
+    labels = tmp_path / "labels.csv"
+    labels.write_text("video,pc,sa\na.mp4,,4\nb.mp4,,2\n")  # the pc column left empty
+    ingest_folder(FolderIngestConfig(folder=folder, out=tmp_path / "m.jsonl", labels=labels))
+    predictions = [prediction("a", "3")]
+    manifest = tmp_path / "m.jsonl"
+    with pytest.raises(ValueError) as null:
+        summarize_videophy2(read_records(manifest, VideoSample), config(tmp_path), predictions=predictions)
+    assert str(null.value) == f"no sample evaluated: {manifest}: label `pc` is null in every sample (labels found: sa)"
+    with pytest.raises(ValueError) as empty:
+        summarize_videophy2([], config(tmp_path), predictions=predictions)
+    assert str(empty.value) == f"no sample evaluated: {manifest}: holds no samples"
+
+
+def test_errors_and_notes_list_no_ids_when_none_are_to_be_listed(tmp_path: Path) -> None:
+    samples = [sample("a", pc=3), sample("u")]
+    with pytest.raises(ValueError) as refusal:
+        summarize_videophy2(
+            samples, config(tmp_path, max_listed_ids=0), predictions=[prediction(i, "3") for i in ["x1", "u"]]
+        )
+    assert str(refusal.value).endswith("1 not in it (made from another manifest?); 1 without label `pc`")
+    write_labelled_manifest(tmp_path, ["told", "silent"])
+    told: dict[str, object] = {
+        "sample_id": "told",
+        "score": 1.0,
+        "score_kind": "videophy2_joint",
+        "rewards": {"physics": 4, "adherence": 4},
+    }
+    write_jsonl(tmp_path / "s.jsonl", [told, not_asked_record("silent", physics=4)])
+    scored = config(tmp_path, predictions=None, scores=tmp_path / "s.jsonl", bootstrap=0, max_listed_ids=0)
+    [note] = [note for note in evaluate_videophy2(scored).notes if "left out of the joint metric" in note]
+    assert note.endswith("not counted as unparseable.")
+
+
 def test_scores_whose_every_question_was_not_asked_are_refused(tmp_path: Path) -> None:
     write_labelled_manifest(tmp_path, ["a", "b"], captions=False)
     write_jsonl(
         tmp_path / "s.jsonl",
-        [{"sample_id": i, "score": None, "score_kind": "videophy2_joint", "rewards": {"physics": 4}} for i in "ab"],
+        [not_asked_record(i, physics=4) for i in "ab"],
     )
     scored = config(tmp_path, predictions=None, scores=tmp_path / "s.jsonl", bootstrap=0)
     with pytest.raises(
         ValueError,
-        match=r"s\.jsonl: the 2 labelled samples it scores have no caption, so their adherence question was not "
-        r"asked \(first ids: a, b\)$",
+        match=r"s\.jsonl: 2 labelled samples were scored without the adherence question, not asked for lack of a "
+        r"caption \(first ids: a, b\)$",
     ):
         evaluate_videophy2(scored.model_copy(update={"label_field": "sa"}))
-    assert evaluate_videophy2(scored).coverage.evaluated == 2
+    write_jsonl(tmp_path / "s.jsonl", [not_asked_record("a", physics=4)])
+    with pytest.raises(ValueError, match=r"s\.jsonl: 1 labelled sample was scored without the adherence question"):
+        evaluate_videophy2(scored.model_copy(update={"label_field": "sa", "max_listed_ids": 0}))
+    assert evaluate_videophy2(scored).coverage.evaluated == 1

@@ -281,6 +281,12 @@ class ScoreRecord(Record):
     )
 
 
+ADHERENCE_NOT_ASKED = "adherence: not asked"
+"""The start of the critique line a joint score record carries when its adherence question could not be put (the
+sample had no caption), followed by the cause in parentheses: the record's own evidence that its missing adherence
+score is no answer that failed to parse, readable without the manifest it was scored from."""
+
+
 class ItemError(Record):
     """A failure on one item of a batch job; the job records it and goes on."""
 

@@ -49,7 +49,7 @@ def _print_summary(summary: VideoPhy2Summary) -> None:
     if coverage.duplicates.count:
         table.add_row("duplicate predictions", str(coverage.duplicates.count))
     if coverage.other_score_records:
-        table.add_row("score records of other kinds (not read)", str(coverage.other_score_records))
+        table.add_row("score records of other kinds (not used)", str(coverage.other_score_records))
     if summary.likert is not None:
         likert = summary.likert
         table.add_row(f"exact accuracy ({likert.label_field})", _estimate(likert.exact_accuracy))
@@ -114,8 +114,9 @@ def videophy2_command(
     metric and per-category accuracy of a critic's scores (or multiple-choice answers) against labels.
 
     Predictions must answer what is evaluated: those of `cookbook-infer run --task critic` (or critic-thinking)
-    are compared with label pc, adherence ones with sa (either kind with a label of your own), multiple-choice
-    ones with --task multiple-choice; predictions of another task are refused, naming the option that fits
+    are compared with label pc, adherence ones with sa (either kind with a label of your own), rule ones with a
+    label of your own on the scale 0-2 (--set min_score=0 --set max_score=2), multiple-choice ones with --task
+    multiple-choice; predictions of another task are refused, naming the option that fits
     (records naming no task that cookbook-infer runs are taken as they are).
 
     Unparseable predictions are counted as wrong and reported, never dropped; labelled samples without a

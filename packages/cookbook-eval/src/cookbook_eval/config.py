@@ -29,7 +29,14 @@ LIKERT_KIND_OF_LABEL: dict[str, LikertKind] = {"pc": "physics_likert", "sa": "in
 LABEL_OF_LIKERT_KIND: dict[str, str] = {kind: label for label, kind in LIKERT_KIND_OF_LABEL.items()}
 """The label each Likert kind scores; keyed by `str`, so that any ScoreRecord kind may be looked up."""
 
-ANSWER_OF_INFER_TASK: dict[str, LikertKind | Literal["multiple_choice"] | None] = {
+InferAnswer = LikertKind | Literal["multiple_choice", "rule"]
+"""What a `cookbook-infer run --task` answers that a VideoPhy-2 metric reads."""
+
+RULE_SCALE = (0, 2)
+"""The rule task's answers (0 violated, 1 followed, 2 cannot be determined) as ``(min_score, max_score)``: they are
+compared with a label of the user's own on this scale, never with a Likert label."""
+
+ANSWER_OF_INFER_TASK: dict[str, InferAnswer | None] = {
     "critic": "physics_likert",
     "critic-thinking": "physics_likert",
     "adherence": "instruction_likert",
@@ -37,13 +44,13 @@ ANSWER_OF_INFER_TASK: dict[str, LikertKind | Literal["multiple_choice"] | None] 
     "caption": None,
     "vqa": None,
     "approve-reject": None,
-    "rule": None,
+    "rule": "rule",
     "reward-yesno": None,
 }
 """What the answers of each `cookbook-infer run --task` are, named as a Prediction's `task` begins: a Likert
-score of the kind the label of :data:`LIKERT_KIND_OF_LABEL` is scored by, option letters, or (None) answers no
-VideoPhy-2 metric reads (free text, verdicts, the rule task's 0-2). Predictions of a task that does not fit the
-evaluation asked for are refused: their metrics would be wrong, not merely poor."""
+score of the kind the label of :data:`LIKERT_KIND_OF_LABEL` is scored by, option letters, the rule task's 0-2
+(:data:`RULE_SCALE`), or (None) answers no VideoPhy-2 metric reads (free text, verdicts). Predictions of a task
+that does not fit the evaluation asked for are refused: their metrics would be wrong, not merely poor."""
 
 NonEmpty = Annotated[str, Field(min_length=1)]
 
@@ -57,7 +64,8 @@ class VideoPhy2Config(Strict):
         description=(
             "Prediction JSONL (parsed answers) of `cookbook-infer run`; give this or `scores`, not both. Its task "
             "must fit: critic or critic-thinking for label `pc`, adherence for `sa`, either for another label, "
-            "multiple-choice for task multiple_choice."
+            "rule for another label on the scale 0-2 (`min_score` 0, `max_score` 2), multiple-choice for task "
+            "multiple_choice."
         ),
     )
     scores: Path | None = Field(

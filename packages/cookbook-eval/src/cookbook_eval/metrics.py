@@ -11,8 +11,9 @@ inference task whose answers the evaluation would misread are refused
 - correlations, mean absolute error, the histogram of predictions and the calibration use the **parseable**
   predictions only, and report their own ``n``.
 - **missing**: labelled samples without a prediction; **not asked**: labelled samples whose question could not
-  be put for lack of input (a joint score record of a sample without a caption holds no adherence score: the
-  adherence question was never asked, so no answer failed to parse); **unlabelled**: predictions for samples
+  be put for lack of input (a joint score record without an adherence score whose critique says, with
+  :data:`~cookbook_data.schemas.ADHERENCE_NOT_ASKED`, that the sample had no caption: no answer failed to parse;
+  without that line, a missing adherence score counts as unparseable); **unlabelled**: predictions for samples
   that are not in the manifest or have no label; **duplicates**: further predictions for an id already seen
   (the first is used). These enter no metric and are counted, with their first ids, in :class:`Coverage`.
 
@@ -39,14 +40,16 @@ from pydantic import Field
 
 from cookbook_data.jobs import write_resolved_config
 from cookbook_data.records import read_records
-from cookbook_data.schemas import Prediction, ScoreRecord, Strict, VideoSample
+from cookbook_data.schemas import ADHERENCE_NOT_ASKED, Prediction, ScoreRecord, Strict, VideoSample
 from cookbook_eval import _stats
 from cookbook_eval.config import (
     ANSWER_OF_INFER_TASK,
     LABEL_OF_LIKERT_KIND,
     LIKERT_KIND_OF_LABEL,
+    RULE_SCALE,
     TASK_SPELLINGS,
     EvalTask,
+    InferAnswer,
     LikertKind,
     VideoPhy2Config,
 )
@@ -161,11 +164,14 @@ class JointMetrics(Strict):
 
     physics_label: str = Field(description="Label of physical commonsense.")
     adherence_label: str = Field(description="Label of semantic adherence.")
-    n: int = Field(description="Samples with both labels and a score for at least one of them.")
+    n: int = Field(
+        description="Samples with both labels and a score for at least one of them, those not asked left out."
+    )
     n_unparseable: int = Field(description="Of these, samples lacking a usable score on either side.")
     n_not_asked: int = Field(
         default=0,
-        description="Samples with both labels left out: no caption, so their adherence question was not asked.",
+        description="Samples with both labels left out: their joint record says the adherence question was not "
+        "asked (no caption).",
     )
     label_rate: float | None = Field(description="Fraction of the n samples whose labels are jointly positive.")
     predicted_rate: float | None = Field(description="Fraction of parseable samples predicted jointly positive.")
@@ -560,6 +566,8 @@ class _Answer:
     """Expected score of the main kind, when a record of that kind carries one."""
     joint_expected: float | None = None
     """Expected score of the main kind from a joint record (its ``rewards.<part>_expected``)."""
+    adherence_not_asked: bool = False
+    """Whether the joint record says its adherence question was not put (:data:`ADHERENCE_NOT_ASKED`)."""
 
     def score(self, kind: str) -> float | None:
         """The score of a kind; a record of that very kind takes precedence over a joint record's copy."""
@@ -572,16 +580,17 @@ class _Answer:
     def has(self, kind: str) -> bool:
         return kind in self.scores or kind in self.joint
 
-    def not_asked(self, kind: str, sample: VideoSample) -> bool:
+    def not_asked(self, kind: str) -> bool:
         """Whether ``kind``'s score is absent because its question could not be asked: the joint scorer puts the
-        adherence question only to a sample with a caption, and keeps the physics score of one without. Its
-        missing adherence score is then no answer that failed to parse, and is not counted as one."""
+        adherence question only to a sample with a caption, keeps the physics score of one without, and says so
+        in the record's critique. Its missing adherence score is then no answer that failed to parse, and is not
+        counted as one. The record is the evidence, not the manifest given here: that may not be the one scored."""
         return (
             kind == ADHERENCE_KIND
+            and self.adherence_not_asked
             and kind not in self.scores
             and kind in self.joint
             and self.joint[kind] is None
-            and (sample.caption is None or not sample.caption.strip())
         )
 
 
@@ -628,29 +637,38 @@ def _spelled(task: EvalTask) -> str:
     return next((name for name, canonical in TASK_SPELLINGS.items() if canonical == task), task)
 
 
-def _evaluation_of(answer: LikertKind | Literal["multiple_choice"], config: VideoPhy2Config) -> str:
+def _evaluation_of(answer: InferAnswer, config: VideoPhy2Config) -> str:
     """The options that evaluate predictions whose answers are ``answer``."""
     if answer == "multiple_choice":
         return f"--task {_spelled('multiple_choice')}"
-    label = f"--label-field {LABEL_OF_LIKERT_KIND[answer]}"
+    if answer == "rule":
+        low, high = RULE_SCALE
+        own = f"<your {low}-{high} label>" if config.label_field in LIKERT_KIND_OF_LABEL else config.label_field
+        label = f"--label-field {own} --set min_score={low} --set max_score={high} --threshold 1"
+    else:
+        label = f"--label-field {LABEL_OF_LIKERT_KIND[answer]}"
     return label if config.task == "critic" else f"--task critic {label}"
 
 
 def _answers_read(config: VideoPhy2Config) -> frozenset[str]:
     """The answers (values of :data:`ANSWER_OF_INFER_TASK`) the evaluation asked for reads: option letters, the
-    Likert kind that scores its label, or either Likert kind for a label other than `pc`/`sa` (a user's own,
-    which either kind may score)."""
+    Likert kind that scores its label, or for a label other than `pc`/`sa` (a user's own): the rule task's answers
+    on the rule's scale 0-2, either Likert kind (which either may score) on any other scale."""
     if config.task == "multiple_choice":
         return frozenset({"multiple_choice"})
     wanted = LIKERT_KIND_OF_LABEL.get(config.label_field)
-    return frozenset(get_args(LikertKind) if wanted is None else {wanted})
+    if wanted is not None:
+        return frozenset({wanted})
+    if (config.min_score, config.max_score) == RULE_SCALE:
+        return frozenset({"rule"})
+    return frozenset(get_args(LikertKind))
 
 
 def _check_tasks(tasks: Counter[str | None], config: VideoPhy2Config) -> None:
     """Refuse predictions of an inference task whose answers the evaluation asked for would misread (rule
-    verdicts 0-2 read as Likert scores, adherence scores compared with physics labels, scores read as option
-    letters): their metrics would be wrong, not merely poor. Tasks cookbook-infer does not name, and records
-    naming no task, cannot be told apart and are taken as they are."""
+    answers 0-2 read as Likert scores or Likert scores as rule answers, adherence scores compared with physics
+    labels, scores read as option letters): their metrics would be wrong, not merely poor. Tasks cookbook-infer
+    does not name, and records naming no task, cannot be told apart and are taken as they are."""
     read = _answers_read(config)
     unfit = [task for task in tasks if task in ANSWER_OF_INFER_TASK and ANSWER_OF_INFER_TASK[task] not in read]
     if not unfit:
@@ -699,6 +717,7 @@ def _from_scores(scores: Iterable[ScoreRecord], main_kind: str) -> _Answers:
             part = JOINT_REWARD_KEYS.get(main_kind)
             expected = None if part is None else record.rewards.get(f"{part}_expected")
             answer.joint_expected = float(expected) if isinstance(expected, int | float) else None
+            answer.adherence_not_asked = _says_not_asked(record)
             continue
         answer.scores[kind] = record.score
         if kind == main_kind:
@@ -706,6 +725,12 @@ def _from_scores(scores: Iterable[ScoreRecord], main_kind: str) -> _Answers:
             expected = getattr(record, "expected_score", None)
             answer.expected = float(expected) if isinstance(expected, int | float) else None
     return answers
+
+
+def _says_not_asked(record: ScoreRecord) -> bool:
+    """Whether a joint record's critique has the line saying its adherence question was not put."""
+    lines = (record.critique or "").splitlines()
+    return any(line.startswith(ADHERENCE_NOT_ASKED) for line in lines)
 
 
 def _likert_label(sample: VideoSample, name: str, config: VideoPhy2Config) -> int | None:
@@ -763,9 +788,13 @@ def _item_count(ids: Sequence[str], limit: int) -> ItemCount:
     return ItemCount(count=len(ids), first_ids=list(ids[:limit]))
 
 
-def _listed(ids: Sequence[str], config: VideoPhy2Config) -> str:
-    """The first ids, as a note or an error lists them."""
-    return ", ".join(ids[: config.max_listed_ids])
+def _listed(ids: Sequence[str], config: VideoPhy2Config, *remarks: str) -> str:
+    """The parenthesis a note or an error ends with: the first ids (none with ``max_listed_ids`` 0), then the
+    remarks; empty when it would hold nothing."""
+    listed = ", ".join(ids[: config.max_listed_ids])
+    parts = [f"first ids: {listed}"] if listed else []
+    parts += remarks
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def _index_samples(samples: Iterable[VideoSample], config: VideoPhy2Config) -> dict[str, VideoSample]:
@@ -826,17 +855,32 @@ def _why_no_id_matches(config: VideoPhy2Config, indexed: dict[str, VideoSample],
     unlabelled = [sample_id for sample_id in answered if sample_id in indexed]
     cases = []
     if elsewhere:
-        cases.append(
-            f"{len(elsewhere)} not in it (first ids: {_listed(elsewhere, config)}; made from another manifest?)"
-        )
+        cases.append(f"{len(elsewhere)} not in it{_listed(elsewhere, config, 'made from another manifest?')}")
     if unlabelled:
-        cases.append(
-            f"{len(unlabelled)} without label `{_label_name(config)}` (first ids: {_listed(unlabelled, config)})"
-        )
+        cases.append(f"{len(unlabelled)} without label `{_label_name(config)}`{_listed(unlabelled, config)}")
     return (
         f"{_source(config)}: none of the {len(answered)} samples it answers is a labelled sample of {config.manifest}: "
         + "; ".join(cases)
     )
+
+
+def _why_no_sample_is_labelled(config: VideoPhy2Config, indexed: dict[str, VideoSample]) -> str:
+    """No sample carries the label: say whether the manifest is empty or holds the label as null only (folder
+    ingest writes null for an empty cell), and name the labels that do hold a value."""
+    name = _label_name(config)
+    if not indexed:
+        return f"{config.manifest}: holds no samples"
+    valued = {key for sample in indexed.values() for key, value in sample.labels.items() if value is not None}
+    found = f"labels found: {', '.join(sorted(valued)) or 'none'}"
+    if any(name in sample.labels for sample in indexed.values()):
+        return f"{config.manifest}: label `{name}` is null in every sample ({found})"
+    return f"{config.manifest}: no sample has label `{name}` ({found})"
+
+
+def _not_asked_of(ids: Sequence[str]) -> str:
+    """That the adherence question of these samples was not asked, as the joint records scoring them say."""
+    samples = "sample was" if len(ids) == 1 else "samples were"
+    return f"{len(ids)} labelled {samples} scored without the adherence question, not asked for lack of a caption"
 
 
 def _refuse_nothing_evaluated(
@@ -850,17 +894,13 @@ def _refuse_nothing_evaluated(
     """Refuse an evaluation of no sample, naming why: a summary whose every metric is "n/a" would read as a
     result (and let a pipeline pass) when the files given do not fit each other."""
     if not labelled:
-        found = ", ".join(sorted({name for sample in indexed.values() for name in sample.labels})) or "none"
-        cause = f"{config.manifest}: no sample has label `{_label_name(config)}` (labels found: {found})"
+        cause = _why_no_sample_is_labelled(config, indexed)
     elif not answers.records and not answers.score_kinds:
         cause = f"{_source(config)}: holds no records"
     elif not answered:
         cause = _why_no_score_is_read(config, answers)
     elif not_asked:
-        cause = (
-            f"{_source(config)}: the {len(not_asked)} labelled samples it scores have no caption, so their adherence "
-            f"question was not asked (first ids: {_listed(not_asked, config)})"
-        )
+        cause = f"{_source(config)}: {_not_asked_of(not_asked)}{_listed(not_asked, config)}"
     else:
         cause = _why_no_id_matches(config, indexed, list(answered))
     raise ValueError(f"no sample evaluated: {cause}")
@@ -904,7 +944,7 @@ def summarize_videophy2(
         if scores is None
         else {i: answer for i, answer in answers.by_id.items() if answer.has(config.likert_kind())}
     )
-    not_asked = [i for i in labelled if i in answered and answered[i].not_asked(config.likert_kind(), indexed[i])]
+    not_asked = [i for i in labelled if i in answered and answered[i].not_asked(config.likert_kind())]
     skipped = set(not_asked)
     evaluated = [sample_id for sample_id in labelled if sample_id in answered and sample_id not in skipped]
     missing = [sample_id for sample_id in labelled if sample_id not in answered]
@@ -1047,15 +1087,14 @@ def _joint(
         adherence = _likert_label(sample, config.adherence_label, config)
         if physics is None or adherence is None:
             continue
-        if answer.not_asked(ADHERENCE_KIND, sample):
+        if answer.not_asked(ADHERENCE_KIND):
             not_asked.append(sample_id)
         else:
             rows.append((physics, adherence, answer.score("physics_likert"), answer.score(ADHERENCE_KIND)))
     if not_asked:
         summary.notes.append(
-            f"{len(not_asked)} samples with both labels have no caption, so their adherence question was not "
-            "asked: they are left out of the joint metric, not counted as unparseable "
-            f"(first ids: {_listed(not_asked, config)})."
+            f"{_not_asked_of(not_asked)}: left out of the joint metric, not counted as unparseable"
+            f"{_listed(not_asked, config)}."
         )
     if not any(p is not None and a is not None for _, _, p, a in rows):
         return None

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from cookbook_data.schemas import Prediction, ScoreKind, ScoreRecord, VideoSample
+from cookbook_data.schemas import ADHERENCE_NOT_ASKED, Prediction, ScoreKind, ScoreRecord, VideoSample
 from cookbook_infer.backends.base import Backend, CandidateProbabilities
 from cookbook_infer.parsing import score_offset
 from cookbook_infer.run import Item, Predictor, flat_videos, sample_of
@@ -250,7 +250,7 @@ class JointScorer:
             }
             critiques = [f"{name}: {part.critique}" for name, part in parts.items() if part.critique]
             if why is not None:
-                critiques.append(f"adherence: not asked ({why})")
+                critiques.append(f"{ADHERENCE_NOT_ASKED} ({why})")
             records.append(
                 ScoreRecord(
                     sample_id=sample.id,
