@@ -9,14 +9,13 @@ the task, and every other evaluation must refuse them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, get_args
+from typing import get_args
 
 import pytest
 
 from cookbook_data.records import write_records
-from cookbook_data.schemas import Conversation, Prediction, VideoSample
+from cookbook_data.schemas import Prediction, VideoSample
 from cookbook_eval.config import (
     ANSWER_OF_INFER_TASK,
     LABEL_OF_LIKERT_KIND,
@@ -26,9 +25,9 @@ from cookbook_eval.config import (
     VideoPhy2Config,
 )
 from cookbook_eval.metrics import VideoPhy2Summary, evaluate_videophy2
-from cookbook_infer.backends.base import CandidateProbabilities, Generation, SamplingSettings
 from cookbook_infer.run import Predictor, PredictorConfig
 from cookbook_infer.tasks import TASKS
+from cookbook_infer.testing.backends import AnswersInTurn
 
 RULE_LABEL = "rule_answer"
 """A label of the user's own holding the rule task's answer (0 violated, 1 followed, 2 cannot be determined)."""
@@ -63,22 +62,6 @@ OUTPUTS = {
 }
 """What a model writes for two samples whose physics labels are 4 and 2, adherence labels 5 and 1, answers B and
 A and rule answers 1 and 0, in the forms the parsers read; the other tasks' answers are never read."""
-
-
-class ScriptedModel:
-    """A backend that writes the given texts, in turn, as its generations."""
-
-    def __init__(self, texts: Sequence[str]) -> None:
-        self.model_id = "scripted"
-        self.texts = list(texts)
-
-    def generate(
-        self, conversations: Sequence[Conversation], sampling: SamplingSettings, videos: Any = None
-    ) -> list[Generation]:
-        return [Generation(self.texts.pop(0), 1) for _ in conversations]
-
-    def next_token_probabilities(self, *args: Any, **kwargs: Any) -> list[CandidateProbabilities]:
-        raise AssertionError("a predictor answers by generating text")
 
 
 def test_every_inference_task_is_known_to_the_evaluation() -> None:
@@ -117,7 +100,7 @@ def predictions_of(task: str, folder: Path) -> VideoPhy2Config:
     ]
     write_records(folder / "m.jsonl", VideoSample, samples)
     config = PredictorConfig(model="nvidia/Cosmos-Reason2-8B", task=task)
-    predictor = Predictor.from_config(config, folder, backend=ScriptedModel(OUTPUTS.get(task, ["1", "2"])))
+    predictor = Predictor.from_config(config, folder, backend=AnswersInTurn(OUTPUTS.get(task, ["1", "2"])))
     predictions = predictor.answer(samples, predictor.conversations(samples))
     assert [p.task for p in predictions] == [f"{task}:{predictor.template.id}"] * 2
     write_records(folder / "p.jsonl", Prediction, predictions)

@@ -1,23 +1,22 @@
 """Scorers on the tiny checkpoints: probabilities from real forward passes, checked against a hand computation.
 
 A random tiny model writes noise, never a digit, so where a test needs a readable answer the backend's
-*generations* are scripted (:class:`ScriptedAnswers`); the probabilities at the answer position still come
+*generations* are scripted (:func:`scripted`); the probabilities at the answer position still come
 from the real model's forward pass over the prompt, the video and the scripted text before the answer.
 """
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
 
 from cookbook_data.schemas import Conversation, VideoSample
 from cookbook_data.testing import VideoSet
-from cookbook_infer.backends.base import CandidateProbabilities, Generation, SamplingSettings
 from cookbook_infer.backends.transformers import TransformersBackend
 from cookbook_infer.run import PreparedSample
 from cookbook_infer.testing import Arch
+from cookbook_infer.testing.backends import AnswersInTurn
 from cookbook_infer.testing.pytest_plugin import TinyCheckpoints
 from cookbook_reward.config import ScorerConfig
 from cookbook_reward.scorers import AnswerScorer, JointScorer, YesNoScorer, build_scorer, expected_value
@@ -25,29 +24,9 @@ from cookbook_reward.scorers import AnswerScorer, JointScorer, YesNoScorer, buil
 ARCHS: list[Arch] = ["reason1", "reason2"]
 
 
-class ScriptedAnswers:
+def scripted(backend: TransformersBackend, answers: Sequence[str]) -> AnswersInTurn:
     """A real backend whose generated texts are replaced, in turn, by ``answers``."""
-
-    def __init__(self, backend: TransformersBackend, answers: Sequence[str]) -> None:
-        self.backend = backend
-        self.model_id = backend.model_id
-        self._answers: Iterator[str] = iter(answers)
-        self.asked: list[Conversation] = []
-
-    def generate(
-        self, conversations: Sequence[Conversation], sampling: SamplingSettings, videos: Any = None
-    ) -> list[Generation]:
-        self.asked.extend(conversations)
-        return [Generation(next(self._answers), 3) for _ in conversations]
-
-    def next_token_probabilities(
-        self,
-        conversations: Sequence[Conversation],
-        candidates: Sequence[str],
-        prefixes: Sequence[str] | None = None,
-        videos: Any = None,
-    ) -> list[CandidateProbabilities]:
-        return self.backend.next_token_probabilities(conversations, candidates, prefixes, videos)
+    return AnswersInTurn(answers, model_id=backend.model_id, probabilities_from=backend)
 
 
 @pytest.fixture(scope="module", params=ARCHS)
@@ -89,7 +68,7 @@ def test_the_expected_score_equals_a_hand_computation_from_the_logits(
     tiny: TransformersBackend, samples: list[VideoSample]
 ) -> None:
     texts = ["<think>\nThe square glides.\n</think>\n\n<answer>\n4\n</answer>", "The motion is smooth.\n2"]
-    backend = ScriptedAnswers(tiny, texts)
+    backend = scripted(tiny, texts)
     scorer = build_scorer(config(tiny, "likert"), Path("/"), backend)
 
     records = scorer.score(samples)
@@ -111,7 +90,7 @@ def test_the_expected_score_equals_a_hand_computation_from_the_logits(
 
 
 def test_an_unparseable_answer_is_kept_as_no_score(tiny: TransformersBackend, samples: list[VideoSample]) -> None:
-    scorer = build_scorer(config(tiny, "likert"), Path("/"), ScriptedAnswers(tiny, ["looks fine", "7"]))
+    scorer = build_scorer(config(tiny, "likert"), Path("/"), scripted(tiny, ["looks fine", "7"]))
     records = scorer.score(samples)
     assert [(r.score, r.expected_score, r.sample_scores) for r in records] == [(None, None, [None])] * 2
     assert all(r.rewards == {"parsed_fraction": 0.0} for r in records)
@@ -119,7 +98,7 @@ def test_an_unparseable_answer_is_kept_as_no_score(tiny: TransformersBackend, sa
 
 def test_several_samples_per_video_give_mean_and_spread(tiny: TransformersBackend, samples: list[VideoSample]) -> None:
     answers = ["4", "2", "5", "3", "3", "nothing"]
-    scorer = build_scorer(config(tiny, "likert", samples=3, temperature=0.7), Path("/"), ScriptedAnswers(tiny, answers))
+    scorer = build_scorer(config(tiny, "likert", samples=3, temperature=0.7), Path("/"), scripted(tiny, answers))
     first, second = scorer.score(samples)
     assert first.sample_scores == [4.0, 2.0, 5.0]
     assert first.score == pytest.approx(11 / 3)
@@ -166,7 +145,7 @@ def test_adherence_asks_about_the_caption_and_the_joint_verdict_needs_both(
     tiny: TransformersBackend, samples: list[VideoSample]
 ) -> None:
     # Joint scoring asks physics for both videos, then adherence for both.
-    backend = ScriptedAnswers(tiny, ["5", "4", "4", "2"])
+    backend = scripted(tiny, ["5", "4", "4", "2"])
     scorer = build_scorer(config(tiny, "videophy2"), Path("/"), backend)
     assert isinstance(scorer, JointScorer)
     records = scorer.score(samples)
@@ -183,7 +162,7 @@ def test_adherence_asks_about_the_caption_and_the_joint_verdict_needs_both(
 def test_a_sample_without_a_caption_keeps_its_physics_score_and_gets_no_joint_verdict(
     tiny: TransformersBackend, samples: list[VideoSample]
 ) -> None:
-    backend = ScriptedAnswers(tiny, ["5", "4", "4"])  # physics for both, adherence for the captioned one
+    backend = scripted(tiny, ["5", "4", "4"])  # physics for both, adherence for the captioned one
     scorer = build_scorer(config(tiny, "videophy2"), Path("/"), backend)
     uncaptioned = samples[0].model_copy(update={"caption": None})
     first, second = scorer.score([uncaptioned, samples[1]])
@@ -196,13 +175,13 @@ def test_a_sample_without_a_caption_keeps_its_physics_score_and_gets_no_joint_ve
 def test_adherence_without_a_caption_fails_naming_the_sample(
     tiny: TransformersBackend, samples: list[VideoSample]
 ) -> None:
-    scorer = build_scorer(config(tiny, "adherence"), Path("/"), ScriptedAnswers(tiny, ["4"]))
+    scorer = build_scorer(config(tiny, "adherence"), Path("/"), scripted(tiny, ["4"]))
     with pytest.raises(ValueError, match=r"h264_24fps: caption is missing"):
         scorer.score([samples[0].model_copy(update={"caption": None})])
 
 
 def test_the_rule_task_reads_0_1_2_and_its_probabilities(tiny: TransformersBackend, samples: list[VideoSample]) -> None:
-    backend = ScriptedAnswers(tiny, ["1", "0"])
+    backend = scripted(tiny, ["1", "0"])
     scorer = build_scorer(config(tiny, "rule"), Path("/"), backend)
     records = scorer.score(samples)
     assert [r.score for r in records] == [1.0, 0.0]
@@ -213,7 +192,7 @@ def test_the_rule_task_reads_0_1_2_and_its_probabilities(tiny: TransformersBacke
 
 def test_the_critic_gives_a_verdict_with_its_critique(tiny: TransformersBackend, samples: list[VideoSample]) -> None:
     answers = ["<think>The square keeps its shape.</think>\n\nApprove", "<think>It vanishes.</think>\n\nReject"]
-    scorer = build_scorer(config(tiny, "critic"), Path("/"), ScriptedAnswers(tiny, answers))
+    scorer = build_scorer(config(tiny, "critic"), Path("/"), scripted(tiny, answers))
     assert isinstance(scorer, AnswerScorer)
     records = scorer.score(samples)
     assert [(r.score, r.critique, r.score_kind) for r in records] == [
@@ -238,10 +217,10 @@ def test_samples_prepared_ahead_score_like_the_samples_themselves(
     tiny: TransformersBackend, samples: list[VideoSample], name: str
 ) -> None:
     answers = ["<answer>\n4\n</answer>", "3"] * 4
-    scorer = build_scorer(config(tiny, name), Path("/"), ScriptedAnswers(tiny, answers))
+    scorer = build_scorer(config(tiny, name), Path("/"), scripted(tiny, answers))
     prepared = [scorer.prepare(sample) for sample in samples]
     assert all(isinstance(item, PreparedSample) for item in prepared)
-    direct = build_scorer(config(tiny, name), Path("/"), ScriptedAnswers(tiny, answers)).score(samples)
+    direct = build_scorer(config(tiny, name), Path("/"), scripted(tiny, answers)).score(samples)
     ahead = scorer.score(prepared)
     assert [r.sample_id for r in ahead] == [s.id for s in samples]
     for ours, theirs in zip(ahead, direct, strict=True):
@@ -263,6 +242,6 @@ def test_the_joint_scorer_decodes_each_video_once_for_both_questions(
         return sample_frames(path, settings)  # type: ignore[arg-type]
 
     monkeypatch.setattr("cookbook_infer.vision.sample_frames", counting)
-    scorer = build_scorer(config(tiny, "videophy2"), Path("/"), ScriptedAnswers(tiny, ["4", "5"] * 2))
+    scorer = build_scorer(config(tiny, "videophy2"), Path("/"), scripted(tiny, ["4", "5"] * 2))
     scorer.score(samples)
     assert sorted(decoded) == sorted(Path(str(s.path)).stem for s in samples)
