@@ -309,6 +309,27 @@ def test_answers_and_scores_a_labels_file_kept_as_text_or_parsed_are_read(tmp_pa
     assert mc.train_labels_after == {"A": 1, "B": 1}
 
 
+def test_a_missing_video_with_a_url_is_dropped_with_the_way_to_fetch_it_again(tmp_path: Path, five: list[Path]) -> None:
+    samples: list[dict[str, Any]] = [
+        {"id": "ok", "path": str(five[0]), "labels": {"pc": 4}},
+        {
+            "id": "cached",
+            "path": str(tmp_path / "videos" / "cleaned.mp4"),
+            "url": "https://example.com/a.mp4",
+            "labels": {"pc": 3},
+        },
+        {"id": "local", "path": str(tmp_path / "gone.mp4"), "labels": {"pc": 3}},
+    ]
+    out = tmp_path / "out"
+    report = build_sft(BuildConfig(manifest=write_manifest(tmp_path / "m.jsonl", samples), out=out, val_fraction=0))
+    assert report.dropped == {"missing_file": 2}
+    drops = dropped_lines(out)
+    assert "cleaned.mp4: no such file" in drops["cached"].message
+    assert "https://example.com/a.mp4" in drops["cached"].message
+    assert "cookbook-data ingest videophy2 --download" in drops["cached"].message
+    assert drops["local"].message == f"{tmp_path / 'gone.mp4'}: no such file"  # nothing to fetch it from
+
+
 def test_bad_labels_and_files_are_reported_not_crashed(
     tmp_path: Path, five: list[Path], synthetic_videos: VideoSet
 ) -> None:

@@ -303,6 +303,29 @@ def test_videophy2_rerun_with_download_fetches_the_videos_of_samples_written_wit
     assert server.hits_for(first) == server.hits_for(second) == server.hits_for(third) == 1
 
 
+def test_videophy2_rerun_with_download_fetches_a_cached_video_that_has_gone(
+    server: VideoServer, tmp_path: Path
+) -> None:
+    chosen = urls(server.base, "gone")[:3]
+    out = tmp_path / "out" / "manifest.jsonl"
+    config = VideoPhy2IngestConfig(
+        source=str(write_copy([row(url, pc) for pc, url in enumerate(chosen, 1)], tmp_path, "parquet")),
+        out=out,
+        download=True,
+    )
+    ingest_videophy2(config, progress=False)
+    gone = Path(manifest(out)[sample_id(chosen[0])].path or "")
+    gone.unlink()  # a cleaned or moved cache
+
+    report = ingest_videophy2(config, progress=False)
+
+    assert (report.succeeded, report.failed, report.skipped) == (1, 0, 2)
+    samples = manifest(out)  # one record per id
+    assert out.read_text().count("\n") == len(samples) == 3
+    assert samples[sample_id(chosen[0])].path == str(gone) and gone.is_file()
+    assert [server.hits_for(url) for url in chosen] == [2, 1, 1]
+
+
 def test_videophy2_writes_the_resolved_config_beside_the_manifest(tmp_path: Path) -> None:
     rows = [row("https://example.com/a.mp4", 3)]
     out = tmp_path / "run" / "manifest.jsonl"
@@ -465,6 +488,36 @@ def test_folder_labels_can_name_videos_by_a_chosen_column(video_folder: Path, tm
     samples = manifest(out)
     assert (samples["a"].labels, samples["sub/deeper/c"].labels) == ({"pc": 5}, {"pc": 2})
     assert (report.unlabeled, report.failed) == (2, 0)
+
+
+def test_json_labels_take_the_video_column_from_the_first_row_that_has_one(video_folder: Path, tmp_path: Path) -> None:
+    labels = tmp_path / "labels.json"
+    labels.write_text(
+        json.dumps([{"note": "exported header"}, {"id": "a", "pc": 4}, {"id": "sub/b", "pc": 2}, {"pc": 1}])
+    )
+    out = tmp_path / "manifest.jsonl"
+
+    report = ingest_folder(FolderIngestConfig(folder=video_folder, labels=labels, out=out))
+
+    samples = manifest(out)
+    assert (samples["a"].labels, samples["sub/b"].labels) == ({"pc": 4}, {"pc": 2})
+    problems = {e.sample_id: e.message for e in errors(tmp_path / "manifest.errors.jsonl")}
+    assert problems == {
+        "labels.json[0]": "labels.json[0]: the row names no video (no value under any of 'id', 'video', 'path', "
+        "'file_name')",
+        "labels.json[3]": "labels.json[3]: the row names no video (no value under 'id')",
+    }
+    assert (report.succeeded, report.failed) == (4, 2)
+    table = tmp_path / "labels.csv"
+    table.write_text("clip,pc\na.mp4,4\n,3\n")
+    ingest_folder(FolderIngestConfig(folder=video_folder, labels=table, out=out, video_column="clip"))
+    [problem] = errors(tmp_path / "manifest.errors.jsonl")
+    assert problem.message == "labels.csv:3: the row names no video (no value under 'clip')"
+    labels.write_text(json.dumps([{"note": "x"}, {"clip": "a.mp4", "pc": 4}]))
+    with pytest.raises(ValueError, match=r"labels\.json: no column naming the video"):
+        ingest_folder(FolderIngestConfig(folder=video_folder, labels=labels, out=out))
+    with pytest.raises(ValueError, match=r"labels\.json: no column 'clips' \(columns: clip, note, pc\)"):
+        ingest_folder(FolderIngestConfig(folder=video_folder, labels=labels, out=out, video_column="clips"))
 
 
 def test_videos_sharing_an_id_are_reported_not_dropped(video_folder: Path, tmp_path: Path) -> None:

@@ -1,3 +1,4 @@
+import math
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,18 @@ def test_smart_resize_keeps_sides_multiples_of_the_factor_within_the_budget() ->
     assert height * width >= 128 * 28 * 28
     with pytest.raises(ValueError, match="aspect ratio"):
         smart_resize(10, 4000, 28, 1, 10**9)
+
+
+@pytest.mark.parametrize(
+    ("height", "width"),
+    [(40, 5000), (5000, 40)],  # scaled down to the budget, the thin side floors below a patch
+)
+def test_a_thin_frame_keeps_at_least_one_patch_on_each_side(height: int, width: int) -> None:
+    settings = VisionSettings(fps=4, max_pixels=81920)
+    factor = settings.patch_factor
+    sides = resized_frame_size(settings, height, width, 8)
+    assert all(side >= factor and side % factor == 0 for side in sides)
+    assert max(sides) <= math.floor(max(height, width) / math.sqrt(height * width / 81920) / factor) * factor
 
 
 def test_total_pixels_bounds_each_frame_by_the_frame_count() -> None:

@@ -249,6 +249,8 @@ class _FileCheck:
     problem: Dropped | None = None
     tokens: int | None = None
     """The video's tokens in the model's input, when probed."""
+    absent: bool = False
+    """The file does not exist: a sample that names its url can have it fetched again."""
 
 
 def _sha256(path: Path) -> str:
@@ -261,7 +263,7 @@ def _sha256(path: Path) -> str:
 
 def _check_file(path: Path, vision: VisionSettings, *, probe_video: bool, hash_bytes: bool) -> _FileCheck:
     if not path.is_file():
-        return _FileCheck(problem=Dropped("missing_file", f"{path}: no such file"))
+        return _FileCheck(problem=Dropped("missing_file", f"{path}: no such file"), absent=True)
     tokens = None
     if probe_video:
         try:
@@ -435,7 +437,9 @@ def _check_videos(
     for candidate in candidates:
         result = checks[candidate.path]
         if result.problem is not None:
-            drops.add(candidate.sample.id, result.problem.reason, result.problem.message)
+            drops.add(
+                candidate.sample.id, result.problem.reason, result.problem.message + _refetch_hint(candidate, result)
+            )
             continue
         if result.digest is not None and (smallest := keeper[result.digest]) != candidate.sample.id:
             duplicates[candidate.sample.id] = smallest
@@ -448,6 +452,15 @@ def _check_videos(
         kept.append(candidate)
     tokens = [checks[candidate.path].tokens for candidate in kept]
     return kept, duplicates, max((t for t in tokens if t is not None), default=None)
+
+
+def _refetch_hint(candidate: _Candidate, result: _FileCheck) -> str:
+    """How to get a missing video back when its sample knows where it came from (a cache cleaned or moved)."""
+    if result.absent and candidate.sample.url is not None:
+        return (
+            f"; its url is {candidate.sample.url}: rerun `cookbook-data ingest videophy2 --download` to fetch it again"
+        )
+    return ""
 
 
 def _sample_id(candidate: _Candidate) -> str:

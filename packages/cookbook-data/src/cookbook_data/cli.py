@@ -227,7 +227,10 @@ def ingest_videophy2_command(
     ] = "videophysics/videophy2_train",
     split: Annotated[str | None, typer.Option(help="Split to read (default: the only one).")] = None,
     download: Annotated[
-        bool, typer.Option(help="Download the videos (cached by URL hash), also for samples written without them.")
+        bool,
+        typer.Option(
+            help="Download the videos (cached by URL hash), also of samples written without them or whose file is gone."
+        ),
     ] = False,
     cache_dir: Annotated[Path | None, typer.Option(help="Video cache (default: videos/ beside the manifest).")] = None,
     workers: Annotated[int, typer.Option(min=1, help="Parallel downloads.")] = 8,

@@ -144,8 +144,8 @@ def ingest_videophy2(config: VideoPhy2IngestConfig, *, progress: bool | None = N
     Every column is kept: human judgements as labels, everything else as metadata, so later stages
     never need the original dataset. Ids come from the video URL, so they survive reshuffling and
     balancing; with ``download`` the cache is keyed by URL for the same reason. With ``download``, a sample
-    already in the manifest without its video (written by a run without ``download``) is not done: its video is
-    fetched and its record replaced.
+    already in the manifest without its video (written by a run without ``download``, or whose cached file has
+    gone) is not done: its video is fetched and its record replaced.
     """
     errors = config.errors or default_errors_path(config.out)
     cache_dir = config.cache_dir or config.out.parent / "videos"
@@ -175,8 +175,11 @@ def ingest_videophy2(config: VideoPhy2IngestConfig, *, progress: bool | None = N
 
 
 def _without_video(record: dict[str, Any]) -> bool:
-    """Whether a manifest record has no local video (it was written without ``download``)."""
-    return record.get("path") is None
+    """Whether a manifest record has no local video: it was written without ``download``, or its cached file has
+    since been deleted or moved (one stat per record, so a rerun heals the cache instead of leaving a sample that
+    building would drop)."""
+    path = record.get("path")
+    return path is None or not Path(path).is_file()
 
 
 def load_videophy2(source: str, *, split: str | None = None, revision: str | None = None) -> tuple[Any, str | None]:
@@ -399,6 +402,8 @@ class LabelsRow:
     video: str | None
     cells: dict[str, JsonValue]
     problem: str | None = None
+    looked_for: tuple[str, ...] = ()
+    """The column(s) a video name was looked for in, to tell a row that names none what it lacks."""
 
 
 def read_labels(path: Path, video_column: str | None = None) -> Iterator[LabelsRow]:
@@ -446,7 +451,7 @@ def _read_csv(path: Path, video_column: str | None) -> Iterator[LabelsRow]:
                 yield LabelsRow(where, None, {}, problem=f"{where}: {count} cells for {len(header)} columns ({hint})")
                 continue
             cells = {str(key): _cell(key, value) for key, value in row.items()}
-            yield LabelsRow(where, row.get(column) or None, _without(cells, column))
+            yield LabelsRow(where, row.get(column) or None, _without(cells, column), looked_for=(column,))
 
 
 def _cell(name: str, text: str | None) -> JsonValue:
@@ -506,8 +511,11 @@ def _jsonl_lines(path: Path, lines: Iterable[str]) -> Iterator[tuple[str, Any]]:
 
 
 def _labels_rows(path: Path, values: Iterable[tuple[str, Any]], video_column: str | None) -> Iterator[LabelsRow]:
-    """Labels rows from parsed JSON rows; the video column is found in the first row object."""
-    column: str | None = None
+    """Labels rows from parsed JSON rows. Row objects need not share their keys, so the video column is
+    ``video_column`` or else the first accepted name found in a row; rows before that one name no video. A file
+    in which no row has the column is refused whole, once its rows are read, as a CSV header without one is."""
+    column = video_column
+    keys: set[str] = set()
     for where, row in values:
         if isinstance(row, ValueError):
             yield LabelsRow(where, None, {}, problem=str(row))
@@ -515,13 +523,19 @@ def _labels_rows(path: Path, values: Iterable[tuple[str, Any]], video_column: st
         if not isinstance(row, dict):
             yield LabelsRow(where, None, {}, problem=f"{where}: expected a JSON object for the row")
             continue
-        column = column or _video_column(path, list(row), video_column)
-        video = row.get(column)
+        keys.update(str(key) for key in row)
+        column = column or next((name for name in _VIDEO_COLUMNS if name in row), None)
+        video = row.get(column) if column is not None else None
         cells = {str(key): _json_value(value) for key, value in row.items()}
-        yield LabelsRow(where, None if video in (None, "") else str(video), _without(cells, column))
+        looked_for = _VIDEO_COLUMNS if column is None else (column,)
+        yield LabelsRow(
+            where, None if video in (None, "") else str(video), _without(cells, column), looked_for=looked_for
+        )
+    if keys and (column is None or column not in keys):
+        _video_column(path, sorted(keys), video_column)  # raises: no row names its video
 
 
-def _without(cells: dict[str, JsonValue], column: str) -> dict[str, JsonValue]:
+def _without(cells: dict[str, JsonValue], column: str | None) -> dict[str, JsonValue]:
     return {key: value for key, value in cells.items() if key != column}
 
 
@@ -568,7 +582,9 @@ def _match_row(
     if row.problem is not None:
         return None, row.problem
     if row.video is None:
-        return None, f"{row.where}: the row names no video"
+        names = ", ".join(map(repr, row.looked_for))
+        under = f"any of {names}" if len(row.looked_for) > 1 else names
+        return None, f"{row.where}: the row names no video (no value under {under})"
     name = _normalize_name(row.video, folder)
     video_id = by_path.get(name) or (name if name in videos else None)
     if video_id is None:

@@ -463,9 +463,14 @@ def _drop_superseded_errors(path: Path, earlier: int, resume: _Resume) -> None:
 
 
 def _drop_redone_records(job: Job[Any, Any], earlier: int, attempted: set[str]) -> None:
-    """Remove the earlier records that ``job.redo`` rejects once their item has a newer record (written by this
-    run) or one ``redo`` accepts (written by a run that crashed before it could remove them), so the output holds
-    one record per item; with ``job.redo_failure_drops``, also once their item was ``attempted`` and failed."""
+    """Remove the earlier records of the items that have a newer record written by this run, and the earlier
+    records that ``job.redo`` rejects once their item has one ``redo`` accepts (written by a run that crashed
+    before it could remove them), so the output holds one record per item; with ``job.redo_failure_drops``, also
+    once their item was ``attempted`` and failed.
+
+    An item written this run was not done when the run started, so every earlier record of it was one ``redo``
+    rejected then: those go whatever ``redo`` says of them now, as a verdict may change during the run (a record
+    naming a cached file that had gone is accepted again once the run fetched the file back)."""
     redo = job.redo
     if redo is None or earlier == 0:
         return
@@ -476,14 +481,14 @@ def _drop_redone_records(job: Job[Any, Any], earlier: int, attempted: set[str]) 
 
     with job.out.open("rb") as handle:
         before = [found for line in handle.read(earlier).splitlines() if (found := item_of(line)) is not None]
-        replaced = {found[0] for line in handle if (found := item_of(line)) is not None}
-    replaced |= {key for key, record in before if not redo(record)}
+        rewritten = {found[0] for line in handle if (found := item_of(line)) is not None}
+    recovered = {key for key, record in before if not redo(record)}
     if job.redo_failure_drops:
-        replaced |= attempted
+        recovered |= attempted
 
     def superseded(line: bytes) -> bool:
         found = item_of(line)
-        return found is not None and found[0] in replaced and redo(found[1])
+        return found is not None and (found[0] in rewritten or (found[0] in recovered and redo(found[1])))
 
     _drop_earlier_lines(job.out, earlier, superseded)
 

@@ -225,8 +225,9 @@ def smart_resize(height: int, width: int, factor: int, min_pixels: float, max_pi
     w_bar = max(factor, _round(width, factor))
     if h_bar * w_bar > max_pixels:
         beta = math.sqrt(height * width / max_pixels)
-        h_bar = _floor(height / beta, factor)
-        w_bar = _floor(width / beta, factor)
+        # A thin side scaled down can floor to 0; qwen-vl-utils keeps it at one patch too.
+        h_bar = max(factor, _floor(height / beta, factor))
+        w_bar = max(factor, _floor(width / beta, factor))
     elif h_bar * w_bar < min_pixels:
         beta = math.sqrt(min_pixels / (height * width))
         h_bar = _ceil(height * beta, factor)
