@@ -154,6 +154,31 @@ def test_verify_trajectory_goes_on_past_a_file_it_cannot_judge(tmp_path: Path) -
     assert second["file"] == str(good) and second["passed"] is True
 
 
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        ("utf16.json", b"\xff\xfe[[0,0]]", "not valid JSON ('utf-8' codec can't decode"),
+        ("truncated.npz", b"PK\x03\x04" + bytes(100), "not a readable NumPy file (File is not a zip file)"),
+        ("objects.npz", None, "not a readable NumPy file (Object arrays cannot be loaded"),
+    ],
+)
+def test_verify_trajectory_goes_on_past_a_file_it_cannot_read(
+    tmp_path: Path, name: str, content: bytes | None, reason: str
+) -> None:
+    bad, good = tmp_path / name, tmp_path / "good.json"
+    if content is None:
+        np.savez(bad, x=np.array([0, "a"], dtype=object), y=np.zeros(2))
+    else:
+        bad.write_bytes(content)
+    good.write_text(json.dumps(straight_drive(10.0)))
+
+    result = cli("verify-trajectory", str(bad), str(good))
+
+    assert result.returncode == 1
+    assert f"{bad}: cannot be judged: {reason}" in result.stderr
+    assert f"{good}: reward 1.000 (passed)" in result.stdout
+
+
 @pytest.mark.parametrize("command", ["score", "serve", "healthcheck", "verify-trajectory", "filter"])
 def test_every_command_explains_itself(command: str) -> None:
     result = cli(command, "--help")

@@ -1,6 +1,7 @@
 """Curation by score: every sample lands in exactly one output; best-of-N keeps one per group."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,48 @@ def test_filtering_by_an_expected_score_no_record_has_is_refused(files: tuple[Pa
     with pytest.raises(ValueError, match=r"no record has an expected score \(reward_model_yes_no scores carry none"):
         filter_manifest(config)
     assert not (tmp_path / "out").exists()
+
+
+def test_best_of_n_keeps_groups_apart_whose_keys_differ_in_type(tmp_path: Path) -> None:
+    groups = {"n": 1, "s": "1", "s2": "1"}
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text(
+        "".join(
+            VideoSample(id=i, path=f"/v/{i}.mp4", metadata={"prompt": g}).model_dump_json() + "\n"
+            for i, g in groups.items()
+        )
+    )
+    scores = write_scores(tmp_path / "scores.jsonl", dict.fromkeys(groups, "physics_likert"), 5.0)
+
+    filter_manifest(FilterConfig(manifest=manifest, scores=scores, out=tmp_path / "out", best_of="prompt"))
+
+    assert ids(tmp_path / "out" / "kept.jsonl") == ["n", "s"]
+    assert ids(tmp_path / "out" / "surplus.jsonl") == ["s2"]
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity"])
+def test_a_score_that_is_not_a_finite_number_leaves_its_sample_unscored(
+    files: tuple[Path, Path], tmp_path: Path, value: str
+) -> None:
+    manifest, scores = files
+    scores.write_text(scores.read_text().replace('"score":5.0', f'"score":{value}'))  # a hand-made file
+
+    filter_manifest(FilterConfig(manifest=manifest, scores=scores, out=tmp_path / "out"))
+
+    assert ids(tmp_path / "out" / "unscored.jsonl") == ["a1", "c1", "unscored"]
+    assert ids(tmp_path / "out" / "kept.jsonl") == ["a2", "b1"]
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"keep_min": 2}, "--keep-min 2 is not above the Likert default --drop-max 2; pass a --drop-max below 2"),
+        ({"drop_max": 4.5}, "--drop-max 4.5 is not below the Likert default --keep-min 4; pass a --keep-min above 4.5"),
+    ],
+)
+def test_a_threshold_overlapping_the_likert_default_names_the_option_to_pass(
+    files: tuple[Path, Path], tmp_path: Path, given: dict[str, float], message: str
+) -> None:
+    manifest, scores = files
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        filter_manifest(FilterConfig(manifest=manifest, scores=scores, out=tmp_path / "out", **given))

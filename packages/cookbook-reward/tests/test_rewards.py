@@ -134,6 +134,7 @@ def test_trajectory_reward_counts_the_failed_checks() -> None:
         answer("[[0, 0], [1, 0], [2, 0]]"),  # too short to judge
         answer("[[0, 0], [1,"),
         answer('{"x": [0, 1, 2, 3]}'),
+        answer(f"[[0, 0], [1, 0], [2, 0], [{'9' * 5000}, 0]]"),  # over Python's 4300-digit integer limit
         "<think>planning the path",
     ],
 )

@@ -1,5 +1,6 @@
 import json
 import re
+import struct
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -333,6 +334,42 @@ def test_load_errors_name_the_file(tmp_path: Path) -> None:
         with pytest.raises(TrajectoryError, match=re.escape(message)) as caught:
             load_trajectory(tmp_path / name)
         assert str(caught.value).startswith(f"{tmp_path / name}: ")
+
+
+def _damaged_deflate(path: Path) -> None:
+    """A compressed archive whose first member's deflate stream starts with an invalid block type."""
+    np.savez_compressed(path, x=np.arange(100.0), y=np.zeros(100))
+    content = bytearray(path.read_bytes())
+    name_length, extra_length = struct.unpack("<HH", content[26:30])  # the first local file header
+    content[30 + name_length + extra_length] = 0xFF
+    path.write_bytes(bytes(content))
+
+
+def _unclosed_header(path: Path) -> None:
+    np.save(path, np.zeros((5, 2)))
+    path.write_bytes(path.read_bytes().replace(b"), }", b"),  "))
+
+
+DAMAGED: dict[str, tuple[Callable[[Path], object], str]] = {
+    "utf16.json": (lambda p: p.write_bytes(b"\xff\xfe[[0,0]]"), "not valid JSON ('utf-8' codec can't decode"),
+    "huge.json": (lambda p: p.write_text(f"[[0, 0], [{'9' * 5000}, 0]]"), "not valid JSON (Exceeds the limit"),
+    "deep.json": (lambda p: p.write_text("[" * 100_000), "not valid JSON (maximum recursion depth"),
+    "folder.json": (lambda p: p.mkdir(), "cannot be read (Is a directory)"),
+    "truncated.npz": (lambda p: p.write_bytes(b"PK\x03\x04" + bytes(100)), "File is not a zip file"),
+    "objects.npz": (lambda p: np.savez(p, x=np.array([0, "a"], dtype=object)), "Object arrays cannot be loaded"),
+    "deflate.npz": (_damaged_deflate, "invalid block type"),
+    "header.npy": (_unclosed_header, "EOF in multi-line statement"),
+}
+
+
+@pytest.mark.parametrize("name", DAMAGED)
+def test_a_damaged_file_is_refused_naming_the_file(tmp_path: Path, name: str) -> None:
+    make, message = DAMAGED[name]
+    make(tmp_path / name)
+
+    with pytest.raises(TrajectoryError, match=re.escape(message)) as caught:
+        load_trajectory(tmp_path / name)
+    assert str(caught.value).startswith(f"{tmp_path / name}: ")
 
 
 def test_a_vlm_verdict_blends_linearly() -> None:

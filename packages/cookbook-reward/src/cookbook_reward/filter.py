@@ -3,7 +3,7 @@
 Every sample of the manifest lands in exactly one output, so nothing is lost: ``kept.jsonl`` (score at least
 ``keep_min``; with ``best_of``, only the best of each group), ``surplus.jsonl`` (kept-quality videos that lost
 their group's best-of-N), ``borderline.jsonl`` (between the bands, for a human look), ``rejected.jsonl``
-(score at most ``drop_max``) and ``unscored.jsonl`` (no score record, or a score of None).
+(score at most ``drop_max``) and ``unscored.jsonl`` (no score record, or a score of None, NaN or infinity).
 
 The thresholds are on the scale of the scores file's kind. Only Likert scores have defaults (4 and 2); for any
 other kind both thresholds must be given, since defaults made for 1-5 would reject every video of a 0-1 scale.
@@ -11,6 +11,8 @@ other kind both thresholds must be given, since defaults made for 1-5 would reje
 
 from __future__ import annotations
 
+import json
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Literal
@@ -85,14 +87,26 @@ def _thresholds(config: FilterConfig, kind: ScoreKind | None) -> tuple[float, fl
             f"(made for 1-5 Likert scores) would reject every video; give both, e.g. "
             f"--keep-min {scale.keep_min:g} --drop-max {scale.drop_max:g}"
         )
-    return (
-        scale.keep_min if config.keep_min is None else config.keep_min,
-        scale.drop_max if config.drop_max is None else config.drop_max,
-    )
+    keep_min = scale.keep_min if config.keep_min is None else config.keep_min
+    drop_max = scale.drop_max if config.drop_max is None else config.drop_max
+    # Both given and overlapping is refused by FilterConfig itself; here one of them is the Likert default.
+    if drop_max >= keep_min and config.keep_min is None:
+        raise ValueError(
+            f"--drop-max {drop_max:g} is not below the Likert default --keep-min {keep_min:g}; "
+            f"pass a --keep-min above {drop_max:g}"
+        )
+    if drop_max >= keep_min and config.drop_max is None:
+        raise ValueError(
+            f"--keep-min {keep_min:g} is not above the Likert default --drop-max {drop_max:g}; "
+            f"pass a --drop-max below {keep_min:g}"
+        )
+    return keep_min, drop_max
 
 
 def _band(value: float | None, keep_min: float, drop_max: float) -> Band:
-    if value is None:
+    """The output a score sends its sample to. A NaN or infinite score (possible in a hand-made file) means
+    nothing on any scale, so its sample waits in ``unscored.jsonl`` to be scored again, like a missing score."""
+    if value is None or not math.isfinite(value):
         return "unscored"
     if value >= keep_min:
         return "kept"
@@ -110,7 +124,7 @@ def _best_of(
         group = sample.metadata.get(key)
         if group is None:
             raise ValueError(f"{sample.id}: metadata.{key} is missing; best-of-N needs every sample's group")
-        groups[str(group)].append(sample)
+        groups[json.dumps(group, sort_keys=True)].append(sample)  # so prompt 1 and prompt "1" stay apart
     best = {id(max(members, key=lambda s: values[s.id] or 0.0)) for members in groups.values()}
     return [s for s in kept if id(s) in best], [s for s in kept if id(s) not in best]
 

@@ -299,12 +299,17 @@ def trajectory_reward(
     from cookbook_reward.trajectory import TrajectoryError, trajectory_from_data, verify_trajectory
 
     text = _waypoint_text(completion)
+    unusable: RewardResult = (0.0, {"trajectory_unparseable": 1.0})
+    if text is None:
+        return unusable
     try:
-        if text is None:
-            raise TrajectoryError("no answer")
-        report = verify_trajectory(trajectory_from_data(json.loads(text)), verifier)
-    except (json.JSONDecodeError, TrajectoryError, RecursionError):
-        return 0.0, {"trajectory_unparseable": 1.0}
+        data = json.loads(text)
+    except (ValueError, RecursionError):  # not JSON, an integer over Python's 4300 digits, nested too deep
+        return unusable
+    try:
+        report = verify_trajectory(trajectory_from_data(data), verifier)
+    except TrajectoryError:  # no trajectory, or one the checks cannot judge (too few or repeated timestamps)
+        return unusable
     metrics = {check.name: float(check.passed) for check in report.checks}
     return report.reward, {**metrics, "trajectory_unparseable": 0.0}
 

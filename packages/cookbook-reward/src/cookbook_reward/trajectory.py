@@ -20,6 +20,9 @@ first derivative of an acceleration: each quantity passes through as few smoothi
 from __future__ import annotations
 
 import json
+import tokenize
+import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
@@ -222,22 +225,38 @@ def load_trajectory(path: Path) -> Trajectory:
 
 
 def _read(path: Path) -> object:
+    """The decoded content of a waypoint file. Every way the file can fail to decode becomes a
+    :class:`TrajectoryError`, so a caller checking many files reports this one and goes on."""
     suffix = path.suffix.lower()
-    if suffix == ".json":
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise TrajectoryError(f"not valid JSON ({error})") from None
-    if suffix not in (".npy", ".npz"):
+    if suffix not in (".json", ".npy", ".npz"):
         raise TrajectoryError(f"unsupported file type {suffix or '(none)'!r}; use .json, .npy or .npz")
     try:
+        return _read_json(path) if suffix == ".json" else _read_numpy(path)
+    except OSError as error:
+        raise TrajectoryError(f"cannot be read ({error.strerror or error})") from None
+
+
+def _read_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as error:  # also not UTF-8, nested too deep, an integer over 4300 digits
+        raise TrajectoryError(f"not valid JSON ({error})") from None
+
+
+# What NumPy's readers raise on damaged bytes (found by corrupting .npy/.npz files at random): the zip, zlib
+# and header parsers' own errors; RuntimeError covers a zip member in an unsupported compression method.
+_DAMAGED_NUMPY = (ValueError, EOFError, RuntimeError, zipfile.BadZipFile, zlib.error, tokenize.TokenError)
+
+
+def _read_numpy(path: Path) -> object:
+    try:
         loaded = np.load(path, allow_pickle=False)
-    except (ValueError, EOFError) as error:
+        if not isinstance(loaded, np.ndarray):
+            with loaded as archive:  # members load lazily, so an unreadable one fails here
+                return {name: archive[name].tolist() for name in archive.files}
+    except _DAMAGED_NUMPY as error:
         raise TrajectoryError(f"not a readable NumPy file ({error})") from None
-    if isinstance(loaded, np.ndarray):
-        return _waypoint_array(loaded)
-    with loaded as archive:
-        return {name: archive[name].tolist() for name in archive.files}
+    return _waypoint_array(loaded)
 
 
 def _waypoint_array(array: FloatArray) -> dict[str, object]:
