@@ -152,3 +152,21 @@ def test_a_threshold_overlapping_the_likert_default_names_the_option_to_pass(
     manifest, scores = files
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         filter_manifest(FilterConfig(manifest=manifest, scores=scores, out=tmp_path / "out", **given))
+
+
+def test_score_records_of_samples_not_in_the_manifest_are_reported_and_a_file_of_none_is_refused(
+    files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    manifest, scores = files
+    ghost = ScoreRecord(sample_id="ghost", score=5.0, score_kind="physics_likert")
+    with scores.open("a") as handle:
+        handle.write(ghost.model_dump_json() + "\n")
+    report = filter_manifest(FilterConfig(manifest=manifest, scores=scores, out=tmp_path / "out"))
+    assert report.unmatched == ["ghost"]
+    assert sum(report.counts.values()) == len(ids(manifest))
+
+    other = tmp_path / "other.jsonl"  # the scores of another manifest's videos
+    other.write_text(ghost.model_dump_json() + "\n")
+    with pytest.raises(ValueError, match=r"none of its 1 scored samples is in .*manifest.jsonl \(first ids: ghost\)"):
+        filter_manifest(FilterConfig(manifest=manifest, scores=other, out=tmp_path / "other-out"))
+    assert not (tmp_path / "other-out").exists()

@@ -292,6 +292,10 @@ def filter_command(
     report = filter_manifest(resolve_config(FilterConfig, config_file, sets, options))
     for band, count in report.counts.items():
         typer.echo(f"{band:>10}: {count:6d}  {report.files[band]}")
+    if report.unmatched:
+        listed = ", ".join(report.unmatched[:5])
+        count = len(report.unmatched)
+        typer.echo(f"{count} score records name no sample of the manifest (not used): {listed}", err=True)
 
 
 def main() -> None:

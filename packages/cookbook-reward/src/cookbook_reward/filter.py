@@ -32,6 +32,8 @@ class FilterReport:
 
     counts: dict[Band, int] = field(default_factory=dict)
     files: dict[Band, str] = field(default_factory=dict)
+    unmatched: list[str] = field(default_factory=list)
+    """Ids of score records naming no sample of the manifest (not used)."""
 
 
 @dataclass(frozen=True)
@@ -141,12 +143,20 @@ def filter_manifest(config: FilterConfig) -> FilterReport:
     # validated again (the bands must not overlap) and written to config.resolved.json with the values used
     config = FilterConfig.model_validate(config.model_dump() | {"keep_min": keep_min, "drop_max": drop_max})
     by_band: dict[Band, list[VideoSample]] = {band: [] for band in BANDS}
+    seen: set[str] = set()
     for sample in read_records(config.manifest, VideoSample):
+        seen.add(sample.id)
         by_band[_band(values.get(sample.id), keep_min, drop_max)].append(sample)
+    unmatched = [sample_id for sample_id in values if sample_id not in seen]
+    if values and len(unmatched) == len(values):
+        raise ValueError(
+            f"{config.scores}: none of its {len(values)} scored samples is in {config.manifest} (first ids: "
+            f"{', '.join(unmatched[:5])}); were the videos scored from another manifest?"
+        )
     if config.best_of is not None:
         by_band["kept"], by_band["surplus"] = _best_of(by_band["kept"], values, config.best_of)
     config.out.mkdir(parents=True, exist_ok=True)
-    report = FilterReport()
+    report = FilterReport(unmatched=unmatched)
     for band, samples in by_band.items():
         path = config.out / f"{band}.jsonl"
         report.counts[band] = write_records(path, VideoSample, samples)
