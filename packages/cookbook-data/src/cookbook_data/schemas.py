@@ -9,7 +9,7 @@ All models forbid unknown fields, so a typo in a hand-written manifest is an err
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
@@ -203,13 +203,16 @@ class Conversation(Record):
 
     def video_parts(self) -> list[VideoPart]:
         """The video parts of all messages, in order."""
-        return [
-            part
-            for message in self.messages
-            if isinstance(message.content, list)
-            for part in message.content
-            if isinstance(part, VideoPart)
-        ]
+        return [part for part in self._parts() if isinstance(part, VideoPart)]
+
+    def image_parts(self) -> list[ImagePart]:
+        """The image parts of all messages, in order."""
+        return [part for part in self._parts() if isinstance(part, ImagePart)]
+
+    def _parts(self) -> Iterator[ContentPart]:
+        for message in self.messages:
+            if isinstance(message.content, list):
+                yield from message.content
 
     def to_messages(self) -> list[dict[str, Any]]:
         """The bare message list, as plain dicts without unset keys."""

@@ -21,7 +21,7 @@ from typing import Any
 
 from cookbook_data.build import BUILD_INFO, BuildReport, read_build_info
 from cookbook_data.build import Kind as BuildKind
-from cookbook_data.schemas import AssistantMessage, Conversation, ImagePart, TextPart
+from cookbook_data.schemas import AssistantMessage, Conversation, TextPart
 from cookbook_train.config import MODEL_TYPES, GRPOConfig, Kind, TrainConfig
 from cookbook_train.rewards import WeightedReward, reward_functions, reward_name
 
@@ -322,7 +322,7 @@ class LengthBudget:
         (Qwen's normalises to NFC first, which lengthens some characters), and the chat template and each video
         add at most known counts."""
         videos = len(conversation.video_parts())
-        if (videos and self.video_bound is None) or _has_image(conversation):
+        if (videos and self.video_bound is None) or bool(conversation.image_parts()):
             return None
         per_video = VIDEO_MARK_TOKENS + (self.video_bound or 0) + self.per_video_text
         text = sum(_nfc_bytes(_text(message.content)) for message in conversation.messages)
@@ -344,7 +344,7 @@ class LengthBudget:
         at the dataset's longest with the text the processor writes around it (unknown, so never, when the
         build did not measure its videos), no image."""
         videos = len(conversation.video_parts())
-        if (videos and self.video_bound is None) or _has_image(conversation):
+        if (videos and self.video_bound is None) or bool(conversation.image_parts()):
             return False
         per_video = (self.video_bound or 0) - 1 + self.per_video_text
         return text_tokens + videos * per_video + self.answer <= self.max_length
@@ -356,15 +356,6 @@ class LengthBudget:
 
 def _nfc_bytes(text: str) -> int:
     return len(unicodedata.normalize("NFC", text).encode())
-
-
-def _has_image(conversation: Conversation) -> bool:
-    return any(
-        isinstance(part, ImagePart)
-        for message in conversation.messages
-        if isinstance(message.content, list)
-        for part in message.content
-    )
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from cookbook_data.schemas import Conversation, ImagePart
+from cookbook_data.schemas import Conversation
 from cookbook_data.video import SampledVideo
 from cookbook_infer.backends._messages import chat_prompt
 from cookbook_infer.backends.base import (
@@ -81,10 +81,8 @@ def build_vllm_requests(
     ``mm_processor_kwargs`` keeps vLLM from changing the frames.
     """
     patch_factor = _patch_factor(model_type)
-    for conversation in conversations:
-        for message in conversation.messages:
-            if isinstance(message.content, list) and any(isinstance(part, ImagePart) for part in message.content):
-                raise ValueError("image parts are not supported by the vLLM backend (videos and text only)")
+    if any(conversation.image_parts() for conversation in conversations):
+        raise ValueError("image parts are not supported by the vLLM backend (videos and text only)")
     ready = iter(ready_videos(conversations, patch_factor, videos))
     requests = []
     for conversation, prefix in zip(conversations, prefixes or [""] * len(conversations), strict=True):
