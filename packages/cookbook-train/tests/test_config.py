@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import toml
 
 from cookbook_data.clikit import resolve_config
 from cookbook_train.config import RUN_CONFIGS, GRPOConfig, SFTConfig, TrainConfig
@@ -56,6 +57,29 @@ def test_every_shipped_recipe_renders_a_config_cosmos_rl_accepts(path: Path) -> 
     assert cosmos.train.train_policy.type == config.kind
     assert (cosmos.policy.lora is not None) == (config.lora is not None)
     assert text["custom"]["cookbook"]["kind"] == config.kind
+
+
+@pytest.mark.parametrize(
+    "awkward",
+    [
+        "C:\\data\\x41",
+        "no\u00a0break",
+        "esc\x1b[0m",
+        "del\x7f",
+        "nul\x00",
+        'quote"',
+        "tab\tline\nfeed",
+        "soft\u00ad\u0085",
+    ],
+)
+def test_strings_reach_cosmos_rl_as_written(awkward: str) -> None:
+    rendered = render(load_recipe(recipe("reason1_videophy2_sft.toml")))
+    rendered["custom"]["cookbook"]["model"] = awkward
+    rendered["custom"]["cookbook"]["tags"] = [awkward, "plain"]
+    text = to_toml(rendered)
+    # cosmos-rl reads its config with the toml package; any TOML 1.0 reader must read the same.
+    assert toml.loads(text) == rendered
+    assert tomllib.loads(text) == rendered
 
 
 def test_the_grpo_recipe_is_the_published_one() -> None:

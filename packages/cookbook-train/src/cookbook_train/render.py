@@ -279,9 +279,24 @@ def validate_rendered(rendered: Mapping[str, Any]) -> Any:
         raise RenderError(f"cosmos-rl rejects the config: {error}") from None
 
 
+_TOML_ESCAPES = {ord("\\"): "\\\\", ord('"'): '\\"', **{code: f"\\u{code:04x}" for code in (*range(0x20), 0x7F)}}
+"""Backslash, quote and the control characters TOML forbids raw in a basic string, with their escapes."""
+
+
+def _basic_string(text: str) -> str:
+    """``text`` as a TOML basic string, every character other than those of :data:`_TOML_ESCAPES` as it is.
+
+    The ``toml`` package's own writer turns some characters into other text (a no-break space into the letters
+    ``xa0``, ESC into ``x1b``) and writes a backslash before ``x`` so that its reader, cosmos-rl's, refuses the file."""
+    return '"' + text.translate(_TOML_ESCAPES) + '"'
+
+
 def to_toml(rendered: Mapping[str, Any]) -> str:
-    """The rendered config as TOML text, in the form ``cosmos-rl --config`` reads."""
+    """The rendered config as TOML text, in the form ``cosmos-rl --config`` reads (it reads with the ``toml``
+    package, so that package writes the text; only its strings are written by :func:`_basic_string`)."""
     import toml
 
-    text: str = toml.dumps(dict(rendered))
+    encoder = toml.TomlEncoder()
+    encoder.dump_funcs[str] = _basic_string
+    text: str = toml.dumps(dict(rendered), encoder=encoder)
     return text
