@@ -1,3 +1,5 @@
+import time
+
 import pytest
 
 from cookbook_infer.parsing import (
@@ -8,6 +10,7 @@ from cookbook_infer.parsing import (
     parse_verdict,
     score_offset,
 )
+from cookbook_infer.tasks import get_task
 
 CASES = [
     ("<think>\nThe ball hovers.\n</think>\n\n<answer>\n2\n</answer>", ParsedOutput("The ball hovers.", "2")),
@@ -56,10 +59,59 @@ def test_reasoning_and_answer_are_separated(text: str, expected: ParsedOutput) -
         ("-1", None),
         ("four", None),
         ("", None),
+        # a fraction of the scale is its numerator; of another scale it is None, never rescaled or clamped
+        ("4/5", 4),
+        ("4 / 5", 4),
+        ("Score: 4/5", 4),
+        ("**4/5**", 4),
+        ("**4**/5", 4),
+        ("4 out of 5", 4),
+        ("**Score:** 2 out of 5.", 2),
+        ("The motion is smooth.\n**Score: 3/5**", 3),
+        ("4/10", None),
+        ("8/10", None),
+        ("5/4", None),
+        ("6/5", None),
+        ("4.5/5", None),
+        ("4/5 stars", None),
+        ("4/", None),
+        ("4/" + "9" * 5000, None),  # a denominator too long for int() is another scale, not an error
     ],
 )
 def test_scores_are_read_strictly(answer: str, expected: int | None) -> None:
     assert parse_score(answer, 1, 5) == expected
+
+
+def test_a_fraction_is_no_score_when_fractions_are_refused() -> None:
+    """Numbered categories (the rule task's 0/1/2) are no scale: "1/2" is no answer there."""
+    assert parse_score("1/2", 0, 2) == 1
+    assert parse_score("1/2", 0, 2, fractions=False) is None
+    assert parse_score("1", 0, 2, fractions=False) == 1
+
+
+def test_the_rule_task_reads_no_fraction_and_the_critic_does() -> None:
+    assert get_task("rule").read_answer("1/2") == (None, None)
+    assert get_task("rule").read_answer("2") == (None, "2")
+    assert get_task("critic").read_answer("**4/5**") == (None, "4")
+
+
+SPACES = " " * 20_000
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (f"Score:{SPACES}4{SPACES}/{SPACES}5{SPACES}.{SPACES}", 4),
+        (f"4{SPACES}out{SPACES}of{SPACES}5{SPACES}", 4),
+        (f"4{SPACES}out{SPACES}of{SPACES}x", None),
+        (f"4{SPACES}/{SPACES}5{SPACES}x", None),
+        (f"4{SPACES}x", None),
+    ],
+)
+def test_a_long_run_of_spaces_in_a_score_line_is_read_in_linear_time(answer: str, expected: int | None) -> None:
+    started = time.perf_counter()
+    assert parse_score(answer, 1, 5) == expected
+    assert time.perf_counter() - started < 0.5  # backtracking over the spaces would take minutes
 
 
 @pytest.mark.parametrize(
@@ -71,10 +123,26 @@ def test_scores_are_read_strictly(answer: str, expected: int | None) -> None:
         ("A. left", "A"),
         ("D) right", "D"),
         ("E: neither", "E"),
-        ("Dog", None),
         ("I think it is B", None),
         ("A car turns left", None),
-        ("b", None),
+        ("Dog", None),
+        ("a car turns left", None),
+        ("I", "I"),
+        ("I am not sure", None),
+        ("i.e. the cup", None),
+        ("E.g. the cup", None),
+        # markdown emphasis and lower case
+        ("**B**", "B"),
+        ("*B*", "B"),
+        ("__B__", "B"),
+        ("**B.** the cup", "B"),
+        ("**B**. the cup", "B"),
+        ("**(C)** the cup", "C"),
+        ("(b)", "B"),
+        ("b)", "B"),
+        ("b.", "B"),
+        # a lowercase letter alone is the option written in lower case, not a sentence
+        ("b", "B"),
     ],
 )
 def test_choices(answer: str, expected: str | None) -> None:
@@ -108,7 +176,12 @@ QUOTED_ANSWER = "<think>\nThe template says <answer>\n2\n</answer>, but</think>\
         (QUOTED_ANSWER + "<answer>\n4\n</answer>", QUOTED_ANSWER + "<answer>\n"),
         ("<think>cut off before the answer", None),
         ("<answer>\n4", None),
-        ("Score 14 out of 5", None),
+        # a score line out of range: parse_score rejects it, as it rejects "6"
+        ("Score 14 out of 5", "Score "),
+        ("Score 4 out of 5 stars", None),
+        ("<think>4/5?</think>\n\n**Score:** 3/5", "<think>4/5?</think>\n\n**Score:** "),
+        ("**4/5**", "**"),
+        ("4 out of 5", ""),
         ("<think>x</think>\n\n**Score:** 4", "<think>x</think>\n\n**Score:** "),
         ("Score: **4**", "Score: **"),
         ("3</answer>\n5", ""),
@@ -129,6 +202,8 @@ def test_score_offset_is_where_the_parsed_score_was_written(text: str, expected:
         "<answer>\n**Score:** 3\n</answer>\n5",
         "4<think>x</think>\n2",
         "<think>x</think>\n\nnone",
+        "<think>2/5 or 4/5?</think>\n\nScore: **4/5**",
+        "<answer>\nThe ball falls.\n3 out of 5\n</answer>",
     ],
 )
 def test_the_offset_points_at_the_digit_the_score_is_parsed_from(text: str) -> None:

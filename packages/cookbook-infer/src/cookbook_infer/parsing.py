@@ -66,48 +66,74 @@ def parse_reasoning(text: str) -> ParsedOutput:
 _MARKUP = r"[\s*_]*"
 """Space and markdown emphasis around the parts of a score line (``**Score:** 4``, ``Score: **4**``)."""
 _SCORE_LINE = re.compile(
-    rf"^{_MARKUP}(?:score{_MARKUP}(?:[:=]{_MARKUP})?)?(-?\d+(?:\.\d+)?){_MARKUP}(?:\.{_MARKUP})?$", re.IGNORECASE
+    rf"^{_MARKUP}(?:score{_MARKUP}(?:[:=]{_MARKUP})?)?(-?\d+(?:\.\d+)?){_MARKUP}"
+    rf"(?:(?:/|out\s+of){_MARKUP}(\d+){_MARKUP})?(?:\.{_MARKUP})?$",
+    re.IGNORECASE,
 )
-"""A line that is only a score: the number, optionally after ``Score:``, in any emphasis. Each optional part
-starts with a character of its own (``:``, ``.``), so a long run of spaces is matched in linear time."""
+"""A line that is only a score: the number, optionally after ``Score:`` and optionally a fraction of the scale
+(``4/5``, ``4 out of 5``), in any emphasis. Each optional part starts with a character of its own (``:``, ``/``,
+``o``, ``.``), so a long run of spaces is matched in linear time."""
 
 
-def _score_number(answer: str) -> tuple[str, int] | None:
-    """The number :func:`parse_score` reads, and where in ``answer`` it starts: the whole answer, or else its
-    last line that is only a number."""
+@dataclass(frozen=True)
+class _ScoreNumber:
+    """The number a score line holds, the scale it was given out of (None for a bare number), and where in the
+    answer the number starts."""
+
+    value: str
+    out_of: str | None
+    start: int
+
+
+def _score_number(answer: str) -> _ScoreNumber | None:
+    """The score line :func:`parse_score` reads: the whole answer, or else its last line that is only a score."""
     whole = _SCORE_LINE.match(answer)
     if whole:
-        return whole.group(1), whole.start(1)
+        return _ScoreNumber(whole.group(1), whole.group(2), whole.start(1))
     lines = answer.splitlines(keepends=True)
     starts = list(accumulate((len(line) for line in lines), initial=0))[:-1]  # where each line begins
     for start, line in zip(reversed(starts), reversed(lines), strict=True):
         match = _SCORE_LINE.match(line.rstrip("\r\n"))
         if match:
-            return match.group(1), start + match.start(1)
+            return _ScoreNumber(match.group(1), match.group(2), start + match.start(1))
     return None
 
 
-def parse_score(answer: str, low: int, high: int) -> int | None:
+def parse_score(answer: str, low: int, high: int, *, fractions: bool = True) -> int | None:
     """An integer score in [low, high] from an answer: the whole answer, or else its last line that is only a
-    number (Reason2 often writes a sentence, then the digit on its own line). Out of range or fractional
-    numbers are rejected (None), never clamped."""
+    score (Reason2 often writes a sentence, then the digit on its own line). Out of range or non-integer
+    numbers are rejected (None), never clamped.
+
+    A score written as a fraction of the scale (``4/5``, ``4 out of 5``) is its numerator when the denominator
+    is ``high``; a fraction of another scale (``4/10`` on 1–5) is None, never rescaled. ``fractions=False``
+    refuses fractions altogether, for numbered categories rather than a scale (the rule task's 0/1/2, where
+    ``1/2`` is no grade)."""
     found = _score_number(answer)
-    if found is None:
+    if found is None or (found.out_of is not None and (not fractions or float(found.out_of) != high)):
         return None
-    value = float(found[0])
+    value = float(found.value)
     return int(value) if value.is_integer() and low <= value <= high else None
 
 
-_CHOICE = re.compile(r"\(([A-Z])\)|([A-Z])(?:[.):,]|$)")
+_CHOICE = re.compile(
+    r"(?P<emphasis>[*_]+)?"
+    r"(?:\((?P<paren>[A-Za-z])\)|(?P<letter>[A-Za-z])(?:[):,]|\.(?![A-Za-z]\.)|$|(?(emphasis)[*_]|(?!))))"
+)
+"""An option letter at the start of an answer, after any emphasis: in parentheses, followed by ``)``, ``:``, ``,``
+or ``.`` (but not an abbreviation's: "i.e.", "E.g.", "U.S."), alone, or closing the emphasis it opened with
+(``**B**``: a single letter set in emphasis is an option, not a word)."""
 
 
 def parse_choice(answer: str) -> str | None:
-    """The option letter an answer starts with (``B``, ``(B)``, ``B. the cup``, ``B) the cup``), else None.
+    """The option letter an answer starts with, upper-cased (``B``, ``(B)``, ``B. the cup``, ``B) the cup``,
+    ``**B**``, ``**B.** the cup``, ``(b)``, ``b.``), else None.
 
-    A letter followed by a space alone is not a choice: "I think it is B" and "A car turns left" start with
-    English words, not options I and A."""
+    A letter followed by a space alone is not a choice: "I think it is B" and "A car turns left" (or "a car
+    turns left") start with English words, not options I and A. A lowercase letter that is the whole answer
+    (``b``) is read as that option: alone it is no sentence, only the option written in lower case (as the
+    evaluation's ``normalize_choice`` reads ``b`` too, so both stages count the same answers)."""
     match = _CHOICE.match(answer.strip())
-    return (match.group(1) or match.group(2)) if match else None
+    return (match.group("paren") or match.group("letter")).upper() if match else None
 
 
 def parse_verdict(answer: str) -> str | None:
@@ -121,7 +147,8 @@ def parse_verdict(answer: str) -> str | None:
 
 
 def score_offset(text: str) -> int | None:
-    """Where in ``text`` the score that :func:`parse_score` reads from its answer was written, or None.
+    """Where in ``text`` the score that :func:`parse_score` reads from its answer was written (the numerator of
+    ``4/5``), or None.
 
     Scorers read the model's token distribution at this offset: the text before it is what the model had
     written when it chose the score. Found the way the score is parsed (the answer after the reasoning, its
@@ -131,4 +158,4 @@ def score_offset(text: str) -> int | None:
         return None
     start, end = region
     found = _score_number(text[start:end])
-    return None if found is None else start + found[1]
+    return None if found is None else start + found.start

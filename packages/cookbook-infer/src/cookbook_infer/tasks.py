@@ -93,7 +93,7 @@ class InferenceTask:
             return parsed.thinking, parsed.answer
         if self.answer in ("score", "rule"):
             low, high = (1, 5) if self.answer == "score" else (min(RULE_ANSWERS), max(RULE_ANSWERS))
-            score = parse_score(parsed.answer, low, high)
+            score = parse_score(parsed.answer, low, high, fractions=self.answer == "score")
             return parsed.thinking, None if score is None else str(score)
         if self.answer == "choice":
             return parsed.thinking, parse_choice(parsed.answer)
