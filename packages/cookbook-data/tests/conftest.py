@@ -14,6 +14,7 @@ import pytest
 
 from cookbook_data.jobs import Job, run_job
 from cookbook_data.schemas import Prediction
+from cookbook_data.testing import SyntheticVideo, write_video
 
 HoldOutput = Callable[[Path], AbstractContextManager[BaseProcess]]
 """``with hold_output(out) as holder:``: another process is in the middle of a job writing ``out``."""
@@ -69,3 +70,15 @@ def hold_output(tmp_path_factory: pytest.TempPathFactory) -> HoldOutput:
             holder.join(WAIT_S)
 
     return holding
+
+
+@pytest.fixture(scope="session")
+def faststart_videos(tmp_path_factory: pytest.TempPathFactory) -> tuple[SyntheticVideo, Path]:
+    """An MP4 with its index before its frames ("faststart"), and a copy of it cut to 60% of its bytes: the copy
+    opens and its header still announces every frame, of which the last ~40% are missing."""
+    root = tmp_path_factory.mktemp("faststart")
+    whole = SyntheticVideo(root / "whole.mp4", fps=24, num_frames=96, width=160, height=120, codec="h264")
+    data = write_video(whole, faststart=True).read_bytes()
+    cut = root / "cut.mp4"
+    cut.write_bytes(data[: len(data) * 3 // 5])
+    return whole, cut

@@ -26,7 +26,7 @@ from cookbook_data.build import (
 from cookbook_data.jobs import RESOLVED_CONFIG
 from cookbook_data.records import JsonlWriter, read_records
 from cookbook_data.schemas import Conversation, ItemError, VideoPart, VideoSample
-from cookbook_data.testing import VideoSet
+from cookbook_data.testing import SyntheticVideo, VideoSet
 from cookbook_data.video import VisionSettings, probe, video_tokens
 
 GRPO_FORMAT = re.compile(r"^<think>.*</think>\n\n<answer>.*</answer>$", re.DOTALL)
@@ -174,6 +174,24 @@ def test_a_build_s_pixel_budget_follows_the_model_family_unless_given(tmp_path: 
     assert BuildConfig(**base, patch_factor=32, total_pixels=REASON1_BUDGET).vision_settings().total_pixels == (
         REASON1_BUDGET
     )
+
+
+def test_a_build_with_a_template_file_is_told_the_model_s_patch_factor(tmp_path: Path, five: list[Path]) -> None:
+    manifest = write_manifest(tmp_path / "m.jsonl", critic_samples(five[:1], [4]))
+    texts = published("reason2_videophy2_critic")
+    for name in ("mine.yaml", "reason2_mine.yaml"):  # a file's name says nothing of the model it is for
+        (tmp_path / name).write_text(yaml.safe_dump(texts))
+        with pytest.raises(ValidationError, match=f"prompt {tmp_path / name} is a template file, which names no model"):
+            BuildConfig(manifest=manifest, out=tmp_path / "out", prompt=str(tmp_path / name))
+    assert not (tmp_path / "out").exists()
+
+    config = BuildConfig(manifest=manifest, out=tmp_path / "out", prompt=str(tmp_path / "mine.yaml"), patch_factor=32)
+    report = build_rl(config.model_copy(update={"val_fraction": 0}))
+    assert (
+        report.vision
+        == BuildConfig(manifest=manifest, out=tmp_path, prompt="reason2_videophy2_critic").vision_settings()
+    )
+    assert report.vision.patch_factor == 32
 
 
 def test_rl_rows_have_no_assistant_turn_and_carry_the_reference(tmp_path: Path, five: list[Path]) -> None:
@@ -386,6 +404,19 @@ def test_bad_labels_and_files_are_reported_not_crashed(
     assert short.dropped["bad_video"] == 3
     assert "cannot sample 50 frames from a video of 48 frames" in dropped_lines(tmp_path / "short")["ok"].message
     assert short.rows == {"train": 1, "val": 0}
+
+
+def test_a_video_cut_short_after_its_header_is_dropped_not_built(
+    tmp_path: Path, five: list[Path], faststart_videos: tuple[SyntheticVideo, Path]
+) -> None:
+    whole, cut = faststart_videos
+    samples = critic_samples([whole.path, cut, five[0]], [3, 4, 5])
+    manifest = write_manifest(tmp_path / "m.jsonl", samples)
+    report = build_rl(BuildConfig(manifest=manifest, out=tmp_path / "out", val_fraction=0))
+    assert report.dropped == {"bad_video": 1}
+    [drop] = dropped_lines(tmp_path / "out").values()
+    assert drop.message.startswith(f"{cut}: cut short: ")
+    assert sorted(row["reference"] for row in load(tmp_path / "out")["train"]) == ["3", "5"]
 
 
 def test_relative_paths_are_resolved_against_the_manifest(tmp_path: Path, five: list[Path]) -> None:
@@ -607,7 +638,9 @@ def test_config_is_strict_and_checked(tmp_path: Path, five: list[Path]) -> None:
     mine = tmp_path / "ask.yaml"
     mine.write_text('user_prompt: |\n  Answer in one word. {question}\n  Reply as JSON like {"a": 1}.\n')
     report = build_sft(
-        BuildConfig(manifest=manifest, out=tmp_path / "mine", task="vqa", prompt=str(mine), val_fraction=0)
+        BuildConfig(
+            manifest=manifest, out=tmp_path / "mine", task="vqa", prompt=str(mine), patch_factor=28, val_fraction=0
+        )
     )
     [row] = load(tmp_path / "mine")["train"]
     assert messages(row) == [

@@ -218,6 +218,19 @@ def test_a_bad_setting_is_named_in_one_line(tmp_path: Path) -> None:
     assert result.stderr.splitlines()[0] == "error: ValueError: balanse: Extra inputs are not permitted"
 
 
+def test_a_build_with_a_template_file_and_no_patch_factor_is_refused_in_one_line(tmp_path: Path) -> None:
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("")
+    prompt = tmp_path / "mine.yaml"
+    prompt.write_text("user_prompt: Rate the physics from 1 to 5.\n")
+    result = cli("build-rl", str(manifest), "--out", str(tmp_path / "o"), "--prompt", str(prompt))
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[0] == (
+        f"error: ValueError: prompt {prompt} is a template file, which names no model: give the patch factor of the "
+        "model the data is for (--patch-factor 28 for Reason 1 / Qwen2.5-VL, 32 for Reason 2 / Qwen3-VL)"
+    )
+
+
 def test_a_validation_error_escaping_a_command_is_printed_in_one_line(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

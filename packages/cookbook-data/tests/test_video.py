@@ -224,6 +224,26 @@ def test_broken_files_raise_an_error_naming_the_file(synthetic_videos: VideoSet,
         sample_frames(path, VisionSettings())
 
 
+def test_a_faststart_file_cut_short_is_refused_though_its_header_counts_every_frame(
+    faststart_videos: tuple[SyntheticVideo, Path],
+) -> None:
+    import av
+
+    whole, cut = faststart_videos
+    with av.open(str(cut)) as container:
+        assert container.streams.video[0].frames == whole.num_frames  # what the header of the cut copy says
+    assert probe(whole.path).num_frames == whole.num_frames
+    sampled = sample_frames(whole.path, VisionSettings(nframes=8))
+    levels = [whole.index_from_level(frame[-1].mean()) for frame in sampled.frames]
+    assert levels == [index % GREY_CYCLE for index in sampled.frame_indices]
+
+    cut_short = f"^{cut}: cut short: its index places frames up to byte {whole.path.stat().st_size}, "
+    with pytest.raises(VideoDecodeError, match=cut_short):
+        probe(cut)
+    with pytest.raises(VideoDecodeError, match=cut_short):
+        sample_frames(cut, VisionSettings(nframes=8))
+
+
 def test_a_missing_file_is_named() -> None:
     with pytest.raises(VideoDecodeError, match=r"absent\.mp4: no such file"):
         probe("absent.mp4")

@@ -50,7 +50,7 @@ from pydantic import Field, model_validator
 
 from cookbook_data._balance import Balance, Split, balance, label_counts, shuffled, split_of
 from cookbook_data.jobs import write_resolved_config
-from cookbook_data.prompts import PromptTemplate, load_prompt
+from cookbook_data.prompts import PromptTemplate, load_prompt, template_file
 from cookbook_data.records import JsonlWriter, differing_fields, read_records
 from cookbook_data.schemas import AssistantMessage, Conversation, ItemError, Strict, VideoSample
 from cookbook_data.tasks import (
@@ -157,7 +157,8 @@ class BuildConfig(VisionOptions):
     )
     probe_videos: bool = Field(
         default=True,
-        description="Open each video's header and check it has enough frames for the vision settings.",
+        description="Open each video's header and check its frames are all in the file and enough for the vision "
+        "settings.",
     )
     workers: int = Field(default=4, ge=1, description="Threads hashing and probing video files.")
     overwrite: bool = Field(default=False, description="Replace an existing build in `out`.")
@@ -175,10 +176,18 @@ class BuildConfig(VisionOptions):
         return self.prompt if self.prompt is not None else DEFAULT_PROMPTS[self.task]
 
     def resolved_patch_factor(self) -> Literal[28, 32]:
-        """The patch factor given, else the one of the prompt's model family."""
+        """The patch factor given, else that of the shipped prompt's model family (32 for the reason2 prompts,
+        28 for the others). A user's template file names no model (its file name is no evidence), and a build
+        for the wrong one is refused only when training starts, so it must be given."""
         if self.patch_factor is not None:
             return self.patch_factor
-        return 32 if Path(self.prompt_source()).stem.startswith("reason2") else 28
+        source = self.prompt_source()
+        if template_file(source) is not None:
+            raise ValueError(
+                f"prompt {source} is a template file, which names no model: give the patch factor of the model the "
+                "data is for (--patch-factor 28 for Reason 1 / Qwen2.5-VL, 32 for Reason 2 / Qwen3-VL)"
+            )
+        return 32 if source.startswith("reason2") else 28
 
     def label_fields(self) -> LabelFields:
         return LabelFields(

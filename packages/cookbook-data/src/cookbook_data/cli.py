@@ -120,7 +120,10 @@ ConfigFile = Annotated[
 ]
 Sets = Annotated[list[str] | None, typer.Option("--set", help="Override a setting: key=value (repeatable).")]
 Fps = Annotated[float | None, typer.Option(help="Frames per second to sample (default 4 without another frame rule).")]
-Patch = Annotated[int | None, typer.Option(help="28 (Reason1) or 32 (Reason2); builds default to the prompt's.")]
+Patch = Annotated[
+    int | None,
+    typer.Option(help="28 (Reason1) or 32 (Reason2); builds default to the shipped prompt's, need it with a file."),
+]
 
 
 @app.command("sample")
@@ -185,8 +188,8 @@ def validate_command(
     metadata is kept as it is); bad rows go to the quarantine file with a reason code, a message naming the file,
     the line and the original row. Reruns resume: quarantined rows stay quarantined, except those whose video was
     missing (looked for again) or whose id differing rows held (checked again, as is a valid row whose id such
-    rows now hold). With --engine ray the rows are checked by a pool of Ray actors (one per CPU of the
-    cluster), the files written here.
+    rows now hold); rows changed since an earlier run judged them are named in a warning. With --engine ray the
+    rows are checked by a pool of Ray actors (one per CPU of the cluster), the files written here.
     """
     from cookbook_data.engines import LocalEngineConfig, RayEngineConfig
     from cookbook_data.validate import ValidateConfig, validate_manifest

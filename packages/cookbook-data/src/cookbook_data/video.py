@@ -304,6 +304,24 @@ def _open_container(path: Path) -> Any:
     return container
 
 
+def _check_not_cut_short(path: Path, stream: Any) -> None:
+    """Refuse a file whose container index places packets past its end. An MP4 written with its index first
+    ("faststart", what streaming sites serve) and cut short in a copy or download still opens and announces all
+    its frames; only reading the missing ones would fail, in training or inference rather than here. The index
+    is in memory once the file is open, so the check reads no more of the file; its last entry (in decode
+    order, the order muxers lay packets out in) is the one that ends furthest into the file."""
+    entries = stream.index_entries
+    if not len(entries) or entries[-1].pos < 0:
+        return  # no index to tell by (a Matroska file keeps its index at the end: cut short, it has none)
+    size = path.stat().st_size
+    end = entries[-1].pos + entries[-1].size
+    if end > size:
+        raise VideoDecodeError(
+            f"{path}: cut short: its index places frames up to byte {end}, but the file has {size} bytes "
+            "(an interrupted copy or download?)"
+        )
+
+
 def _is_end_marker(packet: Any) -> bool:
     """PyAV ends each stream's demuxing with an empty packet that carries no data and no timestamps."""
     return bool(packet.size == 0 and packet.pts is None and packet.dts is None)
@@ -354,6 +372,7 @@ def _probe_pyav(path: Path) -> VideoInfo:
     container = _open_container(path)
     with container:
         stream = container.streams.video[0]
+        _check_not_cut_short(path, stream)
         stream.codec_context.thread_type = "NONE"  # one frame is wanted: no threads to start, no frame delay
         fps = float(stream.average_rate or stream.guessed_rate or 0)
         rotation = _tag_rotation(stream)
@@ -456,6 +475,7 @@ def _sample_direct(path: Path, settings: VisionSettings) -> SampledVideo:
     container = _open_container(path)
     with container:
         stream = container.streams.video[0]
+        _check_not_cut_short(path, stream)
         timestamps: list[int] = []
         keyframes: list[bool] = []
         try:

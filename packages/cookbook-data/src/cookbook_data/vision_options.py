@@ -44,8 +44,8 @@ class VisionOptions(Strict):
     )
     patch_factor: Literal[28, 32] | None = Field(
         default=None,
-        description="28 for Reason1, 32 for Reason2; None: 28, except in a build whose prompt's name starts "
-        "with reason2 (32).",
+        description="28 for Reason1, 32 for Reason2; None: 28, except in a build: 32 with a shipped reason2 "
+        "prompt, and required with a user's template file.",
     )
 
     @model_validator(mode="after")

@@ -119,10 +119,16 @@ def _parse(name: str, source: str, data: bytes) -> PromptTemplate:
     return PromptTemplate(name=name, version=version, **fields.model_dump())
 
 
+def template_file(name_or_path: str | Path) -> Path | None:
+    """The file a user's template is read from, or None when ``name_or_path`` names a shipped template."""
+    path = Path(name_or_path)
+    return path if path.suffix in {".yaml", ".yml"} or path.exists() else None
+
+
 def load_prompt(name_or_path: str | Path) -> PromptTemplate:
     """A shipped template by name, or a user's YAML file by path."""
-    path = Path(name_or_path)
-    if path.suffix in {".yaml", ".yml"} or path.exists():
+    path = template_file(name_or_path)
+    if path is not None:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such prompt template file")
         return _parse(path.stem, str(path), path.read_bytes())

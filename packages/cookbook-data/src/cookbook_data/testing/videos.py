@@ -77,18 +77,20 @@ class SyntheticVideo:
         return frame
 
 
-def write_video(video: SyntheticVideo, timestamps_ms: Sequence[int] | None = None) -> Path:
+def write_video(video: SyntheticVideo, timestamps_ms: Sequence[int] | None = None, *, faststart: bool = False) -> Path:
     """Encode ``video`` to its path with PyAV and return the path.
 
     ``timestamps_ms``: presentation time of each frame in milliseconds (a 1/1000 time base), for a
-    variable-frame-rate file; frames are evenly spaced at ``video.fps`` without it.
+    variable-frame-rate file; frames are evenly spaced at ``video.fps`` without it. ``faststart``: an MP4's
+    index goes before the frames (as streaming sites serve it), so that a copy cut short still opens.
     """
     import av
 
     video.path.parent.mkdir(parents=True, exist_ok=True)
     if timestamps_ms is not None and len(timestamps_ms) != video.num_frames:
         raise ValueError(f"{len(timestamps_ms)} timestamps for {video.num_frames} frames")
-    with av.open(str(video.path), mode="w") as container:
+    options = {"movflags": "faststart"} if faststart else {}
+    with av.open(str(video.path), mode="w", options=options) as container:
         stream = container.add_stream(_ENCODER[video.codec], rate=video.fps)
         assert isinstance(stream, av.VideoStream)
         stream.width = video.width
