@@ -1,4 +1,5 @@
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -234,3 +235,51 @@ def test_a_repeated_id_whose_video_was_missing_is_checked_again(tmp_path: Path, 
     assert sorted(sample.id for sample in read_records(config.valid_path(), VideoSample)) == ["x", "y"]
     quarantined = [(e.sample_id, e.error_type) for e in read_records(config.quarantine_path(), ItemError)]
     assert quarantined == [("x", "DuplicateId")]  # the input still repeats x; its missing file is found
+
+
+def test_a_rerun_checks_again_the_rows_changed_since_they_were_checked(
+    tmp_path: Path, synthetic_videos: VideoSet, caplog: pytest.LogCaptureFixture
+) -> None:
+    shutil.copy(synthetic_videos.good["h264_24fps"].path, tmp_path / "clip.mp4")
+    rows = [
+        sample_row("same", "clip.mp4", labels={"pc": 3}),  # relative: its valid record names the resolved path
+        sample_row("relabelled", "clip.mp4", labels={"pc": 3}),
+        json.dumps({"id": "mended", "path": "clip.mp4", "lables": {"pc": 2}}),
+        sample_row("broken", synthetic_videos.broken["empty"]),
+        sample_row("repointed", "clip.mp4", labels={"pc": 4}),
+    ]
+    manifest = write_manifest(tmp_path / "m.jsonl", rows)
+    config = ValidateConfig(manifest=manifest)
+    validate_manifest(config, progress=False)
+    again = ValidateConfig(  # rows holding probed facts already
+        manifest=config.valid_path(), out=tmp_path / "again" / "valid.jsonl", quarantine=tmp_path / "again" / "q.jsonl"
+    )
+    validate_manifest(again, progress=False)
+    with caplog.at_level(logging.WARNING, logger="cookbook_data.validate"):
+        assert validate_manifest(config, progress=False).skipped == 5
+        assert validate_manifest(again, progress=False).skipped == 3
+    assert caplog.records == []
+
+    rows[1] = sample_row("relabelled", "clip.mp4", labels={"pc": 5})
+    rows[2] = json.dumps({"id": "mended", "path": "clip.mp4", "labels": {"pc": 2}})
+    rows[4] = sample_row("repointed", synthetic_videos.broken["empty"], labels={"pc": 4})
+    write_manifest(manifest, rows)
+    with caplog.at_level(logging.WARNING, logger="cookbook_data.validate"):
+        report = validate_manifest(config, progress=False)
+    assert (report.succeeded, report.failed, report.skipped) == (2, 1, 2)
+    [warning] = caplog.records
+    assert warning.getMessage() == (
+        f"{manifest}: 3 rows changed since an earlier run checked them ('mended', 'relabelled', 'repointed'); "
+        "checking them again"
+    )
+    valid, quarantine = config.valid_path(), config.quarantine_path()
+    labels = {sample.id: sample.labels for sample in read_records(valid, VideoSample)}
+    assert labels == {"same": {"pc": 3}, "relabelled": {"pc": 5}, "mended": {"pc": 2}}
+    assert len(valid.read_text().splitlines()) == 3  # one record per row: the earlier ones are gone
+    quarantined = {error.sample_id: error.error_type for error in read_records(quarantine, ItemError)}
+    assert quarantined == {"broken": "undecodable", "repointed": "undecodable"}
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="cookbook_data.validate"):
+        report = validate_manifest(config, progress=False)
+    assert (report.succeeded, report.failed, report.skipped, caplog.records) == (0, 0, 5, [])

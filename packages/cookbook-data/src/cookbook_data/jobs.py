@@ -131,9 +131,10 @@ class Job(Generic[T, R]):
     retry_failed: bool = True
     """On a rerun, process again the items that failed before (True: transient failures such as a full
     GPU); False treats a recorded failure as final (validation: a broken file stays broken)."""
-    retried_errors: frozenset[str] = frozenset()
-    """Error types tried again on a rerun even when ``retry_failed`` is False: failures that the user can
-    mend outside the job (validation: a missing file, downloaded since)."""
+    retried: Callable[[dict[str, Any]], bool] | None = None
+    """Says of an earlier failure (its parsed error line) that its item is tried again even when
+    ``retry_failed`` is False: a failure the user can mend outside the job (validation: a missing file,
+    downloaded since), or one of an item whose input changed since."""
 
     def __post_init__(self) -> None:
         if (self.process is None) == (self.factory is None):
@@ -398,8 +399,11 @@ def _pending(job: Job[T, R], items: Iterable[T], report: JobReport, resume: _Res
     errors; ``resume`` records which is which."""
     already = resume.done
     if not job.retry_failed:
-        retried = job.retried_errors | {DUPLICATE_ID}
-        already = already | done_ids(job.errors, unless=lambda error: error.get("error_type") in retried)
+        retried = job.retried
+        already = already | done_ids(
+            job.errors,
+            unless=lambda error: error.get("error_type") == DUPLICATE_ID or (retried is not None and retried(error)),
+        )
     seen: set[str] = set()
     for item in items:
         report.total += 1

@@ -14,6 +14,7 @@ which is right cannot be told.
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from functools import partial
@@ -23,9 +24,9 @@ from typing import Any
 from pydantic import Field, JsonValue, ValidationError
 
 from cookbook_data.engines import EngineConfig, LocalEngineConfig
-from cookbook_data.jobs import ItemFailure, Job, JobReport, run_job
-from cookbook_data.records import differing_fields
-from cookbook_data.schemas import Strict, VideoSample, describe_validation_error
+from cookbook_data.jobs import DUPLICATE_ID, ItemFailure, Job, JobReport, run_job
+from cookbook_data.records import differing_fields, read_records
+from cookbook_data.schemas import ItemError, Strict, VideoSample, describe_validation_error
 from cookbook_data.video import VideoDecodeError, VisionSettings, probe, sample_frames
 
 REASONS = (
@@ -45,6 +46,10 @@ PROBE_KEY = "validate:video"
 """Metadata key of the video facts validation probed (frames, fps, duration, size, codec). It is validation's own
 (the stage before the colon), so a key of the user's metadata such as ``video`` is kept as it is; validating a
 valid manifest again replaces the facts an earlier validation wrote there."""
+_CHECKED_AGAIN = frozenset({"missing_file", "conflicting_id"})
+"""Quarantine reasons a rerun checks again: the video may have appeared, the manifest been mended, since."""
+
+log = logging.getLogger(__name__)
 
 
 class ValidateConfig(Strict):
@@ -139,14 +144,9 @@ def check_row(config: ValidateConfig, row: Row, conflict: str | None = None) -> 
     """The row as a valid sample (absolute path, probed facts under ``PROBE_KEY`` in its metadata) or an
     ItemFailure saying why not. ``conflict`` says why the row's id cannot be used (other rows hold it and differ)."""
     number, text = row
-    original: JsonValue
-    try:
-        original = json.loads(text)
-    except json.JSONDecodeError:
-        original = text.rstrip("\n")
 
     def fail(reason: str, message: str) -> ItemFailure:
-        details: dict[str, JsonValue] = {"line": number, "row": original}
+        details: dict[str, JsonValue] = {"line": number, "row": _original(text)}
         return ItemFailure(reason, f"{config.manifest}:{number}: {message}", details)
 
     if conflict is not None:
@@ -157,13 +157,83 @@ def check_row(config: ValidateConfig, row: Row, conflict: str | None = None) -> 
         raise fail("invalid_record", describe_validation_error(error)) from None
     if sample.path is None:
         raise fail("missing_file", f"{sample.id}: no local path (only url {sample.url}); download it first")
-    path = Path(sample.path)
-    if not path.is_absolute():
-        path = (config.manifest.parent / path).resolve()
+    path = _resolved(config, sample.path)
     if not path.is_file():
         raise fail("missing_file", f"{path}: no such file")
     facts = _probed_facts(config, path, fail)
     return sample.model_copy(update={"path": str(path), "metadata": {**sample.metadata, PROBE_KEY: facts}})
+
+
+def _original(text: str) -> JsonValue:
+    """A row as its quarantine line keeps it: its JSON, or its text when it is not JSON."""
+    try:
+        value: JsonValue = json.loads(text)
+    except json.JSONDecodeError:
+        return text.rstrip("\n")
+    return value
+
+
+def _resolved(config: ValidateConfig, path: str) -> Path:
+    """A row's video path as its valid record names it: relative paths are relative to the manifest."""
+    given = Path(path)
+    return given if given.is_absolute() else (config.manifest.parent / given).resolve()
+
+
+def _without_facts(sample: VideoSample) -> dict[str, Any]:
+    """A sample as a row gives it, without the facts a validation adds (the row may hold an earlier one's)."""
+    record = sample.model_dump(mode="json")
+    record["metadata"].pop(PROBE_KEY, None)
+    return record
+
+
+def _as_valid(config: ValidateConfig, text: str) -> dict[str, Any] | None:
+    """What the valid record of a row holds but for its probed facts (None for a row that cannot be valid)."""
+    try:
+        sample = VideoSample.model_validate_json(text)
+    except ValidationError:
+        return None
+    if sample.path is None:
+        return None
+    return _without_facts(sample.model_copy(update={"path": str(_resolved(config, sample.path))}))
+
+
+def _changed_since(config: ValidateConfig, conflicts: Mapping[str, str]) -> list[str]:
+    """Ids of rows that an earlier run judged for good (valid, or quarantined for a reason not checked again)
+    and whose row in the manifest differs now: a valid record is the row with its path resolved and facts
+    added, a quarantine line keeps the row itself, so either tells a changed row without any video opened."""
+    valid, quarantine = config.valid_path(), config.quarantine_path()
+    records = (
+        {sample.id: _without_facts(sample) for sample in read_records(valid, VideoSample)} if valid.exists() else {}
+    )
+    quarantined: dict[str, JsonValue] = {}
+    if quarantine.exists():
+        for error in read_records(quarantine, ItemError):
+            if error.error_type not in _CHECKED_AGAIN | {DUPLICATE_ID} and "row" in error.details:
+                quarantined[error.sample_id] = error.details["row"]
+    changed: list[str] = []
+    seen: set[str] = set()
+    for number, text in _rows(config.manifest):
+        key = _row_id(config.manifest, (number, text))
+        if key in seen or key in conflicts:
+            continue
+        seen.add(key)
+        if key in records:
+            if _as_valid(config, text) != records[key]:
+                changed.append(key)
+        elif key in quarantined and _original(text) != quarantined[key]:
+            changed.append(key)
+    return changed
+
+
+def _note_changed_rows(config: ValidateConfig, changed: frozenset[str]) -> None:
+    """Say, in one line, which rows are checked again because they changed since an earlier run judged them."""
+    if not changed:
+        return
+    shown = ", ".join(repr(key) for key in sorted(changed)[:3]) + (", ..." if len(changed) > 3 else "")
+    rows = f"{len(changed)} rows" if len(changed) > 1 else "1 row"
+    log.warning(
+        "%s: %s changed since an earlier run checked them (%s); checking them again", config.manifest, rows, shown
+    )
 
 
 def _probed_facts(config: ValidateConfig, path: Path, fail: Callable[[str, str], ItemFailure]) -> dict[str, JsonValue]:
@@ -207,10 +277,16 @@ def row_checker(config: ValidateConfig, conflicts: Mapping[str, str]) -> Callabl
     return partial(check_rows, config, conflicts)
 
 
-def _conflicting(conflicts: Mapping[str, str], record: dict[str, Any]) -> bool:
-    """Whether a valid record of an earlier run has an id that differing rows of the manifest now hold: checked
-    again with them (and quarantined), so that a rerun judges such copies as a first run does."""
-    return record.get("id") in conflicts
+def _checked_again(ids: frozenset[str], record: dict[str, Any]) -> bool:
+    """Whether a valid record of an earlier run is of a row to check again: one whose id differing rows of the
+    manifest now hold (checked with them, and quarantined, as a first run does), or one that changed since."""
+    return record.get("id") in ids
+
+
+def _retried(changed: frozenset[str], error: dict[str, Any]) -> bool:
+    """Whether a quarantined row is checked again: its failure may have been mended outside the manifest (a
+    missing file downloaded, a conflicting copy removed), or the row changed since."""
+    return error.get("error_type") in _CHECKED_AGAIN or error.get("sample_id") in changed
 
 
 def validate_manifest(config: ValidateConfig, *, progress: bool | None = None) -> JobReport:
@@ -219,9 +295,12 @@ def validate_manifest(config: ValidateConfig, *, progress: bool | None = None) -
     Reruns resume: rows already in either output are not checked again (a broken file stays broken), except
     rows quarantined as ``missing_file``, whose video may have been downloaded or mounted since, or as
     ``conflicting_id``, whose manifest may have been mended since, and valid rows whose id differing rows of
-    the manifest now hold.
+    the manifest now hold. Rows that differ from the row an earlier run judged (labels edited, a record mended)
+    are checked again too, and named in a warning, so the outputs follow the manifest.
     """
     total, conflicts = _conflicts(config.manifest)
+    changed = frozenset(_changed_since(config, conflicts))
+    _note_changed_rows(config, changed)
     job: Job[Row, VideoSample] = Job(
         stage="validate",
         factory=partial(row_checker, config, conflicts),
@@ -232,8 +311,8 @@ def validate_manifest(config: ValidateConfig, *, progress: bool | None = None) -
         id_field="id",
         workers=config.workers,
         retry_failed=False,
-        retried_errors=frozenset({"missing_file", "conflicting_id"}),
-        redo=partial(_conflicting, conflicts),
+        retried=partial(_retried, changed),
+        redo=partial(_checked_again, frozenset(conflicts) | changed),
         redo_failure_drops=True,
     )
     return run_job(job, _rows(config.manifest), config=config, progress=progress, total=total, engine=config.engine)
