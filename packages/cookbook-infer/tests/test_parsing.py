@@ -117,6 +117,23 @@ def test_a_long_run_of_spaces_in_a_score_line_is_read_in_linear_time(answer: str
 @pytest.mark.parametrize(
     ("answer", "expected"),
     [
+        (f"**Answer:**{SPACES}B", "B"),
+        (f"Answer{SPACES}x", None),
+        ("*" * 20_000 + "B", "B"),
+        ("*" * 20_000 + "Bx", None),
+        ("Answer:" + "*" * 20_000 + SPACES + "x y", None),
+        (f"B{SPACES}x", None),
+    ],
+)
+def test_a_long_run_in_a_choice_is_read_in_linear_time(answer: str, expected: str | None) -> None:
+    started = time.perf_counter()
+    assert parse_choice(answer) == expected
+    assert time.perf_counter() - started < 0.5
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
         ("B", "B"),
         (" B\n", "B"),
         ("(C) the cup", "C"),
@@ -143,6 +160,15 @@ def test_a_long_run_of_spaces_in_a_score_line_is_read_in_linear_time(answer: str
         ("b.", "B"),
         # a lowercase letter alone is the option written in lower case, not a sentence
         ("b", "B"),
+        # after an answer label, and alone on its line before the explanation
+        ("Answer: B", "B"),
+        ("**Answer:** B", "B"),
+        ("**Answer:** **B**", "B"),
+        ("answer: (c)", "C"),
+        ("Answer:\nD", "D"),
+        ("B\n\nBecause the ball falls into the cup.", "B"),
+        ("Answer: I think it is B", None),
+        ("Answers differ", None),
     ],
 )
 def test_choices(answer: str, expected: str | None) -> None:

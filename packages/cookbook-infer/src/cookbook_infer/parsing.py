@@ -117,22 +117,28 @@ def parse_score(answer: str, low: int, high: int, *, fractions: bool = True) -> 
 
 _CHOICE = re.compile(
     r"(?P<emphasis>[*_]+)?"
-    r"(?:\((?P<paren>[A-Za-z])\)|(?P<letter>[A-Za-z])(?:[):,]|\.(?![A-Za-z]\.)|$|(?(emphasis)[*_]|(?!))))"
+    r"(?:\((?P<paren>[A-Za-z])\)|(?P<letter>[A-Za-z])(?:[):,]|\.(?![A-Za-z]\.)|$|[ \t]*[\r\n]|(?(emphasis)[*_]|(?!))))"
 )
 """An option letter at the start of an answer, after any emphasis: in parentheses, followed by ``)``, ``:``, ``,``
-or ``.`` (but not an abbreviation's: "i.e.", "E.g.", "U.S."), alone, or closing the emphasis it opened with
-(``**B**``: a single letter set in emphasis is an option, not a word)."""
+or ``.`` (but not an abbreviation's: "i.e.", "E.g.", "U.S."), alone on its line, or closing the emphasis it
+opened with (``**B**``: a single letter set in emphasis is an option, not a word)."""
+_ANSWER_LABEL = re.compile(r"[*_]*answer[*_]*[ \t]*:[*_]*\s*", re.IGNORECASE)
+"""An ``Answer:`` label before the option (``**Answer:** B``, ``answer: (c)``). Each part is a run of characters
+of its own kind, so a long run of any of them is matched in linear time."""
 
 
 def parse_choice(answer: str) -> str | None:
     """The option letter an answer starts with, upper-cased (``B``, ``(B)``, ``B. the cup``, ``B) the cup``,
-    ``**B**``, ``**B.** the cup``, ``(b)``, ``b.``), else None.
+    ``**B**``, ``**B.** the cup``, ``(b)``, ``b.``, ``B`` on a line of its own before the explanation), after an
+    ``Answer:`` label if there is one, else None.
 
     A letter followed by a space alone is not a choice: "I think it is B" and "A car turns left" (or "a car
     turns left") start with English words, not options I and A. A lowercase letter that is the whole answer
     (``b``) is read as that option: alone it is no sentence, only the option written in lower case (as the
     evaluation's ``normalize_choice`` reads ``b`` too, so both stages count the same answers)."""
-    match = _CHOICE.match(answer.strip())
+    answer = answer.strip()
+    label = _ANSWER_LABEL.match(answer)
+    match = _CHOICE.match(answer, label.end() if label else 0)
     return (match.group("paren") or match.group("letter")).upper() if match else None
 
 
