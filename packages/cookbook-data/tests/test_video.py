@@ -1,4 +1,5 @@
 import math
+import random
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from pydantic import ValidationError
 from cookbook_data import video as video_module
 from cookbook_data.schemas import VideoPart
 from cookbook_data.testing import BROKEN_KINDS, ODD_KINDS, SyntheticVideo, VideoSet
-from cookbook_data.testing.videos import GOOD_VIDEOS, GREY_CYCLE, HUGE_SIZE
+from cookbook_data.testing.videos import GOOD_VIDEOS, GREY_CYCLE, HUGE_SIZE, write_video
 from cookbook_data.video import (
     SampledVideo,
     VideoDecodeError,
@@ -242,6 +243,19 @@ def test_a_faststart_file_cut_short_is_refused_though_its_header_counts_every_fr
         probe(cut)
     with pytest.raises(VideoDecodeError, match=cut_short):
         sample_frames(cut, VisionSettings(nframes=8))
+
+
+def test_damaged_frame_data_in_an_intact_file_is_named(tmp_path: Path) -> None:
+    whole = write_video(SyntheticVideo(tmp_path / "whole.mp4", 24, 96, 160, 120, "h264"))
+    data = bytearray(whole.read_bytes())
+    noise = random.Random(0)
+    for position in range(len(data) // 3, 2 * len(data) // 3, 3):  # the middle third of the frame data
+        data[position] = noise.randrange(256)
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(bytes(data))
+    assert probe(damaged).num_frames == 96  # header and index intact
+    with pytest.raises(VideoDecodeError, match=f"^{damaged}: its frames do not decode"):
+        sample_frames(damaged, VisionSettings(nframes=8))
 
 
 def test_a_missing_file_is_named() -> None:

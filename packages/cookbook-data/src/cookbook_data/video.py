@@ -654,12 +654,15 @@ def _read_pyav(path: Path, indices: list[int]) -> NDArray[np.uint8]:
 
     wanted = set(indices)
     kept: dict[int, NDArray[np.uint8]] = {}
-    with av.open(str(path)) as container:
-        for position, frame in enumerate(container.decode(video=0)):
-            if position in wanted:
-                kept[position] = np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
-            if position >= indices[-1]:
-                break
+    try:
+        with av.open(str(path)) as container:
+            for position, frame in enumerate(container.decode(video=0)):
+                if position in wanted:
+                    kept[position] = np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
+                if position >= indices[-1]:
+                    break
+    except av.error.FFmpegError as error:  # damaged frame data in a file whose header and index are intact
+        raise VideoDecodeError(f"{path}: its frames do not decode ({error})") from None
     missing = wanted - kept.keys()
     if missing:
         raise VideoDecodeError(f"{path}: frames {sorted(missing)[:5]} could not be decoded (file truncated?)")
