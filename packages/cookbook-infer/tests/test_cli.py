@@ -5,6 +5,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -12,10 +13,13 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from cookbook_data.jobs import RESOLVED_CONFIG
-from cookbook_data.schemas import Prediction, VideoSample
+from cookbook_data.records import read_records
+from cookbook_data.schemas import Conversation, Prediction, VideoSample
 from cookbook_data.testing import VideoSet
-from cookbook_infer.backends.transformers import load_pretrained
-from cookbook_infer.cli import API_KEY_ENV, GENERATE_TASKS
+from cookbook_infer.backends.base import Generation, SamplingSettings
+from cookbook_infer.backends.transformers import TransformersBackend, load_pretrained
+from cookbook_infer.cli import API_KEY_ENV
+from cookbook_infer.tasks import TASKS, placeholders
 from cookbook_infer.testing import Arch
 from cookbook_infer.testing.backends import FixedAnswers
 from cookbook_infer.testing.pytest_plugin import TinyCheckpoints
@@ -225,23 +229,132 @@ def test_an_unknown_arch_is_refused_with_the_choices_by_every_command(
     assert loaded == []
 
 
+ASKED = {
+    "question": ["--question", "Which way does the square move?"],
+    "options": ["--option", "left", "--option", "right", "--option", "it stays"],
+    "caption": ["--caption", "A white square slides across a dark background."],
+    "rule": ["--rule", "Objects keep their shape while they move."],
+}
+"""Options giving what each placeholder of a task's prompt is filled with."""
+
+
+def asking(task: str) -> list[str]:
+    """The options ``generate`` needs for ``task``."""
+    return [arg for name in sorted(placeholders(TASKS[task].values_from)) for arg in ASKED[name]]
+
+
 @pytest.mark.parametrize(
     ("task", "needs"),
     [
-        ("vqa", "{question}"),
-        ("multiple-choice", "{options}, {question}"),
-        ("adherence", "{caption}"),
-        ("rule", "{rule}"),
+        ("vqa", "--question"),
+        ("multiple-choice", "--question and --option"),
+        ("adherence", "--caption"),
+        ("rule", "--rule"),
     ],
 )
-def test_generate_refuses_a_task_needing_more_than_the_video_before_loading(
-    task: str, needs: str, loaded: list[str]
-) -> None:
+def test_generate_asks_for_the_options_its_task_needs_before_loading(task: str, needs: str, loaded: list[str]) -> None:
     result = run_cli("generate", "--model", "nvidia/Cosmos-Reason2-2B", "--task", task)
-    assert isinstance(result.exception, ValueError)
-    assert f"--task {task} fills {needs}" in str(result.exception)
-    assert "cookbook-infer run" in str(result.exception)
+    assert isinstance(result.exception, ValueError), result.output
+    assert str(result.exception) == f"--task {task} needs {needs}"
     assert loaded == []
+
+
+@pytest.mark.parametrize(
+    ("task", "given", "unused"),
+    [
+        ("critic", ASKED["question"], "--question"),
+        ("caption", [*ASKED["caption"], *ASKED["rule"]], "--caption, --rule"),
+        ("vqa", [*ASKED["question"], *ASKED["options"]], "--option"),
+        ("rule", [*ASKED["rule"], *ASKED["caption"]], "--caption"),
+    ],
+)
+def test_generate_refuses_an_option_its_task_does_not_use_before_loading(
+    task: str, given: list[str], unused: str, loaded: list[str]
+) -> None:
+    result = run_cli("generate", "--model", "nvidia/Cosmos-Reason2-2B", "--task", task, *given)
+    assert isinstance(result.exception, ValueError), result.output
+    assert str(result.exception) == f"--task {task} does not use {unused}"
+    assert loaded == []
+
+
+@pytest.mark.parametrize(
+    ("task", "given", "message"),
+    [
+        ("vqa", ["--question", "  "], "--question of --task vqa: labels.question is blank"),
+        ("multiple-choice", [*ASKED["question"], "--option", "left"], "--question and --option of --task multiple"),
+        ("rule", ["--rule", ""], "--rule of --task rule: "),
+    ],
+)
+def test_generate_refuses_values_the_prompt_cannot_take_naming_the_option_before_loading(
+    task: str, given: list[str], message: str, loaded: list[str]
+) -> None:
+    result = run_cli("generate", "--model", "nvidia/Cosmos-Reason2-2B", "--task", task, *given)
+    assert isinstance(result.exception, ValueError), result.output
+    assert str(result.exception).startswith(message)
+    assert "\n" not in str(result.exception)
+    assert loaded == []
+
+
+def test_generate_help_says_which_tasks_each_option_is_for() -> None:
+    result = run_cli("generate", "--help")
+    assert result.exit_code == 0, result.output
+    lines = " ".join(result.output.split())
+    assert "--question <str> The question asked about each video (--task vqa, multiple-choice)." in lines
+    assert "(--task multiple-choice)" in lines.partition("--option")[2]
+    assert "(--task adherence)" in lines.partition("--caption <str>")[2]
+    assert "(--task rule)" in lines.partition("--rule <str>")[2]
+
+
+class RecordingBackend:
+    """A real backend that remembers the conversations it was asked."""
+
+    def __init__(self, backend: TransformersBackend) -> None:
+        self.backend = backend
+        self.model_id = backend.model_id
+        self.asked: list[Conversation] = []
+
+    def generate(
+        self, conversations: Sequence[Conversation], sampling: SamplingSettings, videos: object = None
+    ) -> list[Generation]:
+        self.asked.extend(conversations)
+        return self.backend.generate(conversations, sampling, videos)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("task", ["vqa", "multiple-choice", "adherence", "rule"])
+def test_generate_asks_a_video_what_run_asks_of_a_manifest_sample(
+    task: str,
+    tiny_checkpoints: TinyCheckpoints,
+    synthetic_videos: VideoSet,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    from cookbook_infer.backends import transformers
+
+    model = str(tiny_checkpoints("reason2"))
+    recording = RecordingBackend(TransformersBackend(model))
+    monkeypatch.setattr(transformers, "TransformersBackend", lambda *args, **kwargs: recording)
+    video = synthetic_videos.good["h264_24fps"].path.resolve()
+    sample = VideoSample(
+        id="clip",
+        path=str(video),
+        caption=ASKED["caption"][1],
+        labels={"question": ASKED["question"][1], "options": ASKED["options"][1::2]},
+        metadata={"rule": ASKED["rule"][1]},
+    )
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text(sample.model_dump_json() + "\n")
+    fast = ["--model", model, "--task", task, "--nframes", "2", "--max-new-tokens", "2", "--device", "cpu"]
+
+    generated = run_cli("generate", str(video), *fast, *asking(task))
+    ran = run_cli("run", str(manifest), *fast, "--out", str(tmp_path / "p.jsonl"))
+
+    assert generated.exit_code == 0 and ran.exit_code == 0, generated.output + ran.output
+    by_generate, by_run = recording.asked
+    assert by_generate == by_run
+    text = by_generate.model_dump_json()
+    assert all(json.dumps(value)[1:-1] in text for value in asking(task)[1::2])
+    prediction = Prediction.model_validate_json(generated.stdout)
+    assert prediction.task == next(read_records(tmp_path / "p.jsonl", Prediction)).task
 
 
 def test_generate_refuses_a_prompt_unfit_for_its_task_before_loading(loaded: list[str]) -> None:
@@ -251,9 +364,9 @@ def test_generate_refuses_a_prompt_unfit_for_its_task_before_loading(loaded: lis
     assert loaded == []
 
 
-def test_generate_answers_the_tasks_it_offers(loaded: list[str], synthetic_videos: VideoSet) -> None:
+def test_generate_answers_every_task(loaded: list[str], synthetic_videos: VideoSet) -> None:
     video = str(synthetic_videos.good["h264_24fps"].path)
-    for task in GENERATE_TASKS:
-        result = run_cli("generate", video, "--model", "nvidia/Cosmos-Reason2-2B", "--task", task)
+    for task in TASKS:
+        result = run_cli("generate", video, "--model", "nvidia/Cosmos-Reason2-2B", "--task", task, *asking(task))
         assert result.exit_code == 0, result.output
         assert Prediction.model_validate_json(result.stdout).task.startswith(f"{task}:")  # type: ignore[union-attr]

@@ -31,7 +31,7 @@ from cookbook_infer.serve import ServeSettings, create_app
 from cookbook_infer.testing import Arch
 from cookbook_infer.testing.backends import FixedAnswers
 from cookbook_infer.testing.pytest_plugin import TinyCheckpoints
-from cookbook_infer.testing.servers import serving
+from cookbook_infer.testing.servers import answered_keys, documented_keys, listed_statuses, serving
 
 FAST = {"nframes": 2}
 """Vision settings that keep CPU generation quick."""
@@ -835,6 +835,48 @@ def test_the_docs_find_the_schema_under_the_prefix_a_proxy_mounts_the_server_at(
     # "Try it out" and generated clients call the endpoints through the proxy too
     assert json.loads(schema)["servers"] == [{"url": "/reason"}]
     assert "servers" not in app.openapi(), "the cached schema is the same for every prefix"
+
+
+def test_the_schema_lists_the_refusals_the_server_answers_in_their_shape(tmp_path: Path) -> None:
+    key = {"Authorization": "Bearer s3cret"}
+    text = [{"role": "user", "content": "Say hello."}]
+    outside = [{"role": "user", "content": [{"type": "video", "video": str(tmp_path / "clip.mp4")}]}]
+    chat = ("post", "/v1/chat/completions")
+    requests: list[tuple[str, str, Any, dict[str, str]]] = [
+        (*chat, {"model": "tiny", "messages": "Say hello."}, key),  # 400: messages must be a list
+        (*chat, {"model": "tiny", "messages": text}, {}),  # 401: no key
+        (*chat, {"model": "tiny", "messages": outside}, key),  # 403: no media roots
+        (*chat, {"model": "other", "messages": text}, key),  # 404: another model
+        ("get", "/v1/models", None, {}),  # 401: no key
+    ]
+    with serving(FixedAnswers("tiny"), model_id="tiny", api_key="s3cret", max_queue=4) as url:
+        document = httpx.get(f"{url}/openapi.json", headers=key, timeout=10).json()
+        answered = [
+            (method, path, httpx.request(method, f"{url}{path}", json=body, headers=headers, timeout=10))
+            for method, path, body, headers in requests
+        ]
+    with serving(FixedAnswers("tiny"), model_id="tiny") as url:
+        open_document = httpx.get(f"{url}/openapi.json", timeout=10).json()
+
+    assert [response.status_code for _, _, response in answered] == [400, 401, 403, 404, 401]
+    for method, path, response in answered:
+        assert documented_keys(document, path, method, response.status_code) == answered_keys(response.json())
+    assert listed_statuses(document) == {
+        ("get", "/healthz"): ["200"],
+        ("get", "/v1/models"): ["200", "401"],
+        ("post", "/v1/chat/completions"): ["200", "400", "401", "403", "404", "429", "500", "503"],
+    }
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+    # without a key nothing answers 401, and without a queue limit nothing answers 429
+    assert listed_statuses(open_document)[("get", "/v1/models")] == ["200"]
+    assert listed_statuses(open_document)[("post", "/v1/chat/completions")] == [
+        "200",
+        "400",
+        "403",
+        "404",
+        "500",
+        "503",
+    ]
 
 
 # ---------------------------------------------------------------------------------------------------------------

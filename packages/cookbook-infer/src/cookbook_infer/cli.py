@@ -3,25 +3,31 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 
 from cookbook_data.clikit import AddressOption, EngineOption, make_app, run_app
 from cookbook_data.engines import engine_options
+from cookbook_data.schemas import VideoSample
+from cookbook_data.tasks import Dropped
 from cookbook_data.video import VisionSettings
 from cookbook_infer.registry import Arch
-from cookbook_infer.tasks import TASKS, placeholders
+from cookbook_infer.tasks import TASKS, InferenceTask, get_task, placeholders, sample_asking, sample_values
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 ArchOption = Annotated[
     Arch | None, typer.Option(help="reason1 or reason2, for models the registry does not know.", show_default=False)
 ]
 
-GENERATE_TASKS = [name for name, task in TASKS.items() if not placeholders(task.values_from)]
-"""The tasks ``generate`` offers: those whose prompt asks about the video alone. The others fill in a question,
-options, caption or rule from each sample's record, which a bare video file does not have (``run`` reads them
-from a manifest)."""
+ASKED_OPTIONS = {"question": "--question", "options": "--option", "caption": "--caption", "rule": "--rule"}
+"""The ``generate`` option giving each value a task's prompt fills in (``run`` reads them from each sample)."""
+
+
+def _tasks_filling(placeholder: str) -> str:
+    """The tasks whose prompt fills in ``placeholder``, for ``--help``."""
+    return ", ".join(name for name, task in TASKS.items() if placeholder in placeholders(task.values_from))
+
 
 API_KEY_ENV = "COOKBOOK_API_KEY"
 """The environment variable holding the API key `serve` requires of its clients."""
@@ -54,7 +60,27 @@ def generate(
         list[Path] | None,
         typer.Argument(exists=True, dir_okay=False, help="Videos to ask about (default: the shipped samples)."),
     ] = None,
-    task: Annotated[str, typer.Option(help=f"One of: {', '.join(GENERATE_TASKS)}.")] = "critic",
+    task: Annotated[str, typer.Option(help=f"One of: {', '.join(TASKS)}.")] = "critic",
+    question: Annotated[
+        str | None, typer.Option(help=f"The question asked about each video (--task {_tasks_filling('question')}).")
+    ] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--option",
+            help=f"An answer to choose from: one --option per answer, A, B, ... (--task {_tasks_filling('options')}).",
+        ),
+    ] = None,
+    caption: Annotated[
+        str | None,
+        typer.Option(
+            help=f"The caption or generation prompt each video should follow (--task {_tasks_filling('caption')})."
+        ),
+    ] = None,
+    rule: Annotated[
+        str | None,
+        typer.Option(help=f"The physical rule each video is judged against (--task {_tasks_filling('rule')})."),
+    ] = None,
     prompt: Annotated[str | None, typer.Option(help="Shipped prompt name or YAML file replacing the task's.")] = None,
     arch: ArchOption = None,
     fps: Annotated[float | None, typer.Option(help="Override the model's frames per second.")] = None,
@@ -72,21 +98,17 @@ def generate(
     """Ask a Cosmos Reason model about video files and print one Prediction (JSON) per video.
 
     Without videos it uses the two shipped sample videos; the default task is the published VideoPhy-2
-    physical-plausibility critic for the model's architecture. Tasks that need more than the video (vqa,
-    multiple-choice, adherence, rule) take their question, options, caption or rule from a manifest: use `run`.
+    physical-plausibility critic for the model's architecture. Tasks that ask more than the video take what they
+    ask from options, the same for every video: vqa a --question, multiple-choice a --question and an --option per
+    answer, adherence a --caption, rule a --rule (`run` reads them from each sample of a manifest). An option the
+    task does not use is refused.
     """
     from cookbook_data.clikit import resolve_config
     from cookbook_data.records import JsonlWriter
     from cookbook_data.samples import sample_videos
-    from cookbook_data.schemas import Prediction, VideoSample
+    from cookbook_data.schemas import Prediction
     from cookbook_infer.run import Predictor, PredictorConfig
 
-    if task in TASKS and task not in GENERATE_TASKS:
-        needs = ", ".join("{" + name + "}" for name in sorted(placeholders(TASKS[task].values_from)))
-        raise ValueError(
-            f"--task {task} fills {needs} from each sample's record, which a video file alone lacks: run it with "
-            f"`cookbook-infer run` on a manifest (generate's tasks: {', '.join(GENERATE_TASKS)})"
-        )
     config = resolve_config(
         PredictorConfig,
         None,
@@ -107,7 +129,8 @@ def generate(
             "total_pixels": total_pixels,
         },
     )
-    samples = [VideoSample(id=str(path), path=str(path.resolve())) for path in videos or sample_videos()]
+    asked = {"question": question, "options": option or None, "caption": caption, "rule": rule}
+    samples = _asked_samples(get_task(task), videos or sample_videos(), asked)
     predictor = Predictor.from_config(config, Path.cwd())
     writer = JsonlWriter(out, Prediction) if out is not None else None
     try:
@@ -119,6 +142,26 @@ def generate(
     finally:
         if writer is not None:
             writer.close()
+
+
+def _asked_samples(task: InferenceTask, paths: list[Path], asked: dict[str, Any]) -> list[VideoSample]:
+    """A sample per video, carrying the values ``asked`` by options (question, options, caption, rule; None: not
+    given) where ``run`` finds them in a manifest's samples, so both build the prompt alike. An option the task
+    does not use is refused rather than ignored, one it needs is asked for by name, and a value its prompt would
+    refuse for every video (a blank question, a single answer to choose from) is refused before the model loads."""
+    needed = placeholders(task.values_from)
+    given = {name: value for name, value in asked.items() if value is not None}
+    if unused := [ASKED_OPTIONS[name] for name in given if name not in needed]:
+        raise ValueError(f"--task {task.name} does not use {', '.join(unused)}")
+    if missing := [flag for name, flag in ASKED_OPTIONS.items() if name in needed and name not in given]:
+        raise ValueError(f"--task {task.name} needs {' and '.join(missing)}")
+    samples = [sample_asking(str(path), str(path.resolve()), **given) for path in paths]
+    try:
+        sample_values(samples[0], task.values_from)
+    except (ValueError, Dropped) as error:
+        flags = " and ".join(ASKED_OPTIONS[name] for name in given)
+        raise ValueError(f"{flags} of --task {task.name}: {error}") from None
+    return samples
 
 
 @app.command("run")

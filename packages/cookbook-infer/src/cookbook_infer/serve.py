@@ -22,9 +22,10 @@ Sampling fields a request leaves out take :attr:`ServeSettings.sampling` (greedy
 temperature 1). ``n`` must be 1 and ``stream`` false: streaming is not supported, and a request asking for it
 gets a 400 response. Errors use OpenAI's body ``{"error": {"message", "type", "param", "code"}}``, FastAPI's own
 refusals included (an unknown route 404, a wrong method 405, a body that is not a JSON object 400); invalid
-fields get 400, as with OpenAI and vLLM (not FastAPI's 422), with ``param`` naming the field. ``finish_reason``
-is ``"length"`` when the token limit cut the answer off and ``"stop"`` when it ended by itself;
-``usage.prompt_tokens`` counts the prompt's tokens, video tokens included.
+fields get 400, as with OpenAI and vLLM (not FastAPI's 422), with ``param`` naming the field. ``/openapi.json``
+lists each endpoint's refusals in that body (401 only with an API key, 429 only with ``max_queue``).
+``finish_reason`` is ``"length"`` when the token limit cut the answer off and ``"stop"`` when it ended by
+itself; ``usage.prompt_tokens`` counts the prompt's tokens, video tokens included.
 
 One request holds the model's only thread while it generates, so the work it may ask for is bounded: more new
 tokens than :attr:`ServeSettings.max_tokens_limit`, more frames of a video than ``max_frames_limit`` (its
@@ -47,7 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import Field, ValidationError, model_validator
@@ -326,6 +327,8 @@ def create_app(backend: Backend, settings: ServeSettings) -> FastAPI:
 
     app = guarded_app(
         authorize,
+        ErrorResponse,
+        token_required=api_key is not None,
         title="cookbook-infer",
         summary=f"OpenAI-compatible chat completions for {model_name}",
         lifespan=lifespan,
@@ -351,23 +354,17 @@ def create_app(backend: Backend, settings: ServeSettings) -> FastAPI:
         refused = APIError(error.status_code, describe_refusal(request, error), kind=kind)
         return _error_response(refused, error.headers)
 
-    errors: dict[int | str, dict[str, Any]] = {400: {"model": ErrorResponse}, 401: {"model": ErrorResponse}}
-
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
         """Liveness: the model name and how many requests wait for a batch."""
         return {"status": "ok", "model": model_name, "queued": batcher.queued}
 
-    @app.get("/v1/models", dependencies=[Depends(authorize)], responses=errors)
+    @app.get("/v1/models", **app.guarded({}))
     async def models() -> ModelList:
         """The one model this server answers with."""
         return ModelList(data=[ModelCard(id=model_name, created=created)])
 
-    @app.post(
-        "/v1/chat/completions",
-        dependencies=[Depends(authorize)],
-        responses={**errors, 403: {"model": ErrorResponse}, 404: {"model": ErrorResponse}},
-    )
+    @app.post("/v1/chat/completions", **app.guarded(_CHAT_REFUSALS | _busy(settings)))
     async def chat_completions(request: ChatCompletionRequest) -> ChatCompletion:
         """Answer a conversation with text and video parts (no streaming, one choice)."""
         if request.model != model_name:
@@ -403,6 +400,24 @@ def create_app(backend: Backend, settings: ServeSettings) -> FastAPI:
         )
 
     return app
+
+
+_CHAT_REFUSALS = {
+    400: "A body that is not a JSON object, a field that fails validation (`param` names it), streaming or n > 1, "
+    "a video that cannot be read, or more tokens, frames or pixels than the server's limits.",
+    403: "A video outside the server's media roots.",
+    404: "A `model` this server does not serve.",
+    500: "Generation failed.",
+    503: "The server is shutting down.",
+}
+"""The refusals of ``POST /v1/chat/completions`` whatever the settings, in OpenAI's error body."""
+
+
+def _busy(settings: ServeSettings) -> dict[int, str]:
+    """The 429 a full queue answers, when the queue has a limit."""
+    if settings.max_queue is None:
+        return {}
+    return {429: f"More than max_queue ({settings.max_queue}) requests wait for a batch; retry later."}
 
 
 def run_server(backend: Backend, settings: ServeSettings) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from pydantic import JsonValue
+
 from cookbook_data.prompts import PromptTemplate, load_prompt
 from cookbook_data.schemas import Conversation, VideoSample
 from cookbook_data.tasks import TASK_PLACEHOLDERS, LabelFields, check_placeholders, prompt_values
@@ -49,6 +51,28 @@ def sample_values(sample: VideoSample, values_from: ValuesFrom) -> dict[str, str
             raise ValueError(f"{sample.id}: metadata.rule (or labels.rule) must hold the rule's text, got {rule!r}")
         return {"rule": rule.strip()}
     return prompt_values(sample, values_from, LabelFields())
+
+
+def sample_asking(
+    sample_id: str,
+    path: str,
+    *,
+    question: str | None = None,
+    options: list[str] | None = None,
+    caption: str | None = None,
+    rule: str | None = None,
+) -> VideoSample:
+    """A sample of a bare video file carrying the values its task's prompt needs where :func:`sample_values`
+    reads them (question and options as labels, the caption, the rule as metadata): a question asked about one
+    video then takes the route a manifest's sample takes to its prompt, with the same checks."""
+    fields = LabelFields()
+    labels: dict[str, JsonValue] = {}
+    if question is not None:
+        labels[fields.question] = question
+    if options is not None:
+        labels[fields.options] = list(options)
+    metadata: dict[str, JsonValue] = {"rule": rule} if rule is not None else {}
+    return VideoSample(id=sample_id, path=path, caption=caption, labels=labels, metadata=metadata)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ takes longer than ``request_timeout_s`` gets 504; one whose client disconnects f
 withdraws its items at once, so that they neither hold places in the queue nor reach the model. Bodies above
 ``max_request_bytes`` get 413, uploads above ``max_upload_bytes`` fail their item. Malformed JSON or fields get
 400 with the field named; the server never crashes on them. Every refusal, FastAPI's own (404, 405, a body that
-cannot be parsed) included, answers ``{"error": {"message", "status"}}``. With a token configured, the scoring
+cannot be parsed) included, answers ``{"error": {"message", "status"}}`` (:class:`ErrorResponse`), and
+``/openapi.json`` lists the scoring endpoints' refusals in that shape. With a token configured, the scoring
 endpoints and FastAPI's documentation (``/docs``, ``/redoc``, ``/openapi.json``) need ``Authorization: Bearer
 <token>`` (compared in constant time).
 """
@@ -44,16 +45,16 @@ from contextlib import asynccontextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cookbook_data.cpus import threads_for
-from cookbook_data.schemas import ScoreRecord, VideoSample
+from cookbook_data.schemas import ScoreRecord, Strict, VideoSample
 from cookbook_infer.access import MediaRefused, bearer_token_matches, local_media
 from cookbook_infer.batching import DynamicBatcher, QueueFull, ShuttingDown
 from cookbook_infer.guarded_app import guarded_app
@@ -81,8 +82,33 @@ class _ServiceError(Exception):
         self.headers = headers or {}
 
 
+class ErrorDetail(Strict):
+    """What went wrong with a refused request."""
+
+    message: str = Field(description="The cause in one line, naming the field, limit or route concerned.")
+    status: int = Field(description="The HTTP status of the response, repeated.")
+
+
+class ErrorResponse(Strict):
+    """The body of every refused request, whatever refused it (the service, FastAPI's router, a limit)."""
+
+    error: ErrorDetail
+
+
 def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "status": status}}, status_code=status, headers=headers)
+    body = ErrorResponse(error=ErrorDetail(message=message, status=status))
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+
+
+_SCORING_REFUSALS = {
+    400: "JSON that does not parse (the message says where) or a field that fails validation (named).",
+    413: "A body over max_request_bytes, or more items than max_queue in one request.",
+    429: "The items would make more than max_queue wait; retry after the `Retry-After` seconds.",
+    503: "The service is shutting down.",
+    504: "Scoring took longer than request_timeout_s.",
+}
+"""The refusals of the scoring endpoints, in :class:`ErrorResponse` (a request whose client disconnected gets
+499, which no client reads)."""
 
 
 _GONE_BEFORE_BODY = "the client disconnected before sending its whole request body"
@@ -573,7 +599,14 @@ def create_app(
             raise _ServiceError(401, "invalid or missing token (Authorization: Bearer ...)")
 
     summary = f"Reason-as-Reward scoring ({scorer.kind})"
-    app = guarded_app(authorize, title="cookbook-reward", summary=summary, lifespan=lifespan)
+    app = guarded_app(
+        authorize,
+        ErrorResponse,
+        token_required=token is not None,
+        title="cookbook-reward",
+        summary=summary,
+        lifespan=lifespan,
+    )
     app.add_middleware(_BodyLimit, limit=settings.max_request_bytes)
     app.add_middleware(_Counted, metrics=metrics)
     app.state.batcher = scoring.batcher
@@ -612,14 +645,14 @@ def create_app(
         """Prometheus metrics: requests by endpoint and status, latency, items, batch sizes, queue depth."""
         return metrics.render()
 
-    @app.post("/v1/score", dependencies=[Depends(authorize)], openapi_extra=_request_body(RewardRequest))
+    @app.post("/v1/score", **app.guarded(_SCORING_REFUSALS), openapi_extra=_request_body(RewardRequest))
     async def score(request: Request) -> RewardResponse:
         """Score a batch of videos; each item succeeds or fails on its own."""
         body = await _parsed(request, RewardRequest, settings.max_request_bytes)
         results = await scoring.score(body.items, request.receive)
         return RewardResponse(model=model, scorer=scorer.kind, results=results)
 
-    @app.post("/get_reward", dependencies=[Depends(authorize)], openapi_extra=_request_body(OpenRLHFRequest))
+    @app.post("/get_reward", **app.guarded(_SCORING_REFUSALS), openapi_extra=_request_body(OpenRLHFRequest))
     async def get_reward(request: Request) -> OpenRLHFResponse:
         """OpenRLHF's remote reward protocol: one reward per query (a video reference)."""
         body = await _parsed(request, OpenRLHFRequest, settings.max_request_bytes)

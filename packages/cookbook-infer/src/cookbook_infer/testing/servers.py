@@ -1,4 +1,5 @@
-"""Running a server (the OpenAI-compatible one, or any ASGI app) inside a test, on a free port of 127.0.0.1."""
+"""Running a server (the OpenAI-compatible one, or any ASGI app) inside a test, on a free port of 127.0.0.1, and
+checking its OpenAPI schema against what it answers."""
 
 from __future__ import annotations
 
@@ -44,3 +45,37 @@ def serving_app(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+def documented_keys(document: dict[str, Any], path: str, method: str, status: int) -> dict[str, Any] | None:
+    """The keys, nested, of the JSON object an OpenAPI ``document`` says ``method path`` answers with ``status``
+    (None when it lists no such response): to check a schema against what the server really answers, as
+    :func:`answered_keys` reads it."""
+    response = document["paths"][path][method.lower()]["responses"].get(str(status))
+    if response is None:
+        return None
+    return _schema_keys(document, response["content"]["application/json"]["schema"])
+
+
+def answered_keys(body: Any) -> dict[str, Any]:
+    """The keys, nested, of a JSON response's body, as :func:`documented_keys` gives those of its schema."""
+    return {name: answered_keys(value) for name, value in body.items()} if isinstance(body, dict) else {}
+
+
+def listed_statuses(document: dict[str, Any]) -> dict[tuple[str, str], list[str]]:
+    """The statuses an OpenAPI ``document`` lists for each operation, by (method, path)."""
+    return {
+        (method, path): sorted(operation["responses"])
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+    }
+
+
+def _schema_keys(document: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    """The properties of ``schema`` (``$ref`` followed), each with its own."""
+    while "$ref" in schema:
+        target: Any = document
+        for step in schema["$ref"].removeprefix("#/").split("/"):
+            target = target[step]
+        schema = target
+    return {name: _schema_keys(document, field) for name, field in schema.get("properties", {}).items()}
