@@ -7,6 +7,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
@@ -14,7 +15,9 @@ from cookbook_data.jobs import RESOLVED_CONFIG
 from cookbook_data.records import read_records
 from cookbook_data.schemas import ItemError, ScoreRecord, VideoSample
 from cookbook_data.testing import VideoSet
+from cookbook_infer.testing.backends import FixedAnswers
 from cookbook_infer.testing.pytest_plugin import TinyCheckpoints
+from cookbook_infer.testing.servers import serving
 from cookbook_reward.health import ADDRESS_FILE_ENV
 from cookbook_reward.testing import straight_drive
 
@@ -154,6 +157,56 @@ def test_verify_trajectory_goes_on_past_a_file_it_cannot_judge(tmp_path: Path) -
     assert second["file"] == str(good) and second["passed"] is True
 
 
+def test_verify_trajectory_checks_each_trajectory_of_a_batch_file(tmp_path: Path) -> None:
+    plans, good = tmp_path / "plans.npy", tmp_path / "good.json"
+    np.save(plans, np.array([straight_drive(10.0), straight_drive(10.0, brake_at=20)]))
+    good.write_text(json.dumps(straight_drive(10.0)))
+    short = {"x": [0, 1, 2], "y": [0, 0, 0]}
+    keyed = tmp_path / "keyed.json"
+    keyed.write_text(json.dumps({"trajectories": [short, {"x": [p[0] for p in straight_drive(5.0)], "y": [0] * 64}]}))
+
+    result = cli("verify-trajectory", str(plans), str(keyed), str(good))
+
+    assert result.returncode == 1
+    assert f"{plans}[0]: reward 1.000 (passed)" in result.stdout
+    assert f"{plans}[1]: reward 0.750 (failed)" in result.stdout
+    assert f"{keyed}[0]: cannot be judged: a trajectory needs at least 4 waypoints" in result.stderr
+    assert f"{keyed}[1]: reward 1.000 (passed)" in result.stdout
+    assert f"{good}: reward 1.000 (passed)" in result.stdout
+    as_json = [
+        json.loads(line) for line in cli("verify-trajectory", str(keyed), str(good), "--json").stdout.splitlines()
+    ]
+    assert [(r["file"], r.get("index"), r.get("passed")) for r in as_json] == [
+        (str(keyed), 0, None),
+        (str(keyed), 1, True),
+        (str(good), None, True),
+    ]
+    assert "at least 4 waypoints" in as_json[0]["error"]
+
+
+def test_score_refuses_a_waypoint_file_of_several_trajectories_by_their_count(tmp_path: Path) -> None:
+    np.save(tmp_path / "plans.npy", np.array([straight_drive(10.0)] * 3))
+    manifest = write_manifest(
+        tmp_path / "m.jsonl", [VideoSample(id="a", path="/a.mp4", metadata={"trajectory": "plans.npy"})]
+    )
+
+    result = cli("score", str(manifest), "--out", str(tmp_path / "s.jsonl"), "--scorer", "trajectory")
+
+    assert result.returncode == 1
+    [error] = read_records(tmp_path / "s.errors.jsonl", ItemError)
+    assert f"{tmp_path / 'plans.npy'}: holds 3 trajectories where one is expected" in error.message
+
+
+def test_verify_trajectory_takes_a_mistyped_derivative_for_a_usage_error(tmp_path: Path) -> None:
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(straight_drive(10.0)))
+
+    result = cli("verify-trajectory", str(good), "--derivative", "savitzky")
+
+    assert result.returncode == 2  # 1 would read as a trajectory that failed its checks
+    assert "Invalid value for '--derivative': Input should be 'finite_difference' or 'savgol'" in result.stderr
+
+
 @pytest.mark.parametrize(
     ("name", "content", "reason"),
     [
@@ -224,6 +277,41 @@ def test_serve_refuses_an_empty_token_file_naming_it(tmp_path: Path) -> None:
     result = cli("serve", "--scorer", "trajectory", "--port", "0", "--token-file", str(empty), env=env)
     assert result.returncode == 1
     assert f"{empty}: the file is empty" in result.stderr
+
+
+def test_serve_takes_a_backend_for_its_scorer(tmp_path: Path) -> None:
+    args = ["serve", "--scorer", "likert", "--model", "judge", "--backend", "openai", "--port", "0"]
+    result = cli(*args, "--set", "scorer.base_url=http://127.0.0.1:9/v1")
+
+    assert result.returncode == 1  # refused by the scorer the backend reached, before any port is bound
+    assert "--scorer likert reads the answer token's probabilities, which an OpenAI-compatible server" in result.stderr
+
+
+def test_serve_judges_with_a_model_behind_an_openai_compatible_server(
+    synthetic_videos: VideoSet, tmp_path: Path
+) -> None:
+    address = tmp_path / "reward.url"
+    env = {**os.environ, ADDRESS_FILE_ENV: str(address)}
+    judge = FixedAnswers(answer="<answer>Approve</answer>")
+    video = synthetic_videos.good["h264_24fps"].path
+    with serving(judge, media_roots=[synthetic_videos.root]) as url:
+        args = ["serve", "--scorer", "critic", "--model", judge.model_id, "--backend", "openai", "--port", "0"]
+        args += ["--media-root", str(synthetic_videos.root), "--set", f"scorer.base_url={url}/v1"]
+        server = subprocess.Popen([sys.executable, "-m", "cookbook_reward", *args], env=env, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 120
+            while not address.exists():
+                assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            request = {"items": [{"video": str(video)}]}
+            answer = httpx.post(f"{address.read_text().strip()}/v1/score", json=request, timeout=60).json()
+        finally:
+            server.terminate()
+            server.communicate(timeout=60)
+
+    [result] = answer["results"]
+    assert (result["error"], result["score"]) == (None, 1.0)  # frames were not decoded and sent to the server
 
 
 def test_sigterm_stops_serve_cleanly_and_removes_the_address_file(tmp_path: Path) -> None:

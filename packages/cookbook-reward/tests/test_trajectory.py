@@ -18,7 +18,9 @@ from cookbook_reward.trajectory import (
     VerifierConfig,
     combine_with_verdict,
     compute_kinematics,
+    load_trajectories,
     load_trajectory,
+    trajectory_from_data,
     verify_trajectory,
 )
 
@@ -334,6 +336,57 @@ def test_load_errors_name_the_file(tmp_path: Path) -> None:
         with pytest.raises(TrajectoryError, match=re.escape(message)) as caught:
             load_trajectory(tmp_path / name)
         assert str(caught.value).startswith(f"{tmp_path / name}: ")
+
+
+BATCH = np.asarray([[[x, y] for x, y, _ in WAYPOINTS], [[x + 1, y * 2] for x, y, _ in WAYPOINTS]])
+"""Two trajectories of four waypoints, stacked: shape (2, 4, 2)."""
+WRITERS: dict[str, Callable[[Path], object]] = {
+    "objects.json": lambda p: p.write_text(json.dumps([{"x": t[:, 0].tolist(), "y": t[:, 1].tolist()} for t in BATCH])),
+    "pairs.json": lambda p: p.write_text(json.dumps(BATCH.tolist())),
+    "keyed.json": lambda p: p.write_text(json.dumps({"plans": BATCH.tolist()})),
+    "stacked.npy": lambda p: np.save(p, BATCH),
+    "stacked.npz": lambda p: np.savez(p, trajectories=BATCH),
+    "columns.npz": lambda p: np.savez(p, x=BATCH[..., 0], y=BATCH[..., 1], t=np.arange(4) * 0.5),
+}
+
+
+@pytest.mark.parametrize("name", WRITERS)
+def test_every_trajectory_of_a_batch_file_is_read_in_order(tmp_path: Path, name: str) -> None:
+    WRITERS[name](tmp_path / name)
+
+    entries = load_trajectories(tmp_path / name)
+
+    assert [index for index, _ in entries] == [0, 1]
+    first, second = (trajectory_from_data(data) for _, data in entries)
+    assert (first.x, first.y) == ([0, 1, 2, 3], [0, 0.1, 0.3, 0.6])
+    assert (second.x, second.y) == ([1, 2, 3, 4], [0, 0.2, 0.6, 1.2])
+    assert first.t == second.t == (None if name != "columns.npz" else [0, 0.5, 1.0, 1.5])  # a shared `t`: each
+
+
+@pytest.mark.parametrize("name", WRITERS)
+def test_a_single_trajectory_reader_refuses_a_batch_by_its_size(tmp_path: Path, name: str) -> None:
+    WRITERS[name](tmp_path / name)
+
+    with pytest.raises(TrajectoryError) as caught:
+        load_trajectory(tmp_path / name)
+
+    assert str(caught.value).startswith(f"{tmp_path / name}: holds 2 trajectories where one is expected")
+
+
+def test_a_batch_of_one_is_that_trajectory_and_a_single_file_no_batch(tmp_path: Path) -> None:
+    np.save(tmp_path / "one.npy", BATCH[:1])
+    (tmp_path / "single.json").write_text(json.dumps(WAYPOINTS))
+
+    assert load_trajectory(tmp_path / "one.npy").x == [0, 1, 2, 3]
+    [(index, data)] = load_trajectories(tmp_path / "single.json")
+    assert index is None and trajectory_from_data(data).heading == [0, 0.1, 0.2, 0.3]
+
+
+def test_batch_columns_of_unequal_counts_are_refused(tmp_path: Path) -> None:
+    np.savez(tmp_path / "ragged.npz", x=np.zeros((3, 5)), y=np.zeros((2, 5)))
+
+    with pytest.raises(TrajectoryError, match=re.escape("`y` holds 2 trajectories but `x` holds 3")):
+        load_trajectories(tmp_path / "ragged.npz")
 
 
 def _damaged_deflate(path: Path) -> None:

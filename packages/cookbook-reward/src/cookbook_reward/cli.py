@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -12,6 +12,9 @@ from cookbook_data.clikit import AddressOption, EngineOption, make_app, run_app
 from cookbook_data.engines import engine_options
 from cookbook_reward.health import ADDRESS_FILE_ENV
 from cookbook_reward.rewards import TOKEN_ENV
+
+if TYPE_CHECKING:
+    from cookbook_reward.trajectory import VerifierConfig
 
 app = make_app(
     "cookbook-reward",
@@ -28,20 +31,27 @@ ConfigOption = Annotated[
     Path | None, typer.Option("--config", exists=True, dir_okay=False, help="TOML file of settings.")
 ]
 SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a setting: key=value (repeatable).")]
+BackendOption = Annotated[
+    str | None,
+    typer.Option(help="transformers (default), vllm, or openai: an OpenAI-compatible server at the base_url setting."),
+]
+DeviceOption = Annotated[str | None, typer.Option(help="cpu, cuda, ... (default: cuda when available).")]
 
 
 @app.command("score")
 def score_command(
     manifest: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="VideoSample JSONL manifest.")],
-    out: Annotated[Path | None, typer.Option(help="ScoreRecord JSONL; a rerun skips ids already in it.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="ScoreRecord JSONL (required, here or in --config); a rerun skips ids in it.")
+    ] = None,
     scorer: ScorerOption = None,
     model: ModelOption = None,
     samples: Annotated[int | None, typer.Option(help="Answers drawn per video (needs temperature > 0).")] = None,
     reasoning: Annotated[bool | None, typer.Option(help="Ask for <think> reasoning (kept as the critique).")] = None,
     temperature: Annotated[float | None, typer.Option(help="Override the model preset; 0 for greedy.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Videos per model call (default 8).")] = None,
-    backend: Annotated[str | None, typer.Option(help="transformers (default) or vllm.")] = None,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda, ... (default: cuda when available).")] = None,
+    backend: BackendOption = None,
+    device: DeviceOption = None,
     fps: Annotated[float | None, typer.Option(help="Override the model's frames per second.")] = None,
     nframes: Annotated[int | None, typer.Option(help="Sample exactly this many frames.")] = None,
     engine: EngineOption = None,
@@ -103,7 +113,8 @@ def serve_command(
             exists=True, dir_okay=False, help=f"File holding the bearer token (${TOKEN_ENV}, when set, wins over it)."
         ),
     ] = None,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda, ... (default: cuda when available).")] = None,
+    backend: BackendOption = None,
+    device: DeviceOption = None,
     replicas: Annotated[int | None, typer.Option(min=1, help="Serve N replicas on a Ray cluster (Ray Serve).")] = None,
     min_replicas: Annotated[int | None, typer.Option(min=0, help="Autoscale on Ray Serve: fewest replicas.")] = None,
     max_replicas: Annotated[int | None, typer.Option(min=1, help="Autoscale on Ray Serve: most replicas.")] = None,
@@ -138,6 +149,7 @@ def serve_command(
     options = {
         "scorer.scorer": scorer,
         "scorer.model": model,
+        "scorer.backend": backend,
         "scorer.device": device,
         "service.media_roots": media_root,
         "service.host": host,
@@ -218,44 +230,78 @@ def verify_trajectory_command(
         list[Path], typer.Argument(exists=True, dir_okay=False, help="Waypoint files: .json, .npy or .npz.")
     ],
     derivative: Annotated[str, typer.Option(help="savgol (smoothed, as NAVSIM) or finite_difference.")] = "savgol",
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON report per file.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON report per trajectory.")] = False,
 ) -> None:
     """Check driving trajectories against the nuPlan/NAVSIM comfort limits (acceleration, jerk, yaw rate, ...).
 
     Prints per check the worst value, the limit, the margin (negative: exceeded) and pass/fail, then the
-    reward (the fraction of checks passed). A file that cannot be read or judged is reported with its reason
+    reward (the fraction of checks passed). A file holding several trajectories (a list of them, an object
+    whose only member is that list, arrays with a leading batch axis) has each checked and named FILE[i]
+    (with --json, "index": i). A file or trajectory that cannot be read or judged is reported with its reason
     and the others are still checked. Exits 1 when any trajectory fails a check or cannot be judged.
     """
-    from rich.table import Table
+    from pydantic import ValidationError
 
-    from cookbook_data.clikit import out_console
-    from cookbook_reward.trajectory import TrajectoryError, VerifierConfig, load_trajectory, verify_trajectory
+    from cookbook_reward.trajectory import TrajectoryError, VerifierConfig, load_trajectories
 
-    config = VerifierConfig.model_validate({"derivative": derivative})
+    try:
+        config = VerifierConfig.model_validate({"derivative": derivative})
+    except ValidationError as error:  # a mistyped option, not a trajectory that failed: exit 2 as for usage
+        raise typer.BadParameter(error.errors()[0]["msg"], param_hint="'--derivative'") from None
     failed = False
     for path in files:
         try:
-            report = verify_trajectory(load_trajectory(path), config)
+            entries = load_trajectories(path)
         except TrajectoryError as error:
+            _print_unjudged(path, None, str(error).removeprefix(f"{path}: "), as_json)
             failed = True
-            reason = str(error).removeprefix(f"{path}: ")
-            if as_json:
-                typer.echo(json.dumps({"file": str(path), "error": reason}))
-            else:
-                typer.echo(f"{path}: cannot be judged: {reason}", err=True)
             continue
-        failed |= not report.passed
-        if as_json:
-            typer.echo(json.dumps({"file": str(path), **report.model_dump(mode="json")}))
-            continue
-        table = Table("check", "worst value", "limit", "margin", "result", title=str(path))
-        for check in report.checks:
-            verdict = "pass" if check.passed else "FAIL"
-            table.add_row(check.name, f"{check.value:.3f}", f"{check.limit:.3f}", f"{check.margin:+.3f}", verdict)
-        out_console.print(table)
-        typer.echo(f"{path}: reward {report.reward:.3f} ({'passed' if report.passed else 'failed'})")
+        for index, data in entries:
+            failed |= not _verify_one(path, index, data, config, as_json)
     if failed:
         raise typer.Exit(1)
+
+
+def _verify_one(path: Path, index: int | None, data: object, config: VerifierConfig, as_json: bool) -> bool:
+    """Judge one trajectory of ``path`` (``index`` in its batch, None when it holds one) and print the report;
+    whether it passed every check."""
+    from rich.table import Table
+
+    from cookbook_data.clikit import out_console
+    from cookbook_reward.trajectory import TrajectoryError, trajectory_from_data, verify_trajectory
+
+    try:
+        report = verify_trajectory(trajectory_from_data(data), config)
+    except TrajectoryError as error:
+        _print_unjudged(path, index, str(error), as_json)
+        return False
+    if as_json:
+        typer.echo(json.dumps({**_where(path, index), **report.model_dump(mode="json")}))
+        return report.passed
+    name = _label(path, index)
+    table = Table("check", "worst value", "limit", "margin", "result", title=name)
+    for check in report.checks:
+        verdict = "pass" if check.passed else "FAIL"
+        table.add_row(check.name, f"{check.value:.3f}", f"{check.limit:.3f}", f"{check.margin:+.3f}", verdict)
+    out_console.print(table)
+    typer.echo(f"{name}: reward {report.reward:.3f} ({'passed' if report.passed else 'failed'})")
+    return report.passed
+
+
+def _print_unjudged(path: Path, index: int | None, reason: str, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps({**_where(path, index), "error": reason}))
+    else:
+        typer.echo(f"{_label(path, index)}: cannot be judged: {reason}", err=True)
+
+
+def _where(path: Path, index: int | None) -> dict[str, object]:
+    """The JSON report's ``file`` and, for a trajectory of a batch, its ``index``."""
+    return {"file": str(path)} if index is None else {"file": str(path), "index": index}
+
+
+def _label(path: Path, index: int | None) -> str:
+    return str(path) if index is None else f"{path}[{index}]"
 
 
 @app.command("filter")

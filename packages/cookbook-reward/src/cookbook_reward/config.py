@@ -85,7 +85,7 @@ class FilterConfig(Strict):
 
     manifest: Path = Field(description="VideoSample JSONL manifest of the generated videos.")
     scores: Path = Field(description="ScoreRecord JSONL from `cookbook-reward score`.")
-    out: Path = Field(description="Folder for kept.jsonl, rejected.jsonl, borderline.jsonl and unscored.jsonl.")
+    out: Path = Field(description="Folder for kept, surplus, borderline, rejected and unscored .jsonl manifests.")
     by: Literal["score", "expected_score"] = Field(
         default="score", description="Which number decides: the parsed score or the expected score."
     )

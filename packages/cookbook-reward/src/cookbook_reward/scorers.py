@@ -83,6 +83,9 @@ class AnswerScorer:
     expected: bool
     aggregate: Literal["mean", "mode"] = "mean"
     samples: int = 1
+    decodes: bool = True
+    """Whether videos are decoded here for the model; not for a model behind a server, which reads them itself
+    (and refuses frames sent to it)."""
 
     def __post_init__(self) -> None:
         if self.samples > 1 and self.predictor.sampling.temperature == 0:
@@ -92,7 +95,7 @@ class AnswerScorer:
         return {"scorer": self.kind, "samples": self.samples, **self.predictor.resolved()}
 
     def prepare(self, sample: Item) -> Item:
-        return self.predictor.prepare(sample)
+        return self.predictor.prepare(sample) if self.decodes else sample
 
     def score(self, samples: Sequence[Item]) -> list[ScoreRecord]:
         n = self.samples
@@ -391,6 +394,7 @@ def build_scorer(config: ScorerConfig, media_root: Path, backend: Backend | None
             question.expected,
             question.aggregate,
             config.samples,
+            decodes=config.local_model,
         )
 
     if config.scorer in QUESTIONS:

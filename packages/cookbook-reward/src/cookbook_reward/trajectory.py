@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal, Self, TypeGuard
 
 import numpy as np
 import numpy.typing as npt
@@ -193,11 +193,56 @@ class Kinematics:
 
 def trajectory_from_data(data: object) -> Trajectory:
     """A trajectory from decoded JSON: an object with `x`/`y`(/`heading`/`t`/`dt`) keys, a list of `[x, y]` or
-    `[x, y, heading]` waypoints, or a list of `{"x": .., "y": .., "t": ..}` objects."""
+    `[x, y, heading]` waypoints, or a list of `{"x": .., "y": .., "t": ..}` objects; or a batch (see
+    :func:`trajectory_batch`) holding exactly one of these. A sample, a request and an answer each hold one
+    trajectory, so a batch of several is refused by its size rather than by the fields it confuses."""
+    batch = trajectory_batch(data)
+    if batch is not None and len(batch) != 1:
+        raise TrajectoryError(
+            f"holds {len(batch)} trajectories where one is expected; `cookbook-reward verify-trajectory` checks "
+            "each trajectory of a file"
+        )
     try:
-        return Trajectory.model_validate(_columns(data))
+        return Trajectory.model_validate(_columns(data if batch is None else batch[0]))
     except ValidationError as error:
         raise TrajectoryError(describe_validation_error(error)) from None
+
+
+def trajectory_batch(data: object) -> list[object] | None:
+    """The trajectories of decoded data holding several, in order; None when it holds one trajectory.
+
+    A batch is a list of trajectories (objects with an `x` list, or lists of waypoints; a `.npy` array of shape
+    (N, T, 2|3) reads as one), an object whose only member is such a list (`{"trajectories": [...]}`, or an
+    `.npz` holding one such array), or columns with a leading batch axis (`x`, `y`, `heading`, `t` of shape
+    (N, T); a member without that axis, such as `t` of shape (T,) or `dt`, is shared by all N)."""
+    if isinstance(data, list) and data and all(_is_trajectory(item) for item in data):
+        return list(data)
+    if isinstance(data, dict) and _is_nested(data.get("x")):
+        return _split_columns(data)
+    if isinstance(data, dict) and len(data) == 1:
+        [member] = data.values()
+        return trajectory_batch(member) if isinstance(member, list) else None
+    return None
+
+
+def _is_trajectory(item: object) -> bool:
+    """Whether a list member is a whole trajectory (columns, or a list of waypoints) rather than a waypoint."""
+    return (isinstance(item, dict) and isinstance(item.get("x"), list)) or _is_nested(item)
+
+
+def _is_nested(value: object) -> TypeGuard[list[list[object]]]:
+    """A non-empty list of lists: the waypoints of one trajectory, or a column with a batch axis."""
+    return isinstance(value, list) and bool(value) and all(isinstance(inner, list) for inner in value)
+
+
+def _split_columns(columns: dict[str, object]) -> list[object]:
+    """Columns of shape (N, T) split into N trajectories; members without the batch axis go to each."""
+    batched = {name: value for name, value in columns.items() if _is_nested(value)}
+    count = len(batched["x"])
+    for name, value in batched.items():
+        if len(value) != count:
+            raise TrajectoryError(f"`{name}` holds {len(value)} trajectories but `x` holds {count}")
+    return [{**columns, **{name: value[index] for name, value in batched.items()}} for index in range(count)]
 
 
 def _columns(data: object) -> object:
@@ -217,11 +262,24 @@ def _columns(data: object) -> object:
 
 def load_trajectory(path: Path) -> Trajectory:
     """Read a trajectory from JSON (any form :func:`trajectory_from_data` takes), a `.npy` array of shape
-    (N, 2) or (N, 3) holding x, y[, heading], or a `.npz` archive with arrays named x, y[, heading, t]."""
+    (N, 2) or (N, 3) holding x, y[, heading], or a `.npz` archive with arrays named x, y[, heading, t]; a file
+    holding a batch of several (see :func:`trajectory_batch`) is refused."""
     try:
         return trajectory_from_data(_read(path))
     except TrajectoryError as error:
         raise TrajectoryError(f"{path}: {error}") from None
+
+
+def load_trajectories(path: Path) -> list[tuple[int | None, object]]:
+    """The trajectories of a waypoint file as decoded data for :func:`trajectory_from_data`, each with its
+    index in the file's batch: ``[(None, data)]`` for a file of one trajectory. Reading them apart lets a
+    caller judge every trajectory of a batch and report a broken one by its index."""
+    try:
+        data = _read(path)
+        batch = trajectory_batch(data)
+    except TrajectoryError as error:
+        raise TrajectoryError(f"{path}: {error}") from None
+    return [(None, data)] if batch is None else list(enumerate(batch))
 
 
 def _read(path: Path) -> object:
@@ -259,10 +317,13 @@ def _read_numpy(path: Path) -> object:
     return _waypoint_array(loaded)
 
 
-def _waypoint_array(array: FloatArray) -> dict[str, object]:
-    if array.ndim != 2 or array.shape[1] not in (2, 3):
-        raise TrajectoryError(f"expected an array of shape (N, 2) or (N, 3), got {array.shape}")
-    return {name: column.tolist() for name, column in zip(WAYPOINT_COLUMNS, array.T, strict=False)}
+def _waypoint_array(array: FloatArray) -> object:
+    """The array as the JSON form it mirrors: a list of ``[x, y(, heading)]`` waypoints, or a list of those."""
+    if array.ndim not in (2, 3) or array.shape[-1] not in (2, 3):
+        raise TrajectoryError(
+            f"expected an array of shape (N, 2) or (N, 3), or (B, N, 2|3) for B trajectories, got {array.shape}"
+        )
+    return array.tolist()
 
 
 Differentiate = Callable[[FloatArray, int], FloatArray]
