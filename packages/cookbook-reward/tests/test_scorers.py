@@ -208,6 +208,25 @@ def test_scorers_reading_probabilities_refuse_a_chat_completion_server_up_front(
         build_scorer(config, Path("/"))
 
 
+@pytest.mark.parametrize(
+    ("settings", "refused"),
+    [
+        ({"scorer": "yesno", "model": "m", "samples": 4, "temperature": 0.6}, "samples"),
+        ({"scorer": "yesno", "model": "m", "reasoning": True}, "reasoning"),
+        ({"scorer": "trajectory", "samples": 2, "temperature": 0.6, "reasoning": True}, "samples, reasoning"),
+    ],
+)
+def test_settings_of_drawn_answers_are_refused_by_a_scorer_that_draws_none(
+    settings: dict[str, object], refused: str
+) -> None:
+    with pytest.raises(ValueError, match=f"{refused}: the {settings['scorer']} scorer draws no answers"):
+        ScorerConfig.model_validate(settings)
+    # the defaults, given or not, and the scorers that do draw answers take them
+    ScorerConfig.model_validate({"scorer": settings["scorer"], "model": settings.get("model"), "samples": 1})
+    ScorerConfig.model_validate({**settings, "scorer": "likert", "model": "m"})
+    ScorerConfig.model_validate({**settings, "scorer": "trajectory", "model": "m"})
+
+
 def test_expected_value_weights_each_score_by_its_probability() -> None:
     assert expected_value({"1": 0.0, "2": 0.5, "3": 0.0, "4": 0.5, "5": 0.0}) == 3.0
 

@@ -61,7 +61,26 @@ class ScorerConfig(PredictorConfig):
             raise ValueError("task: chosen by the scorer; set `scorer` instead")
         if self.model is None and self.scorer not in MODEL_FREE_SCORERS:
             raise ValueError(f"model: the {self.scorer} scorer needs a model (hub id or checkpoint folder)")
+        if self.scorer == "yesno" or self.model is None:
+            self._refuse_answer_settings(
+                "it reads P(Yes/No) from one forward pass" if self.model is not None else "it has no model"
+            )
         return self
+
+    def _refuse_answer_settings(self, why: str) -> None:
+        """Refuse the settings of drawn answers on a scorer that draws none: they would be recorded in the resolved
+        config as if they had shaped the scores."""
+        given = [
+            name
+            for name in ("samples", "reasoning")
+            if name in self.model_fields_set and getattr(self, name) != type(self).model_fields[name].default
+        ]
+        if given:
+            raise ValueError(
+                f"{', '.join(given)}: the {self.scorer} scorer draws no answers ({why}); "
+                "they apply to the scorers that ask the model (likert, critic, adherence, rule, videophy2, "
+                "trajectory with a model)"
+            )
 
 
 class ScoreConfig(ScorerConfig):
