@@ -168,6 +168,11 @@ def test_a_long_run_in_a_choice_is_read_in_linear_time(answer: str, expected: st
         ("Answer:\nD", "D"),
         ("B\n\nBecause the ball falls into the cup.", "B"),
         ("Answer: I think it is B", None),
+        ("**Answer: B**", "B"),
+        ("*Answer: B*", "B"),
+        ("__Answer: B__", "B"),
+        ("i.e the cup tips over", None),
+        ("e.g, the cup", None),
         ("Answers differ", None),
     ],
 )
