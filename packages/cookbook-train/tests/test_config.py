@@ -70,6 +70,7 @@ def test_every_shipped_recipe_renders_a_config_cosmos_rl_accepts(path: Path) -> 
         'quote"',
         "tab\tline\nfeed",
         "soft\u00ad\u0085",
+        "line\nthen \\u00e9 and C:\\users",
     ],
 )
 def test_strings_reach_cosmos_rl_as_written(awkward: str) -> None:
@@ -80,6 +81,13 @@ def test_strings_reach_cosmos_rl_as_written(awkward: str) -> None:
     # cosmos-rl reads its config with the toml package; any TOML 1.0 reader must read the same.
     assert toml.loads(text) == rendered
     assert tomllib.loads(text) == rendered
+
+
+def test_a_string_cosmos_rl_would_misread_is_refused_when_planned() -> None:
+    rendered = render(load_recipe(recipe("reason1_videophy2_sft.toml")))
+    rendered["custom"]["cookbook"]["model"] = "esc\x1b then \\u00e9"  # the toml package's reader refuses this
+    with pytest.raises(RenderError, match="cosmos-rl's TOML reader"):
+        to_toml(rendered)
 
 
 def test_the_grpo_recipe_is_the_published_one() -> None:

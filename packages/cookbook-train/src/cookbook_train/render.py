@@ -279,8 +279,18 @@ def validate_rendered(rendered: Mapping[str, Any]) -> Any:
         raise RenderError(f"cosmos-rl rejects the config: {error}") from None
 
 
-_TOML_ESCAPES = {ord("\\"): "\\\\", ord('"'): '\\"', **{code: f"\\u{code:04x}" for code in (*range(0x20), 0x7F)}}
-"""Backslash, quote and the control characters TOML forbids raw in a basic string, with their escapes."""
+_TOML_ESCAPES = {
+    ord("\\"): "\\\\",
+    ord('"'): '\\"',
+    **{code: f"\\u{code:04x}" for code in (*range(0x20), 0x7F)},
+    **{
+        ord(char): escape
+        for char, escape in (("\b", "\\b"), ("\t", "\\t"), ("\n", "\\n"), ("\f", "\\f"), ("\r", "\\r"))
+    },
+}
+"""Backslash, quote and the control characters TOML forbids raw in a basic string, with their escapes: the short
+ones where TOML has one (the ``toml`` package's reader misreads a ``\\u`` escape followed by a literal ``\\u``
+in one string, so the common ones avoid it)."""
 
 
 def _basic_string(text: str) -> str:
@@ -293,10 +303,20 @@ def _basic_string(text: str) -> str:
 
 def to_toml(rendered: Mapping[str, Any]) -> str:
     """The rendered config as TOML text, in the form ``cosmos-rl --config`` reads (it reads with the ``toml``
-    package, so that package writes the text; only its strings are written by :func:`_basic_string`)."""
+    package, so that package writes the text; only its strings are written by :func:`_basic_string`). Read back
+    with that reader before it is written, so what cosmos-rl would misread is refused here, not at its start."""
     import toml
 
     encoder = toml.TomlEncoder()
     encoder.dump_funcs[str] = _basic_string
     text: str = toml.dumps(dict(rendered), encoder=encoder)
+    try:
+        read_back = toml.loads(text)
+    except toml.TomlDecodeError:
+        read_back = None
+    if read_back != rendered:
+        raise RenderError(
+            "cosmos-rl's TOML reader (the toml package) would not read the rendered config as written: a string or "
+            "key holds characters it mishandles (a control character such as ESC followed by a literal \\u)"
+        )
     return text
