@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from cookbook_data.prompts import load_prompt, shipped_prompts
+from cookbook_data.prompts import load_prompt, shipped_prompts, template_file
 
 PUBLISHED = {
     # File SHA-256 of the texts the published recipes were trained and evaluated with.
@@ -55,6 +55,17 @@ def test_a_user_template_file_is_loaded_by_path(tmp_path: Path) -> None:
         "Describe the video in detail.\n",
     )
     assert template.version == hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+
+def test_a_folder_named_as_a_shipped_template_does_not_hide_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "caption").mkdir()
+    assert template_file("caption") is None
+    assert load_prompt("caption").name == "caption"
+    (tmp_path / "mine").write_text("user_prompt: Describe it.\n")  # a file is a template, whatever its suffix
+    assert template_file("mine") == Path("mine")
 
 
 def test_bad_templates_are_refused_naming_the_file_and_field(tmp_path: Path) -> None:

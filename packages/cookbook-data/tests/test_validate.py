@@ -237,6 +237,23 @@ def test_a_repeated_id_whose_video_was_missing_is_checked_again(tmp_path: Path, 
     assert quarantined == [("x", "DuplicateId")]  # the input still repeats x; its missing file is found
 
 
+def test_a_row_holding_nan_or_infinity_is_not_taken_for_a_changed_one(
+    tmp_path: Path, synthetic_videos: VideoSet, caplog: pytest.LogCaptureFixture
+) -> None:
+    shutil.copy(synthetic_videos.good["h264_24fps"].path, tmp_path / "clip.mp4")
+    broken = json.dumps(str(synthetic_videos.broken["empty"]))
+    rows = [  # as json.dumps writes a missing value; the outputs hold null for them
+        '{"id": "nan", "path": "clip.mp4", "labels": {"pc": NaN}}',
+        '{"id": "inf", "path": "clip.mp4", "caption": "x", "metadata": {"score": 1e400}}',
+        '{"id": "broken", "path": ' + broken + ', "labels": {"pc": -Infinity}}',
+    ]
+    config = ValidateConfig(manifest=write_manifest(tmp_path / "m.jsonl", rows))
+    validate_manifest(config, progress=False)
+    with caplog.at_level(logging.WARNING, logger="cookbook_data.validate"):
+        report = validate_manifest(config, progress=False)
+    assert (report.succeeded, report.failed, report.skipped, caplog.records) == (0, 0, 3, [])
+
+
 def test_a_rerun_checks_again_the_rows_changed_since_they_were_checked(
     tmp_path: Path, synthetic_videos: VideoSet, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -21,6 +21,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import pydantic_core
 from pydantic import Field, JsonValue, ValidationError
 
 from cookbook_data.engines import EngineConfig, LocalEngineConfig
@@ -180,10 +181,17 @@ def _resolved(config: ValidateConfig, path: str) -> Path:
 
 
 def _without_facts(sample: VideoSample) -> dict[str, Any]:
-    """A sample as a row gives it, without the facts a validation adds (the row may hold an earlier one's)."""
-    record = sample.model_dump(mode="json")
+    """A sample as its valid record holds it once written (NaN and infinities as null), without the facts a
+    validation adds (the row may hold an earlier one's)."""
+    record: dict[str, Any] = json.loads(sample.model_dump_json())
     record["metadata"].pop(PROBE_KEY, None)
     return record
+
+
+def _as_written(value: Any) -> Any:
+    """``value`` as it reads back from the outputs: records are written with NaN and infinities as null, so a row
+    holding one compares equal to its own record."""
+    return json.loads(pydantic_core.to_json(value, inf_nan_mode="null"))
 
 
 def _as_valid(config: ValidateConfig, text: str) -> dict[str, Any] | None:
@@ -220,7 +228,7 @@ def _changed_since(config: ValidateConfig, conflicts: Mapping[str, str]) -> list
         if key in records:
             if _as_valid(config, text) != records[key]:
                 changed.append(key)
-        elif key in quarantined and _original(text) != quarantined[key]:
+        elif key in quarantined and _as_written(_original(text)) != quarantined[key]:
             changed.append(key)
     return changed
 

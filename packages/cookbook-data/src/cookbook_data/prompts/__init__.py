@@ -120,9 +120,10 @@ def _parse(name: str, source: str, data: bytes) -> PromptTemplate:
 
 
 def template_file(name_or_path: str | Path) -> Path | None:
-    """The file a user's template is read from, or None when ``name_or_path`` names a shipped template."""
+    """The file a user's template is read from, or None when ``name_or_path`` names a shipped template (a folder
+    of that name in the working directory does not hide it)."""
     path = Path(name_or_path)
-    return path if path.suffix in {".yaml", ".yml"} or path.exists() else None
+    return path if path.suffix in {".yaml", ".yml"} or path.is_file() else None
 
 
 def load_prompt(name_or_path: str | Path) -> PromptTemplate:
