@@ -382,6 +382,19 @@ def test_a_batch_of_one_is_that_trajectory_and_a_single_file_no_batch(tmp_path: 
     assert index is None and trajectory_from_data(data).heading == [0, 0.1, 0.2, 0.3]
 
 
+@pytest.mark.parametrize("failed_plan", [None, [], {"x": None, "y": None}])
+def test_a_failed_plan_in_a_batch_is_refused_alone(tmp_path: Path, failed_plan: object) -> None:
+    plans = [{"x": t[:, 0].tolist(), "y": t[:, 1].tolist()} for t in BATCH]
+    (tmp_path / "plans.json").write_text(json.dumps({"plans": [*plans, failed_plan]}))
+
+    entries = load_trajectories(tmp_path / "plans.json")
+
+    assert [index for index, _ in entries] == [0, 1, 2]
+    assert [trajectory_from_data(data).x for _, data in entries[:2]] == [[0, 1, 2, 3], [1, 2, 3, 4]]
+    with pytest.raises(TrajectoryError):
+        trajectory_from_data(entries[2][1])
+
+
 def test_batch_columns_of_unequal_counts_are_refused(tmp_path: Path) -> None:
     np.savez(tmp_path / "ragged.npz", x=np.zeros((3, 5)), y=np.zeros((2, 5)))
 

@@ -215,8 +215,8 @@ def trajectory_batch(data: object) -> list[object] | None:
     (N, T, 2|3) reads as one), an object whose only member is such a list (`{"trajectories": [...]}`, or an
     `.npz` holding one such array), or columns with a leading batch axis (`x`, `y`, `heading`, `t` of shape
     (N, T); a member without that axis, such as `t` of shape (T,) or `dt`, is shared by all N)."""
-    if isinstance(data, list) and data and all(_is_trajectory(item) for item in data):
-        return list(data)
+    if isinstance(data, list) and any(map(_is_trajectory, data)) and not any(map(_is_waypoint, data)):
+        return list(data)  # a member that is neither (a failed plan written as null) is judged, and refused, alone
     if isinstance(data, dict) and _is_nested(data.get("x")):
         return _split_columns(data)
     if isinstance(data, dict) and len(data) == 1:
@@ -228,6 +228,13 @@ def trajectory_batch(data: object) -> list[object] | None:
 def _is_trajectory(item: object) -> bool:
     """Whether a list member is a whole trajectory (columns, or a list of waypoints) rather than a waypoint."""
     return (isinstance(item, dict) and isinstance(item.get("x"), list)) or _is_nested(item)
+
+
+def _is_waypoint(item: object) -> bool:
+    """Whether a list member is one waypoint (``[x, y]``, ``{"x": 1.0, ...}``), making the list one trajectory."""
+    if isinstance(item, dict):
+        return isinstance(item.get("x"), int | float)
+    return isinstance(item, list) and bool(item) and all(isinstance(value, int | float) for value in item)
 
 
 def _is_nested(value: object) -> TypeGuard[list[list[object]]]:
