@@ -205,6 +205,27 @@ def test_item_failures_carry_a_reason_and_details(tmp_path: Path) -> None:
     assert (error.error_type, error.message, error.details) == ("too_short", "s2 lasts 0.1 s", {"line": 3})
 
 
+def test_text_utf8_cannot_hold_fails_its_item_not_the_job(tmp_path: Path) -> None:
+    from cookbook_data.jobs import ItemFailure
+
+    def lone_surrogates(batch: list[int]) -> list[Prediction]:
+        if batch[0] == 2:  # a failure quoting its input, which holds the same text
+            raise ItemFailure("invalid_record", "s2: bad \ud800 row", {"row": "bad \ud800 row"})
+        text = "bad \ud800 text" if batch[0] == 1 else "fine"  # as json.loads gives a "\\ud800" escape
+        return [Prediction(sample_id=f"s{batch[0]}", model="m", raw_text=text)]
+
+    the_job = job(tmp_path, lone_surrogates)
+    report = run_job(the_job, [0, 1, 2, 3], progress=False)
+
+    assert (report.succeeded, report.failed) == (2, 2)
+    assert [record.sample_id for record in read_records(the_job.out, Prediction)] == ["s0", "s3"]
+    errors = {error.sample_id: error for error in read_records(the_job.errors, ItemError)}
+    assert errors["s1"].error_type == "unwritable_record"
+    assert errors["s1"].message.startswith("s1: its record cannot be written: ")
+    assert (errors["s2"].message, errors["s2"].details) == ("s2: bad \\ud800 row", {})  # escaped, row left out
+    assert run_job(the_job, [0, 1, 2, 3], progress=False).skipped == 2  # both files read back
+
+
 def test_final_failures_are_not_retried_when_the_job_says_so(tmp_path: Path) -> None:
     the_job = job(tmp_path, square)
     the_job.retry_failed = False

@@ -237,6 +237,22 @@ def test_a_repeated_id_whose_video_was_missing_is_checked_again(tmp_path: Path, 
     assert quarantined == [("x", "DuplicateId")]  # the input still repeats x; its missing file is found
 
 
+def test_a_row_whose_text_is_not_unicode_is_quarantined_and_the_others_validated(
+    tmp_path: Path, synthetic_videos: VideoSet
+) -> None:
+    shutil.copy(synthetic_videos.good["h264_24fps"].path, tmp_path / "clip.mp4")
+    rows = ['{"id": "a", "path": "clip.mp4", "caption": "half an emoji \\ud83d"}', sample_row("b", "clip.mp4")]
+    config = ValidateConfig(manifest=write_manifest(tmp_path / "m.jsonl", rows))
+
+    report = validate_manifest(config, progress=False)
+
+    assert (report.succeeded, report.failed) == (1, 1)
+    assert [sample.id for sample in read_records(config.valid_path(), VideoSample)] == ["b"]
+    [error] = read_records(config.quarantine_path(), ItemError)
+    assert (error.sample_id, error.error_type) == ("a", "invalid_record")
+    assert error.message.startswith(f"{config.manifest}:1: ")
+
+
 def test_a_row_holding_nan_or_infinity_is_not_taken_for_a_changed_one(
     tmp_path: Path, synthetic_videos: VideoSet, caplog: pytest.LogCaptureFixture
 ) -> None:

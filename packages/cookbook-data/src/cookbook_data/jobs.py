@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, JsonValue
+from pydantic_core import PydanticSerializationError
 
 from cookbook_data.cpus import threads_for
 from cookbook_data.engines import LocalEngineConfig, RayEngineConfig, require_ray
@@ -339,10 +340,20 @@ def _run_local_batch(job: Job[T, R], process: Process[T, R], batch: list[tuple[s
     return _run_batch(job.stage, process, ids, items)
 
 
+UNWRITABLE_RECORD = "unwritable_record"
+"""Error type of an item whose record cannot be written as UTF-8 JSON."""
+
+
+def _printable(text: str) -> str:
+    """``text`` with what UTF-8 cannot hold (lone surrogates) written as backslash escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class _Outputs(Generic[R]):
     """Writes outcomes to the records and errors files and keeps the report's counts."""
 
     def __init__(self, job: Job[Any, R], report: JobReport, advance: Callable[[int], None]) -> None:
+        self.job = job
         self.records = JsonlWriter(job.out, job.record_type)
         self.errors = JsonlWriter(job.errors, ItemError)
         self.earlier_records = job.out.stat().st_size
@@ -353,15 +364,36 @@ class _Outputs(Generic[R]):
 
     def write(self, outcomes: Iterable[R | ItemError]) -> None:
         for outcome in outcomes:
-            if isinstance(outcome, ItemError):
-                self.errors.write(outcome)
-                self.report.failed += 1
-                kind = outcome.error_type
-                self.report.failures_by_type[kind] = self.report.failures_by_type.get(kind, 0) + 1
-            else:
-                self.records.write(outcome)
+            failure = outcome if isinstance(outcome, ItemError) else self._write_record(outcome)
+            if failure is None:
                 self.report.succeeded += 1
+            else:
+                self._write_error(failure)
+                self.report.failed += 1
+                kind = failure.error_type
+                self.report.failures_by_type[kind] = self.report.failures_by_type.get(kind, 0) + 1
             self.advance(1)
+
+    def _write_record(self, record: R) -> ItemError | None:
+        """Write a record; None, or the failure of an item whose record cannot be written as UTF-8 JSON (text
+        holding a lone surrogate, ``\\ud800``, which JSON readers refuse): that item fails, the job goes on. A
+        record that fails is written as nothing: JSON lines are whole or absent."""
+        try:
+            self.records.write(record)
+        except PydanticSerializationError as error:
+            key = _printable(str(getattr(record, self.job.id_field, "?")))
+            message = f"{key}: its record cannot be written: {_printable(str(error))}"
+            return ItemError(sample_id=key, stage=self.job.stage, error_type=UNWRITABLE_RECORD, message=message)
+        return None
+
+    def _write_error(self, failure: ItemError) -> None:
+        """Record a failure; one whose own text cannot be written is recorded with that text escaped and without
+        its details (the row it quotes)."""
+        try:
+            self.errors.write(failure)
+        except PydanticSerializationError:
+            escaped = {"sample_id": _printable(failure.sample_id), "message": _printable(failure.message)}
+            self.errors.write(failure.model_copy(update={**escaped, "details": {}}))
 
     def close(self) -> None:
         self.records.close()
