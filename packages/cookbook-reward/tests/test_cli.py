@@ -287,6 +287,15 @@ def test_serve_takes_a_backend_for_its_scorer(tmp_path: Path) -> None:
     assert "--scorer likert reads the answer token's probabilities, which an OpenAI-compatible server" in result.stderr
 
 
+def _wait_for_address(server: subprocess.Popen[bytes], address: Path) -> None:
+    """Wait until ``serve`` writes its address file (its startup is over), failing with its stderr if it exits."""
+    deadline = time.monotonic() + 120
+    while not address.exists():
+        assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+
 def test_serve_judges_with_a_model_behind_an_openai_compatible_server(
     synthetic_videos: VideoSet, tmp_path: Path
 ) -> None:
@@ -299,11 +308,7 @@ def test_serve_judges_with_a_model_behind_an_openai_compatible_server(
         args += ["--media-root", str(synthetic_videos.root), "--set", f"scorer.base_url={url}/v1"]
         server = subprocess.Popen([sys.executable, "-m", "cookbook_reward", *args], env=env, stderr=subprocess.PIPE)
         try:
-            deadline = time.monotonic() + 120
-            while not address.exists():
-                assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+            _wait_for_address(server, address)
             request = {"items": [{"video": str(video)}]}
             answer = httpx.post(f"{address.read_text().strip()}/v1/score", json=request, timeout=60).json()
         finally:
@@ -320,11 +325,7 @@ def test_sigterm_stops_serve_cleanly_and_removes_the_address_file(tmp_path: Path
     args = ["serve", "--scorer", "trajectory", "--port", "0", "--media-root", str(tmp_path)]
     server = subprocess.Popen([sys.executable, "-m", "cookbook_reward", *args], env=env, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 120
-        while not address.exists():
-            assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        _wait_for_address(server, address)
     finally:
         server.terminate()  # SIGTERM, as `docker stop` and Kubernetes send
         _, stderr = server.communicate(timeout=60)
