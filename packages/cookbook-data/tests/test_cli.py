@@ -135,6 +135,21 @@ def test_a_set_value_read_as_json_is_taken_as_text_where_the_field_wants_text(tm
         resolve_config(BuildConfig, None, ["val_fraction=2"], options)
 
 
+def test_a_set_key_reaching_into_a_value_is_refused_naming_it(tmp_path: Path) -> None:
+    from cookbook_data.build import BuildConfig
+    from cookbook_data.clikit import resolve_config
+
+    config_file = tmp_path / "build.toml"
+    config_file.write_text('task = "critic"\n')
+    options = {"manifest": tmp_path / "m.jsonl", "out": tmp_path / "o"}
+    with pytest.raises(ValueError, match=r"^task.kind: task is a value \('critic'\), not a table of settings$"):
+        resolve_config(BuildConfig, config_file, ["task.kind=caption"], options)
+    # an option replacing the table a --set made would drop the --set without a word
+    with pytest.raises(ValueError, match=r"^--set out.name: out is given by an option .*, not a table of settings$"):
+        resolve_config(BuildConfig, None, ["out.name=x"], options)
+    assert resolve_config(BuildConfig, None, ["seed=3"], options).seed == 3
+
+
 def test_validate_prints_counts_per_reason(tmp_path: Path, synthetic_videos: VideoSet) -> None:
     manifest = tmp_path / "m.jsonl"
     manifest.write_text(

@@ -57,9 +57,7 @@ def test_a_user_template_file_is_loaded_by_path(tmp_path: Path) -> None:
     assert template.version == hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
-def test_a_folder_named_as_a_shipped_template_does_not_hide_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_folder_named_as_a_shipped_template_does_not_hide_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "caption").mkdir()
     assert template_file("caption") is None

@@ -74,11 +74,25 @@ def make_app(name: str, help: str) -> typer.Typer:
 
 
 def _assign(data: dict[str, Any], key: str, value: Any) -> None:
+    """Set the dotted ``key`` in ``data``, making its tables; a key reaching into a value that is not a table is
+    refused (``scorer.reasoning`` where ``scorer`` is the text ``likert``) rather than crashing or replacing it."""
     *parents, leaf = key.split(".")
     table = data
-    for parent in parents:
+    for depth, parent in enumerate(parents, start=1):
         table = table.setdefault(parent, {})
+        if not isinstance(table, dict):
+            where = ".".join(parents[:depth])
+            raise ValueError(f"{key}: {where} is a value ({table!r}), not a table of settings")
     table[leaf] = value
+
+
+def _refuse_hidden_sets(assignments: list[tuple[str, str]], options: dict[str, Any]) -> None:
+    """Refuse a ``--set`` into a table that an explicit option then replaces with a value: the option would drop
+    it without a word (``--set scorer.reasoning=true --scorer likert``)."""
+    for key, value in options.items():
+        hidden = [name for name, _ in assignments if value is not None and name.startswith(f"{key}.")]
+        if hidden:
+            raise ValueError(f"--set {hidden[0]}: {key} is given by an option ({value!r}), not a table of settings")
 
 
 def _read_value(raw: str) -> Any:
@@ -114,6 +128,8 @@ def resolve_config(model: type[C], config_file: Path | None, sets: list[str] | N
         if not sep or not key:
             raise ValueError(f"--set {assignment!r}: expected key=value")
         assignments.append((key, raw))
+
+    _refuse_hidden_sets(assignments, options)
 
     def layered(as_text: set[str]) -> dict[str, Any]:
         data = copy.deepcopy(base)
