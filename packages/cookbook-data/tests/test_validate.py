@@ -253,6 +253,37 @@ def test_a_row_whose_text_is_not_unicode_is_quarantined_and_the_others_validated
     assert error.message.startswith(f"{config.manifest}:1: ")
 
 
+def test_rows_holding_lone_surrogates_are_quarantined_and_checked_again_once_mended(
+    tmp_path: Path, synthetic_videos: VideoSet
+) -> None:
+    shutil.copy(synthetic_videos.good["h264_24fps"].path, tmp_path / "clip.mp4")
+    rows = [
+        '{"id": "a", "path": "clip.mp4", "caption": "half an emoji \\ud83d"}',  # quarantined without its row
+        '{"id": "b\\ud83d", "path": "clip.mp4"}',  # an id UTF-8 cannot hold
+        '{"id": "c", "path": "clip.mp4", "fps": "bad"}',
+        sample_row("d", "clip.mp4"),
+    ]
+    config = ValidateConfig(manifest=write_manifest(tmp_path / "m.jsonl", rows))
+    assert (validate_manifest(config, progress=False).failed, _valid_ids(config)) == (3, ["d"])
+
+    rows[0] = '{"id": "a", "path": "clip.mp4", "caption": "a whole emoji \\ud83d\\ude00"}'
+    rows[2] = '{"id": "c", "path": "clip.mp4", "caption": "half again \\ud83d"}'  # changed, still unreadable
+    write_manifest(config.manifest, rows)
+    report = validate_manifest(config, progress=False)
+
+    assert (report.succeeded, report.failed, _valid_ids(config)) == (1, 2, ["d", "a"])
+    # their lines could not keep the rows, so a change cannot be seen: they are checked on every run, one line each
+    for _ in range(2):
+        quarantine = [(e.sample_id, e.error_type) for e in read_records(config.quarantine_path(), ItemError)]
+        assert sorted(quarantine) == [("b\\ud83d", "invalid_record"), ("c", "invalid_record")]
+        report = validate_manifest(config, progress=False)
+        assert (report.skipped, report.failed) == (2, 2)
+
+
+def _valid_ids(config: ValidateConfig) -> list[str]:
+    return [sample.id for sample in read_records(config.valid_path(), VideoSample)]
+
+
 def test_a_row_holding_nan_or_infinity_is_not_taken_for_a_changed_one(
     tmp_path: Path, synthetic_videos: VideoSet, caplog: pytest.LogCaptureFixture
 ) -> None:

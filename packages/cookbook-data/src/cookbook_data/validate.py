@@ -190,8 +190,12 @@ def _without_facts(sample: VideoSample) -> dict[str, Any]:
 
 def _as_written(value: Any) -> Any:
     """``value`` as it reads back from the outputs: records are written with NaN and infinities as null, so a row
-    holding one compares equal to its own record."""
-    return json.loads(pydantic_core.to_json(value, inf_nan_mode="null"))
+    holding one compares equal to its own record. A value that cannot be written (a lone surrogate) is returned as
+    it is: no earlier record can equal it."""
+    try:
+        return json.loads(pydantic_core.to_json(value, inf_nan_mode="null"))
+    except pydantic_core.PydanticSerializationError:
+        return value
 
 
 def _as_valid(config: ValidateConfig, text: str) -> dict[str, Any] | None:
@@ -293,8 +297,10 @@ def _checked_again(ids: frozenset[str], record: dict[str, Any]) -> bool:
 
 def _retried(changed: frozenset[str], error: dict[str, Any]) -> bool:
     """Whether a quarantined row is checked again: its failure may have been mended outside the manifest (a
-    missing file downloaded, a conflicting copy removed), or the row changed since."""
-    return error.get("error_type") in _CHECKED_AGAIN or error.get("sample_id") in changed
+    missing file downloaded, a conflicting copy removed), the row changed since, or its line does not keep the
+    row (it could not be written), so a change could not be seen."""
+    kept_row = "row" in (error.get("details") or {})
+    return error.get("error_type") in _CHECKED_AGAIN or error.get("sample_id") in changed or not kept_row
 
 
 def validate_manifest(config: ValidateConfig, *, progress: bool | None = None) -> JobReport:
