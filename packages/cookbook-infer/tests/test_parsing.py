@@ -173,6 +173,9 @@ def test_a_long_run_in_a_choice_is_read_in_linear_time(answer: str, expected: st
         ("__Answer: B__", "B"),
         ("i.e the cup tips over", None),
         ("e.g, the cup", None),
+        ("U.S. troops", None),
+        ("B.The cup tips over.", "B"),
+        ("b.the cup", "B"),
         ("Answers differ", None),
     ],
 )

@@ -115,10 +115,13 @@ def parse_score(answer: str, low: int, high: int, *, fractions: bool = True) -> 
     return int(value) if value.is_integer() and low <= value <= high else None
 
 
-_CHOICE = re.compile(r"[*_]*(?:\((?P<paren>[A-Za-z])\)|(?P<letter>[A-Za-z])(?:[):,*_]|\.(?![A-Za-z])|$|[ \t]*[\r\n]))")
+_CHOICE = re.compile(
+    r"[*_]*(?:\((?P<paren>[A-Za-z])\)|(?P<letter>[A-Za-z])(?:[):,*_]|\.(?![A-Za-z](?![A-Za-z]))|$|[ \t]*[\r\n]))"
+)
 """An option letter at the start of an answer, after any emphasis: in parentheses, followed by ``)``, ``:``, ``,``
-or ``.`` (but not an abbreviation's dot, followed by a letter: "i.e", "E.g.", "U.S."), alone on its line, or
-followed by emphasis (``**B**``, ``**Answer: B**``: a single letter set in emphasis is an option, not a word)."""
+or ``.`` (but not an abbreviation's dot, followed by a single letter: "i.e", "E.g.", "U.S."; ``B.The cup`` is
+option B), alone on its line, or followed by emphasis (``**B**``, ``**Answer: B**``: a single letter set in
+emphasis is an option, not a word)."""
 _ANSWER_LABEL = re.compile(r"[*_]*answer[*_]*[ \t]*:[*_]*\s*", re.IGNORECASE)
 """An ``Answer:`` label before the option (``**Answer:** B``, ``answer: (c)``). Each part is a run of characters
 of its own kind, so a long run of any of them is matched in linear time."""
