@@ -1,5 +1,6 @@
 """Recipes are strict, and render into cosmos-rl configs that cosmos-rl's own classes accept as we mean them."""
 
+import math
 import shutil
 import time
 import tomllib
@@ -83,10 +84,20 @@ def test_strings_reach_cosmos_rl_as_written(awkward: str) -> None:
     assert tomllib.loads(text) == rendered
 
 
-def test_a_string_cosmos_rl_would_misread_is_refused_when_planned() -> None:
+def test_a_config_cosmos_rl_would_misread_is_refused_when_planned_naming_why() -> None:
     rendered = render(load_recipe(recipe("reason1_videophy2_sft.toml")))
+    rendered["train"]["optm_grad_norm_clip"] = float("nan")  # read back as NaN: no refusal
+    assert math.isnan(toml.loads(to_toml(rendered))["train"]["optm_grad_norm_clip"])
+    rendered["train"]["optm_betas"] = [0.9, 1]
+    with pytest.raises(RenderError, match=r"^cosmos-rl's TOML reader .* cannot read .*: Not a homogeneous array"):
+        to_toml(rendered)
+    rendered["train"]["optm_betas"] = [0.9, 0.999]
+    rendered["custom"]["no\u00a0break"] = 1  # the toml package writes this key as "noxa0break"
+    with pytest.raises(RenderError, match=r"^cosmos-rl's TOML reader .* would read custom\.no.*break otherwise"):
+        to_toml(rendered)
+    del rendered["custom"]["no\u00a0break"]
     rendered["custom"]["cookbook"]["model"] = "esc\x1b then \\u00e9"  # the toml package's reader refuses this
-    with pytest.raises(RenderError, match="cosmos-rl's TOML reader"):
+    with pytest.raises(RenderError, match=r"^cosmos-rl's TOML reader .* cannot read .*: Reserved escape sequence"):
         to_toml(rendered)
 
 

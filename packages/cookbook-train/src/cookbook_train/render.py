@@ -15,6 +15,7 @@ invariants after ``cosmos.extra`` was applied, and builds ``cosmos_rl.policy.con
 from __future__ import annotations
 
 import copy
+import math
 import types
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -310,13 +311,26 @@ def to_toml(rendered: Mapping[str, Any]) -> str:
     encoder = toml.TomlEncoder()
     encoder.dump_funcs[str] = _basic_string
     text: str = toml.dumps(dict(rendered), encoder=encoder)
+    reader = "cosmos-rl's TOML reader (the toml package)"
     try:
         read_back = toml.loads(text)
-    except toml.TomlDecodeError:
-        read_back = None
-    if read_back != rendered:
+    except toml.TomlDecodeError as error:
+        raise RenderError(f"{reader} cannot read the rendered config: {error}") from None
+    written, read = dotted_leaves(rendered), dotted_leaves(read_back)
+    if differing := [key for key in written.keys() | read.keys() if not _same(written.get(key), read.get(key))]:
         raise RenderError(
-            "cosmos-rl's TOML reader (the toml package) would not read the rendered config as written: a string or "
-            "key holds characters it mishandles (a control character such as ESC followed by a literal \\u)"
+            f"{reader} would read {min(differing)} otherwise than it was rendered: it mishandles some characters "
+            "(a control character such as ESC followed by a literal \\u, a no-break space in a key)"
         )
     return text
+
+
+def _same(written: Any, read: Any) -> bool:
+    """Whether a value reads back as it was written (NaN as NaN, within lists and tables too)."""
+    if isinstance(written, float) and isinstance(read, float) and math.isnan(written) and math.isnan(read):
+        return True
+    if isinstance(written, list) and isinstance(read, list):
+        return len(written) == len(read) and all(map(_same, written, read))
+    if isinstance(written, Mapping) and isinstance(read, Mapping):
+        return written.keys() == read.keys() and all(_same(written[key], read[key]) for key in written)
+    return bool(written == read)
