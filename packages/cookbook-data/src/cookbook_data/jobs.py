@@ -274,11 +274,11 @@ class ItemFailure(Exception):
 
 
 def _error(stage: str, item_id: str, error: BaseException) -> ItemError:
-    """The failure of one item; an id UTF-8 cannot hold (a lone surrogate) is recorded escaped."""
-    key = _printable(item_id)
     if isinstance(error, ItemFailure):
-        return ItemError(sample_id=key, stage=stage, error_type=error.reason, message=str(error), details=error.details)
-    return ItemError(sample_id=key, stage=stage, error_type=type(error).__name__, message=str(error) or repr(error))
+        return ItemError(
+            sample_id=item_id, stage=stage, error_type=error.reason, message=str(error), details=error.details
+        )
+    return ItemError(sample_id=item_id, stage=stage, error_type=type(error).__name__, message=str(error) or repr(error))
 
 
 def _process(stage: str, process: Process[T, R], batch: list[T]) -> list[R]:
@@ -439,7 +439,7 @@ def _pending(job: Job[T, R], items: Iterable[T], report: JobReport, resume: _Res
     seen: set[str] = set()
     for item in items:
         report.total += 1
-        key = _printable(job.item_id(item))  # as its record or failure can be written
+        key = _printable(job.item_id(item))  # the one place ids enter: as its record or failure can be written
         if key in seen:
             message = f"id {key!r} appears more than once in the input; later copies are not processed"
             resume.duplicates.append(

@@ -49,6 +49,8 @@ PROBE_KEY = "validate:video"
 valid manifest again replaces the facts an earlier validation wrote there."""
 _CHECKED_AGAIN = frozenset({"missing_file", "conflicting_id"})
 """Quarantine reasons a rerun checks again: the video may have appeared, the manifest been mended, since."""
+_RETRIED_ANYWAY = _CHECKED_AGAIN | {DUPLICATE_ID}
+"""Quarantine lines a rerun replaces whatever the row holds now, so no change of the row need be looked for."""
 
 log = logging.getLogger(__name__)
 
@@ -219,9 +221,10 @@ def _changed_since(config: ValidateConfig, conflicts: Mapping[str, str]) -> list
     )
     quarantined: dict[str, JsonValue] = {}
     if quarantine.exists():
-        for error in read_records(quarantine, ItemError):
-            if error.error_type not in _CHECKED_AGAIN | {DUPLICATE_ID} and "row" in error.details:
-                quarantined[error.sample_id] = error.details["row"]
+        settled = (error for error in read_records(quarantine, ItemError) if error.error_type not in _RETRIED_ANYWAY)
+        quarantined = {error.sample_id: error.details["row"] for error in settled if "row" in error.details}
+    if not records and not quarantined:
+        return []  # a first run: nothing was judged, so no row is read a second time
     changed: list[str] = []
     seen: set[str] = set()
     for number, text in _rows(config.manifest):
